@@ -1,0 +1,18 @@
+import type { JobHandlerRegistry } from './handlers/job-handler-registry.js';
+import type { JobQueue } from './job-queue.js';
+import type { ResolvedJobQueueOptions } from './options/job-queue-module-options.js';
+
+/**
+ * Picks the backend named by the options. Backends are loaded on demand, so an application on
+ * the in-memory backend never loads the Redis client.
+ */
+export async function createJobQueue(options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry): Promise<JobQueue> {
+  switch (options.backend) {
+    case 'memory': {
+      const { MemoryJobQueue } = await import('./memory/memory-job-queue.js');
+      return new MemoryJobQueue(options, handlers);
+    }
+    case 'bullmq':
+      throw new Error('The "bullmq" backend is not available in this build yet; use JOB_QUEUE_BACKEND=memory');
+  }
+}

@@ -1,0 +1,42 @@
+import { InvalidEventError } from './errors/invalid-event.error.js';
+import { RESERVED_EVENT_TYPES } from './job-event.js';
+
+const EVENT_TYPE_PATTERN = /^[A-Za-z0-9_.:-]{1,100}$/;
+
+/**
+ * Validates a handler event and returns its data as JSON text. Shared by both backends so that a
+ * handler gets the same {@link InvalidEventError} wherever it runs, and nothing bad is stored.
+ */
+export function encodeHandlerEvent(type: unknown, data: unknown, maxEventBytes: number): string {
+  if (typeof type !== 'string' || !EVENT_TYPE_PATTERN.test(type)) {
+    throw new InvalidEventError(
+      `Event type ${JSON.stringify(String(type).slice(0, 100))} must be 1 to 100 letters, digits, "_", ".", ":" or "-"`,
+    );
+  }
+  if ((RESERVED_EVENT_TYPES as readonly string[]).includes(type)) {
+    throw new InvalidEventError(`Event type "${type}" is reserved for the job lifecycle`);
+  }
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(data === undefined ? null : data);
+  } catch (error) {
+    throw new InvalidEventError(`Data of event "${type}" is not JSON-serializable: ${(error as Error).message}`, { cause: error });
+  }
+  if (json === undefined) throw new InvalidEventError(`Data of event "${type}" is not JSON-serializable`);
+  // Length in UTF-16 units bounds the UTF-8 size from below and above by 3x; measure only when close.
+  if (json.length * 3 > maxEventBytes && Buffer.byteLength(json) > maxEventBytes) {
+    throw new InvalidEventError(`Data of event "${type}" is ${Buffer.byteLength(json)} bytes, over maxEventBytes (${maxEventBytes})`);
+  }
+  return json;
+}
+
+/** Turns a handler's thrown value into the `{ message }` of a `failed` event. */
+export function errorMessageOf(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  if (typeof error === 'string') return error;
+  try {
+    return JSON.stringify(error) ?? String(error);
+  } catch {
+    return String(error);
+  }
+}

@@ -1,0 +1,133 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { JobQueueError } from '../errors/job-queue.error.js';
+import type { JobEventPage } from '../job-event.js';
+import { JobQueue, MAX_WAIT_MS, type JobAccessOptions } from '../job-queue.js';
+import { NDJSON_FORMAT, SSE_FORMAT, type EventStreamFormat } from './event-stream-format.js';
+import { parseEventQuery, type RawEventQuery } from './parse-event-query.js';
+
+/** Options of {@link JobEventStreamer.sse} and {@link JobEventStreamer.ndjson}. */
+export interface StreamEventsOptions extends JobAccessOptions {
+  /** Resume after this cursor; a `Last-Event-ID` request header wins over it (browsers send that on reconnect). */
+  after?: string;
+  /** Interval of SSE `: ping` comments while no event is written (default 15000 ms). */
+  heartbeatMs?: number;
+}
+
+/** Options of {@link JobEventStreamer.poll}: the raw query plus who asks. */
+export interface PollEventsOptions extends JobAccessOptions {
+  query: RawEventQuery;
+}
+
+const DEFAULT_HEARTBEAT_MS = 15_000;
+
+/**
+ * Serves a job's events over HTTP so that a controller is a few lines: long-polling pages, SSE
+ * and NDJSON streams, with resume, heartbeats, backpressure and cleanup when the client leaves.
+ *
+ * Errors known before the first byte (unknown job, bad cursor) are thrown as typed errors for the
+ * exception filter to map; errors after the stream began end the response, and the client
+ * resumes from the last id it saw.
+ */
+@Injectable()
+export class JobEventStreamer {
+  private readonly logger = new Logger('JobEventStreamer');
+
+  constructor(@Inject(JobQueue) private readonly queue: JobQueue) {}
+
+  /** One page of events for long-polling: `{ events, next, done }`. A wait ends when the client goes away. */
+  async poll(jobId: string, request: IncomingMessage, options: PollEventsOptions): Promise<JobEventPage> {
+    const query = parseEventQuery(options.query);
+    const abort = new AbortController();
+    const onClose = (): void => abort.abort();
+    request.once('close', onClose);
+    try {
+      return await this.queue.readEvents(jobId, { owner: options.owner, ...query, signal: abort.signal });
+    } finally {
+      request.off('close', onClose);
+    }
+  }
+
+  /** Streams as Server-Sent Events. Answers 204 when the cursor is already at the terminal event. */
+  sse(jobId: string, request: IncomingMessage, response: ServerResponse, options: StreamEventsOptions = {}): Promise<void> {
+    return this.stream(jobId, request, response, SSE_FORMAT, options);
+  }
+
+  /** Streams as NDJSON, one event object per line, ending after the terminal event. */
+  ndjson(jobId: string, request: IncomingMessage, response: ServerResponse, options: StreamEventsOptions = {}): Promise<void> {
+    return this.stream(jobId, request, response, NDJSON_FORMAT, options);
+  }
+
+  /** The cursor to resume from: `Last-Event-ID` if sent, else `after`. */
+  static resumeCursor(request: IncomingMessage, after?: string): string | undefined {
+    const header = request.headers['last-event-id'];
+    const lastEventId = Array.isArray(header) ? header[0] : header;
+    return lastEventId !== undefined && lastEventId !== '' ? lastEventId : after;
+  }
+
+  private async stream(
+    jobId: string,
+    request: IncomingMessage,
+    response: ServerResponse,
+    format: EventStreamFormat,
+    options: StreamEventsOptions,
+  ): Promise<void> {
+    const after = parseEventQuery({ after: JobEventStreamer.resumeCursor(request, options.after) }).after;
+    // The first read throws (404, 400) before anything is written, so the client gets a real status.
+    let page = await this.queue.readEvents(jobId, { owner: options.owner, after });
+    if (format.noContentWhenDone && page.done && page.events.length === 0) {
+      response.writeHead(204).end();
+      return;
+    }
+
+    const abort = new AbortController();
+    const onClose = (): void => abort.abort();
+    response.once('close', onClose);
+    response.writeHead(200, {
+      'Content-Type': format.contentType,
+      'Cache-Control': 'no-cache, no-transform',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    });
+    let lastWrite = Date.now();
+    const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    const heartbeat = format.heartbeat
+      ? setInterval(() => {
+          if (Date.now() - lastWrite >= heartbeatMs - 5 && response.writableLength === 0) response.write(format.heartbeat);
+        }, heartbeatMs)
+      : undefined;
+    heartbeat?.unref();
+
+    try {
+      if (format.preamble) response.write(format.preamble);
+      response.flushHeaders();
+      for (;;) {
+        if (page.events.length) {
+          lastWrite = Date.now();
+          if (!response.write(page.events.map(format.encode).join(''))) await this.drained(response, abort.signal);
+        }
+        if (page.done || abort.signal.aborted) break;
+        page = await this.queue.readEvents(jobId, { owner: options.owner, after: page.next, waitMs: MAX_WAIT_MS, signal: abort.signal });
+      }
+    } catch (error) {
+      // Headers are out; the client resumes from the last id it received.
+      if (!(error instanceof JobQueueError)) this.logger.error(`Event stream of job ${jobId} broke: ${(error as Error).message}`);
+    } finally {
+      if (heartbeat) clearInterval(heartbeat);
+      response.off('close', onClose);
+      if (!response.writableEnded) response.end();
+    }
+  }
+
+  private drained(response: ServerResponse, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        response.off('drain', done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      response.once('drain', done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}

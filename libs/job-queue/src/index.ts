@@ -1,0 +1,46 @@
+export { JobQueueModule } from './job-queue.module.js';
+export {
+  JobQueue,
+  START_CURSOR,
+  MAX_READ_LIMIT,
+  MAX_WAIT_MS,
+  type EnqueueOptions,
+  type JobAccessOptions,
+  type ReadEventsOptions,
+  type FollowOptions,
+  type CancelOptions,
+} from './job-queue.js';
+export { JOB_QUEUE_OPTIONS } from './job-queue.constants.js';
+export {
+  JOB_QUEUE_BACKENDS,
+  type JobQueueBackendName,
+  type JobQueueModuleOptions,
+  type JobQueueModuleAsyncOptions,
+  type ResolvedJobQueueOptions,
+} from './options/job-queue-module-options.js';
+export { validateJobQueueOptions } from './options/validate-job-queue-options.js';
+export { jobQueueOptionsFromEnv, type ConfigReader } from './options/job-queue-options-from-env.js';
+export { JobHandler } from './handlers/job-handler.decorator.js';
+export type { JobContext, JobHandlerFn } from './job-context.js';
+export {
+  TERMINAL_EVENT_TYPES,
+  RESERVED_EVENT_TYPES,
+  isTerminalEventType,
+  type JobEvent,
+  type JobEventPage,
+  type TerminalEventType,
+} from './job-event.js';
+export { isFinalState, type JobInfo, type JobState } from './job-info.js';
+export { JobQueueError } from './errors/job-queue.error.js';
+export { JobNotFoundError } from './errors/job-not-found.error.js';
+export { JobAlreadyFinishedError } from './errors/job-already-finished.error.js';
+export { UnknownJobNameError } from './errors/unknown-job-name.error.js';
+export { InvalidCursorError } from './errors/invalid-cursor.error.js';
+export { InvalidArgumentError } from './errors/invalid-argument.error.js';
+export { InvalidEventError } from './errors/invalid-event.error.js';
+export { EventLimitExceededError } from './errors/event-limit-exceeded.error.js';
+export { JobQueueUnavailableError } from './errors/job-queue-unavailable.error.js';
+export { InvalidJobQueueOptionsError } from './errors/invalid-options.error.js';
+export { JobEventStreamer, type StreamEventsOptions, type PollEventsOptions } from './http/job-event-streamer.js';
+export { JobQueueExceptionFilter, httpStatusOf } from './http/job-queue-exception.filter.js';
+export { parseEventQuery, type EventQuery, type RawEventQuery } from './http/parse-event-query.js';

@@ -1,0 +1,59 @@
+import { Module, type DynamicModule, type Provider } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { createJobQueue } from './create-job-queue.js';
+import { JobHandlerExplorer } from './handlers/job-handler-explorer.js';
+import { JobHandlerRegistry } from './handlers/job-handler-registry.js';
+import { JobEventStreamer } from './http/job-event-streamer.js';
+import { JOB_QUEUE_OPTIONS } from './job-queue.constants.js';
+import { JobQueue } from './job-queue.js';
+import type { JobQueueModuleAsyncOptions, JobQueueModuleOptions, ResolvedJobQueueOptions } from './options/job-queue-module-options.js';
+import { validateJobQueueOptions } from './options/validate-job-queue-options.js';
+
+const queueProvider: Provider = {
+  provide: JobQueue,
+  useFactory: (options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry) => createJobQueue(options, handlers),
+  inject: [JOB_QUEUE_OPTIONS, JobHandlerRegistry],
+};
+
+/**
+ * Provides {@link JobQueue} to the whole application (the module is global) and runs the
+ * `@JobHandler` methods of every provider.
+ *
+ * @example
+ * ```ts
+ * JobQueueModule.forRootAsync({
+ *   imports: [ConfigModule],
+ *   inject: [ConfigService],
+ *   useFactory: (config: ConfigService) => ({ backend: config.get('JOB_QUEUE_BACKEND', 'memory') }),
+ * })
+ * ```
+ */
+@Module({})
+export class JobQueueModule {
+  /** Static options, validated at start. */
+  static forRoot(options: JobQueueModuleOptions): DynamicModule {
+    return JobQueueModule.build({ provide: JOB_QUEUE_OPTIONS, useFactory: () => validateJobQueueOptions(options) }, []);
+  }
+
+  /** Options from a factory, typically reading `ConfigService`; validated at start. */
+  static forRootAsync(options: JobQueueModuleAsyncOptions): DynamicModule {
+    return JobQueueModule.build(
+      {
+        provide: JOB_QUEUE_OPTIONS,
+        useFactory: async (...args: never[]) => validateJobQueueOptions(await options.useFactory(...args)),
+        inject: options.inject ?? [],
+      },
+      options.imports ?? [],
+    );
+  }
+
+  private static build(optionsProvider: Provider, imports: NonNullable<JobQueueModuleAsyncOptions['imports']>): DynamicModule {
+    return {
+      module: JobQueueModule,
+      global: true,
+      imports: [DiscoveryModule, ...imports],
+      providers: [optionsProvider, JobHandlerRegistry, JobHandlerExplorer, queueProvider, JobEventStreamer],
+      exports: [JobQueue, JobEventStreamer, JOB_QUEUE_OPTIONS],
+    };
+  }
+}

@@ -1,0 +1,157 @@
+import { InvalidArgumentError } from './errors/invalid-argument.error.js';
+import type { JobEvent, JobEventPage } from './job-event.js';
+import type { JobInfo } from './job-info.js';
+import type { JobQueueBackendName } from './options/job-queue-module-options.js';
+
+/** Who may see a job. Omit `owner` only for trusted, system-level access (no ownership check). */
+export interface JobAccessOptions {
+  /** The caller's identity; a job enqueued by another owner is reported as not found. */
+  owner?: string;
+}
+
+/** Options of {@link JobQueue.enqueue}. */
+export interface EnqueueOptions {
+  /** The owner of the job; only this owner can read or cancel it through owner-checked calls. */
+  owner: string;
+  /** Attempts in all (1..100); defaults to the module's `defaultAttempts`. */
+  attempts?: number;
+  /** 1 (first) .. 2,097,152 (last); jobs without a priority go before prioritized ones. */
+  priority?: number;
+}
+
+/** Options of {@link JobQueue.readEvents}. */
+export interface ReadEventsOptions extends JobAccessOptions {
+  /** Return events after this cursor; omit (or `'0'`) to start at the first event. */
+  after?: string;
+  /** At most this many events (1..1000, default 1000). */
+  limit?: number;
+  /** When nothing is new and the job is not done, wait up to this long for the next event (0..30000 ms, default 0). */
+  waitMs?: number;
+  /** Ends a wait early (for example when the HTTP client goes away). */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link JobQueue.follow}. */
+export interface FollowOptions extends JobAccessOptions {
+  after?: string;
+  /** Stops the iteration (it then simply ends). */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link JobQueue.cancel}. */
+export interface CancelOptions extends JobAccessOptions {
+  /** Recorded in the `cancelled` event (default `"cancelled"`). */
+  reason?: string;
+}
+
+/** The first cursor: reading after it starts at the job's first event, on every backend. */
+export const START_CURSOR = '0';
+
+export const MAX_READ_LIMIT = 1000;
+export const MAX_WAIT_MS = 30_000;
+const MAX_PRIORITY = 2_097_152;
+const FOLLOW_WAIT_MS = MAX_WAIT_MS;
+
+function checkInteger(name: string, value: unknown, min: number, max: number): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+  }
+}
+
+/**
+ * The job queue: inject it into controllers and services (it is its own injection token).
+ *
+ * Both backends implement the same contract: every job's stream starts with `started` (again on
+ * each retry), carries the handler's events in order, and ends with exactly one of `completed`,
+ * `failed` or `cancelled`. Events stay readable until `retentionMs` after the job ended.
+ * Every method throws the typed errors of this library (`JobNotFoundError`, ...), never
+ * backend-specific ones.
+ */
+export abstract class JobQueue {
+  /** Which backend this is. */
+  abstract readonly backend: JobQueueBackendName;
+
+  /**
+   * Adds a job for the handler registered under `name`.
+   *
+   * @throws UnknownJobNameError when no handler has that name.
+   * @throws InvalidArgumentError when an option is out of range or `data` is not JSON.
+   */
+  async enqueue<TData = unknown>(name: string, data: TData, options: EnqueueOptions): Promise<JobInfo> {
+    if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError('name must be a non-empty string');
+    if (typeof options?.owner !== 'string' || options.owner.length === 0) {
+      throw new InvalidArgumentError('owner must be a non-empty string');
+    }
+    checkInteger('attempts', options.attempts, 1, 100);
+    checkInteger('priority', options.priority, 1, MAX_PRIORITY);
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(data ?? null);
+    } catch (error) {
+      throw new InvalidArgumentError(`data must be JSON-serializable: ${(error as Error).message}`);
+    }
+    if (json === undefined) throw new InvalidArgumentError('data must be JSON-serializable');
+    return this.addJob(name, json, options);
+  }
+
+  /**
+   * The job's current state.
+   *
+   * @throws JobNotFoundError when unknown, expired, or owned by someone else.
+   */
+  abstract getJob(id: string, options?: JobAccessOptions): Promise<JobInfo>;
+
+  /**
+   * Reads up to `limit` events after `after`; with `waitMs`, waits for the next event when none
+   * is there yet (long-poll). Reading a finished job replays its events until it expires.
+   *
+   * @throws JobNotFoundError, InvalidCursorError, InvalidArgumentError.
+   */
+  async readEvents(id: string, options: ReadEventsOptions = {}): Promise<JobEventPage> {
+    checkInteger('limit', options.limit, 1, MAX_READ_LIMIT);
+    checkInteger('waitMs', options.waitMs, 0, MAX_WAIT_MS);
+    return this.readEventPage(id, {
+      ...options,
+      after: options.after === undefined || options.after === '' ? START_CURSOR : options.after,
+      limit: options.limit ?? MAX_READ_LIMIT,
+      waitMs: options.waitMs ?? 0,
+    });
+  }
+
+  /**
+   * Follows a job's events as an async iterable that ends after the terminal event (or when
+   * `signal` aborts). Resumes after `after`. The job is checked before the first event, so an
+   * unknown id throws on the first `next()`.
+   */
+  async *follow(id: string, options: FollowOptions = {}): AsyncGenerator<JobEvent, void, undefined> {
+    let after = options.after;
+    for (;;) {
+      if (options.signal?.aborted) return;
+      const page = await this.readEvents(id, { ...options, after, waitMs: FOLLOW_WAIT_MS });
+      for (const event of page.events) yield event;
+      if (page.done) return;
+      after = page.next;
+    }
+  }
+
+  /**
+   * Cancels a queued or running job, from any instance: a queued job never runs, a running
+   * handler's `signal` fires, and the stream ends with `cancelled`.
+   *
+   * @throws JobNotFoundError, JobAlreadyFinishedError.
+   */
+  abstract cancel(id: string, options?: CancelOptions): Promise<JobInfo>;
+
+  /** Resolves when the backend can serve requests. @throws JobQueueUnavailableError */
+  abstract checkHealth(): Promise<void>;
+
+  /** Stores a validated job; `data` is its JSON text. */
+  protected abstract addJob(name: string, data: string, options: EnqueueOptions): Promise<JobInfo>;
+
+  /** Reads a page once options are validated and defaulted. */
+  protected abstract readEventPage(
+    id: string,
+    options: ReadEventsOptions & { after: string; limit: number; waitMs: number },
+  ): Promise<JobEventPage>;
+}

@@ -1,0 +1,238 @@
+import { randomUUID } from 'node:crypto';
+import { Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { encodeHandlerEvent, errorMessageOf } from '../encode-event.js';
+import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
+import { InvalidCursorError } from '../errors/invalid-cursor.error.js';
+import { JobAlreadyFinishedError } from '../errors/job-already-finished.error.js';
+import { JobNotFoundError } from '../errors/job-not-found.error.js';
+import { JobQueueUnavailableError } from '../errors/job-queue-unavailable.error.js';
+import { UnknownJobNameError } from '../errors/unknown-job-name.error.js';
+import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
+import type { JobContext } from '../job-context.js';
+import type { JobEventPage } from '../job-event.js';
+import type { JobInfo } from '../job-info.js';
+import { JobQueue, type CancelOptions, type EnqueueOptions, type JobAccessOptions, type ReadEventsOptions } from '../job-queue.js';
+import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
+import { MemoryJob } from './memory-job.js';
+
+const CURSOR_PATTERN = /^(0|[1-9][0-9]{0,14})$/;
+const RESOLVED = Promise.resolve();
+
+/**
+ * The embedded backend: jobs, events and handlers live in this process. Zero setup, for
+ * development and tests; it keeps every promise of the contract except surviving the process.
+ */
+export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
+  readonly backend = 'memory' as const;
+  private readonly logger = new Logger('JobQueue');
+  private readonly jobs = new Map<string, MemoryJob>();
+  /** Jobs without a priority run first, in order; then prioritized ones, lowest number first. */
+  private readonly waiting: MemoryJob[] = [];
+  private readonly prioritized: MemoryJob[] = [];
+  private running = 0;
+  private accepting = false;
+  private stopped = false;
+
+  constructor(
+    private readonly options: ResolvedJobQueueOptions,
+    private readonly handlers: JobHandlerRegistry,
+  ) {
+    super();
+  }
+
+  onApplicationBootstrap(): void {
+    this.accepting = true;
+    this.pump();
+  }
+
+  onApplicationShutdown(): void {
+    this.stopped = true;
+    this.accepting = false;
+    for (const job of this.jobs.values()) {
+      job.abort?.abort(new JobQueueUnavailableError('The job queue is shutting down'));
+      if (job.expiry) clearTimeout(job.expiry);
+      for (const wake of job.waiters) wake();
+      job.waiters.clear();
+    }
+  }
+
+  async checkHealth(): Promise<void> {
+    if (this.stopped) throw new JobQueueUnavailableError('The job queue is shutting down');
+  }
+
+  protected async addJob(name: string, data: string, options: EnqueueOptions): Promise<JobInfo> {
+    this.assertRunning();
+    if (!this.handlers.has(name)) throw new UnknownJobNameError(name, this.handlers.names());
+    const job = new MemoryJob(
+      randomUUID(),
+      name,
+      options.owner,
+      JSON.parse(data),
+      options.attempts ?? this.options.defaultAttempts,
+      options.priority,
+      Date.now(),
+    );
+    this.jobs.set(job.id, job);
+    this.schedule(job);
+    return job.info();
+  }
+
+  async getJob(id: string, options: JobAccessOptions = {}): Promise<JobInfo> {
+    return this.lookup(id, options).info();
+  }
+
+  protected async readEventPage(
+    id: string,
+    options: ReadEventsOptions & { after: string; limit: number; waitMs: number },
+  ): Promise<JobEventPage> {
+    const job = this.lookup(id, options);
+    if (!CURSOR_PATTERN.test(options.after)) throw new InvalidCursorError(options.after);
+    const after = Number(options.after);
+    if (after >= job.events.length && !job.finished && options.waitMs > 0) {
+      await this.waitForEvent(job, options.waitMs, options.signal);
+      this.assertRunning();
+    }
+    const events = job.events.slice(after, after + options.limit);
+    const last = events.length ? Number(events[events.length - 1].id) : after;
+    return {
+      events,
+      next: events.length ? events[events.length - 1].id : options.after,
+      done: job.terminalSeq !== undefined && job.terminalSeq <= last,
+    };
+  }
+
+  async cancel(id: string, options: CancelOptions = {}): Promise<JobInfo> {
+    this.assertRunning();
+    const job = this.lookup(id, options);
+    if (job.finished) throw new JobAlreadyFinishedError(id, job.state);
+    const reason = options.reason ?? 'cancelled';
+    job.finish('cancelled', 'cancelled', { reason });
+    job.abort?.abort(new Error(`Job cancelled: ${reason}`));
+    this.expireLater(job);
+    return job.info();
+  }
+
+  private lookup(id: string, options: JobAccessOptions): MemoryJob {
+    const job = typeof id === 'string' ? this.jobs.get(id) : undefined;
+    if (!job || (options.owner !== undefined && job.owner !== options.owner)) throw new JobNotFoundError(String(id));
+    return job;
+  }
+
+  private assertRunning(): void {
+    if (this.stopped) throw new JobQueueUnavailableError('The job queue is shutting down');
+  }
+
+  private waitForEvent(job: MemoryJob, waitMs: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return RESOLVED;
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        job.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      signal?.addEventListener('abort', done, { once: true });
+      job.waiters.add(done);
+    });
+  }
+
+  private schedule(job: MemoryJob): void {
+    job.state = 'queued';
+    if (job.priority === undefined) {
+      this.waiting.push(job);
+    } else {
+      // Stable insert: after every job of the same or a better priority.
+      let index = this.prioritized.length;
+      while (index > 0 && this.prioritized[index - 1].priority! > job.priority) index--;
+      this.prioritized.splice(index, 0, job);
+    }
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.accepting && this.running < this.options.concurrency) {
+      const job = this.waiting.shift() ?? this.prioritized.shift();
+      if (!job) return;
+      if (job.finished) continue; // cancelled while queued
+      this.running++;
+      void this.runAttempt(job).finally(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+
+  private async runAttempt(job: MemoryJob): Promise<void> {
+    const handler = this.handlers.get(job.name)!;
+    const abort = new AbortController();
+    job.abort = abort;
+    job.attempt++;
+    job.state = 'running';
+    job.startedAt = Date.now();
+    job.append('started', { attempt: job.attempt });
+    const attempt = job.attempt;
+    const live = (): boolean => !job.finished && job.attempt === attempt && !abort.signal.aborted;
+    let limitError: EventLimitExceededError | undefined;
+
+    const context: JobContext = {
+      id: job.id,
+      name: job.name,
+      data: job.data,
+      attempt,
+      signal: abort.signal,
+      emit: (type: string, data?: unknown) => {
+        const json = encodeHandlerEvent(type, data, this.options.maxEventBytes);
+        if (!live()) return RESOLVED;
+        // Keep one slot for the terminal event.
+        if (job.events.length + 1 >= this.options.maxEventsPerJob) {
+          limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
+          abort.abort(limitError);
+          throw limitError;
+        }
+        job.append(type, JSON.parse(json));
+        return RESOLVED;
+      },
+    };
+
+    let outcome: { ok: true; value: unknown } | { ok: false; error: unknown };
+    try {
+      outcome = { ok: true, value: await handler(context) };
+    } catch (error) {
+      outcome = { ok: false, error };
+    }
+    if (job.finished || job.attempt !== attempt) return; // cancelled meanwhile: the stream already ended
+    job.abort = undefined;
+
+    if (limitError) return this.fail(job, limitError);
+    if (outcome.ok) {
+      let result: unknown;
+      try {
+        result = JSON.parse(JSON.stringify(outcome.value ?? null));
+      } catch (error) {
+        return this.fail(job, new Error(`The handler's result is not JSON-serializable: ${(error as Error).message}`));
+      }
+      job.result = result;
+      job.finish('completed', 'completed', { result });
+      this.expireLater(job);
+      return;
+    }
+    if (job.attempt < job.maxAttempts && !this.stopped) {
+      this.logger.warn(`Job ${job.id} (${job.name}) attempt ${attempt} failed, retrying: ${errorMessageOf(outcome.error)}`);
+      this.schedule(job);
+      return;
+    }
+    this.fail(job, outcome.error);
+  }
+
+  private fail(job: MemoryJob, error: unknown): void {
+    job.error = { message: errorMessageOf(error) };
+    job.finish('failed', 'failed', { error: job.error });
+    this.expireLater(job);
+  }
+
+  private expireLater(job: MemoryJob): void {
+    job.expiry = setTimeout(() => this.jobs.delete(job.id), this.options.retentionMs);
+    job.expiry.unref();
+  }
+}

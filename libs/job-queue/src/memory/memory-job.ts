@@ -1,0 +1,65 @@
+import type { JobEvent } from '../job-event.js';
+import type { JobInfo, JobState } from '../job-info.js';
+
+/** One job of the in-memory backend, with its events. */
+export class MemoryJob {
+  state: JobState = 'queued';
+  attempt = 0;
+  startedAt?: number;
+  finishedAt?: number;
+  result?: unknown;
+  error?: { message: string };
+  readonly events: JobEvent[] = [];
+  /** Sequence number (= cursor) of the terminal event, once written. */
+  terminalSeq?: number;
+  /** Wakes long-poll readers on the next event. */
+  readonly waiters = new Set<() => void>();
+  /** Aborts the running attempt; replaced on each attempt. */
+  abort?: AbortController;
+  expiry?: NodeJS.Timeout;
+
+  constructor(
+    readonly id: string,
+    readonly name: string,
+    readonly owner: string,
+    readonly data: unknown,
+    readonly maxAttempts: number,
+    readonly priority: number | undefined,
+    readonly createdAt: number,
+  ) {}
+
+  get finished(): boolean {
+    return this.terminalSeq !== undefined;
+  }
+
+  append(type: string, data: unknown): JobEvent {
+    const event: JobEvent = { id: String(this.events.length + 1), type, data, ts: Date.now() };
+    this.events.push(event);
+    for (const wake of this.waiters) wake();
+    this.waiters.clear();
+    return event;
+  }
+
+  finish(state: 'completed' | 'failed' | 'cancelled', type: string, data: unknown): void {
+    this.state = state;
+    this.finishedAt = Date.now();
+    this.terminalSeq = this.events.length + 1;
+    this.append(type, data);
+  }
+
+  info(): JobInfo {
+    const info: JobInfo = {
+      id: this.id,
+      name: this.name,
+      state: this.state,
+      attempt: this.attempt,
+      maxAttempts: this.maxAttempts,
+      createdAt: this.createdAt,
+    };
+    if (this.startedAt !== undefined) info.startedAt = this.startedAt;
+    if (this.finishedAt !== undefined) info.finishedAt = this.finishedAt;
+    if (this.state === 'completed') info.result = this.result;
+    if (this.error) info.error = this.error;
+    return info;
+  }
+}

@@ -1,0 +1,49 @@
+import type { ModuleMetadata } from '@nestjs/common';
+
+/** The backends a {@link JobQueue} can run on. */
+export const JOB_QUEUE_BACKENDS = ['memory', 'bullmq'] as const;
+export type JobQueueBackendName = (typeof JOB_QUEUE_BACKENDS)[number];
+
+/** Options of {@link JobQueueModule.forRoot}. Validated once at start. */
+export interface JobQueueModuleOptions {
+  /** `memory`: one process, zero setup (development, tests). `bullmq`: Redis, many processes. */
+  backend: JobQueueBackendName;
+  /** Run job handlers in this process (default true). `false` makes an api-only instance. */
+  worker?: boolean;
+  /** Handlers running at once in this process (default 10, 1..1000). */
+  concurrency?: number;
+  /** How long a finished job and its events stay readable, in ms (default 1 hour). */
+  retentionMs?: number;
+  /** Hard cap on the events of one job, lifecycle events included (default 100,000). */
+  maxEventsPerJob?: number;
+  /** Largest serialized `data` of one event, in bytes (default 64 KiB). */
+  maxEventBytes?: number;
+  /** Attempts a job gets when `enqueue` does not say (default 1: no retry). */
+  defaultAttempts?: number;
+  /** Redis connection, for the `bullmq` backend. */
+  redis?: {
+    /** `redis://[user:password@]host:port[/db]` or `rediss://...` (default `redis://127.0.0.1:6379`). */
+    url?: string;
+    /** Prefix of every key (default `jq`). */
+    prefix?: string;
+  };
+}
+
+/** Options after validation, with every default filled in. */
+export interface ResolvedJobQueueOptions {
+  backend: JobQueueBackendName;
+  worker: boolean;
+  concurrency: number;
+  retentionMs: number;
+  maxEventsPerJob: number;
+  maxEventBytes: number;
+  defaultAttempts: number;
+  redis: { url: string; prefix: string };
+}
+
+/** Options of {@link JobQueueModule.forRootAsync}, typically fed from `@nestjs/config`. */
+export interface JobQueueModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
+  // Nest's own injection tokens are loosely typed; this mirrors FactoryProvider['inject'].
+  inject?: Array<string | symbol | (abstract new (...args: never[]) => unknown) | (new (...args: never[]) => unknown)>;
+  useFactory: (...args: never[]) => JobQueueModuleOptions | Promise<JobQueueModuleOptions>;
+}

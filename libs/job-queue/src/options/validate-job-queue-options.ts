@@ -1,0 +1,78 @@
+import { InvalidJobQueueOptionsError } from '../errors/invalid-options.error.js';
+import { JOB_QUEUE_BACKENDS, type ResolvedJobQueueOptions } from './job-queue-module-options.js';
+
+const DEFAULTS = {
+  worker: true,
+  concurrency: 10,
+  retentionMs: 60 * 60 * 1000,
+  maxEventsPerJob: 100_000,
+  maxEventBytes: 64 * 1024,
+  defaultAttempts: 1,
+  redisUrl: 'redis://127.0.0.1:6379',
+  prefix: 'jq',
+} as const;
+
+const INTEGER_RULES: Record<'concurrency' | 'retentionMs' | 'maxEventsPerJob' | 'maxEventBytes' | 'defaultAttempts', [number, number]> = {
+  concurrency: [1, 1000],
+  retentionMs: [1000, 30 * 24 * 60 * 60 * 1000],
+  maxEventsPerJob: [10, 10_000_000],
+  maxEventBytes: [256, 16 * 1024 * 1024],
+  defaultAttempts: [1, 100],
+};
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === null || typeof value !== 'object') return String(value);
+  return Array.isArray(value) ? 'an array' : 'an object';
+}
+
+/**
+ * Checks options once at start and fills in defaults. Every problem is reported at once, each
+ * naming the option and its rule, in an {@link InvalidJobQueueOptionsError}.
+ */
+export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
+  const problems: string[] = [];
+  const input = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
+  if (!raw || typeof raw !== 'object') problems.push(`options must be an object (got ${describe(raw)})`);
+
+  const backend = input.backend;
+  if (!(JOB_QUEUE_BACKENDS as readonly unknown[]).includes(backend)) {
+    problems.push(`"backend" must be one of ${JOB_QUEUE_BACKENDS.map((b) => `"${b}"`).join(', ')} (got ${describe(backend)})`);
+  }
+
+  const worker = input.worker ?? DEFAULTS.worker;
+  if (typeof worker !== 'boolean') problems.push(`"worker" must be a boolean (got ${describe(worker)})`);
+  if (backend === 'memory' && worker === false) {
+    problems.push('"worker": false needs backend "bullmq": on "memory" nothing else could ever run the jobs');
+  }
+
+  const numbers = {} as Record<keyof typeof INTEGER_RULES, number>;
+  for (const [name, [min, max]] of Object.entries(INTEGER_RULES) as Array<[keyof typeof INTEGER_RULES, [number, number]]>) {
+    const value = input[name] ?? DEFAULTS[name];
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      problems.push(`"${name}" must be an integer from ${min} to ${max} (got ${describe(value)})`);
+    }
+    numbers[name] = value as number;
+  }
+
+  const redisInput = (input.redis ?? {}) as Record<string, unknown>;
+  if (typeof redisInput !== 'object' || Array.isArray(redisInput))
+    problems.push(`"redis" must be an object (got ${describe(input.redis)})`);
+  const url = redisInput.url ?? DEFAULTS.redisUrl;
+  if (typeof url !== 'string' || !/^rediss?:\/\/[^\s]+$/.test(url) || !URL.canParse(url)) {
+    // Never echo the URL: it may hold a password.
+    problems.push('"redis.url" must be a redis:// or rediss:// URL, e.g. redis://user:password@host:6379/0');
+  }
+  const prefix = redisInput.prefix ?? DEFAULTS.prefix;
+  if (typeof prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
+    problems.push(`"redis.prefix" must be 1 to 64 characters of letters, digits, "_", ".", ":" or "-" (got ${describe(prefix)})`);
+  }
+
+  if (problems.length) throw new InvalidJobQueueOptionsError(problems);
+  return {
+    backend: backend as ResolvedJobQueueOptions['backend'],
+    worker: worker as boolean,
+    ...numbers,
+    redis: { url: url as string, prefix: prefix as string },
+  };
+}

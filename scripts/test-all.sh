@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test from a fresh checkout: installs what is missing (Redis where it can), builds,
+# then runs the whole Jest suite and prints a one-line summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing redis-server (Debian package)..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "redis-server is not installed and cannot be installed here; install it (e.g. apt-get install redis-server) and retry" >&2
+  fi
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci
+fi
+npm run build
+
+mkdir -p .test-tmp
+status=0
+npm test -- --json --outputFile=.test-tmp/jest-results.json "$@" || status=$?
+if [ -f .test-tmp/jest-results.json ]; then
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(".test-tmp/jest-results.json", "utf8"));
+    const failedSuites = r.numFailedTestSuites + (r.numRuntimeErrorTestSuites || 0);
+    if (failedSuites) console.log(`${failedSuites} test suite(s) failed to run or failed`);
+    console.log(`${r.numPassedTests} passed, ${r.numFailedTests + (r.numRuntimeErrorTestSuites || 0)} failed`);
+  '
+fi
+exit $status
