@@ -1,11 +1,12 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
-import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { BuildsModule } from '@app/builds';
 import { JobQueueExceptionFilter, JobQueueModule, jobQueueOptionsFromEnv } from '@app/job-queue';
 import { API_SETTINGS, type ApiSettings } from './api-settings.js';
 import { AuthTokens } from './auth/auth-tokens.js';
 import { AUTH_TOKENS, TokenAuthGuard } from './auth/token-auth.guard.js';
+import { BodyErrorInterceptor } from './body-error.interceptor.js';
 import { BuildsController } from './builds.controller.js';
 import { HealthController } from './health.controller.js';
 
@@ -32,6 +33,7 @@ function heartbeatMs(config: ConfigService): number {
       useFactory: (config: ConfigService): ApiSettings => ({ heartbeatMs: heartbeatMs(config) }),
     },
     { provide: APP_GUARD, useClass: TokenAuthGuard },
+    { provide: APP_INTERCEPTOR, useClass: BodyErrorInterceptor },
     { provide: APP_FILTER, useClass: JobQueueExceptionFilter },
   ],
 })

@@ -12,7 +12,9 @@ export async function createJobQueue(options: ResolvedJobQueueOptions, handlers:
       const { MemoryJobQueue } = await import('./memory/memory-job-queue.js');
       return new MemoryJobQueue(options, handlers);
     }
-    case 'bullmq':
-      throw new Error('The "bullmq" backend is not available in this build yet; use JOB_QUEUE_BACKEND=memory');
+    case 'bullmq': {
+      const { BullMqJobQueue } = await import('./bullmq/bullmq-job-queue.js');
+      return BullMqJobQueue.connect(options, handlers);
+    }
   }
 }

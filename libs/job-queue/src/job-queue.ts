@@ -125,11 +125,19 @@ export abstract class JobQueue {
    * unknown id throws on the first `next()`.
    */
   async *follow(id: string, options: FollowOptions = {}): AsyncGenerator<JobEvent, void, undefined> {
+    for await (const page of this.followPages(id, options)) yield* page;
+  }
+
+  /**
+   * Like {@link follow}, but yields the events in the batches they arrived in (never empty), so a
+   * writer can send each batch at once. Backends override it to share reads between followers.
+   */
+  async *followPages(id: string, options: FollowOptions = {}): AsyncGenerator<JobEvent[], void, undefined> {
     let after = options.after;
     for (;;) {
       if (options.signal?.aborted) return;
       const page = await this.readEvents(id, { ...options, after, waitMs: FOLLOW_WAIT_MS });
-      for (const event of page.events) yield event;
+      if (page.events.length) yield page.events;
       if (page.done) return;
       after = page.next;
     }

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { JobQueueError } from '../errors/job-queue.error.js';
-import type { JobEventPage } from '../job-event.js';
-import { JobQueue, MAX_WAIT_MS, type JobAccessOptions } from '../job-queue.js';
+import type { JobEvent, JobEventPage } from '../job-event.js';
+import { JobQueue, type JobAccessOptions } from '../job-queue.js';
 import { NDJSON_FORMAT, SSE_FORMAT, type EventStreamFormat } from './event-stream-format.js';
 import { parseEventQuery, type RawEventQuery } from './parse-event-query.js';
 
@@ -74,7 +74,7 @@ export class JobEventStreamer {
   ): Promise<void> {
     const after = parseEventQuery({ after: JobEventStreamer.resumeCursor(request, options.after) }).after;
     // The first read throws (404, 400) before anything is written, so the client gets a real status.
-    let page = await this.queue.readEvents(jobId, { owner: options.owner, after });
+    const page = await this.queue.readEvents(jobId, { owner: options.owner, after });
     if (format.noContentWhenDone && page.done && page.events.length === 0) {
       response.writeHead(204).end();
       return;
@@ -98,16 +98,19 @@ export class JobEventStreamer {
       : undefined;
     heartbeat?.unref();
 
+    const write = async (events: JobEvent[]): Promise<void> => {
+      lastWrite = Date.now();
+      if (!response.write(events.map(format.encode).join(''))) await this.drained(response, abort.signal);
+    };
     try {
       if (format.preamble) response.write(format.preamble);
       response.flushHeaders();
-      for (;;) {
-        if (page.events.length) {
-          lastWrite = Date.now();
-          if (!response.write(page.events.map(format.encode).join(''))) await this.drained(response, abort.signal);
+      if (page.events.length) await write(page.events);
+      if (!page.done && !abort.signal.aborted) {
+        for await (const events of this.queue.followPages(jobId, { owner: options.owner, after: page.next, signal: abort.signal })) {
+          await write(events);
+          if (abort.signal.aborted) break;
         }
-        if (page.done || abort.signal.aborted) break;
-        page = await this.queue.readEvents(jobId, { owner: options.owner, after: page.next, waitMs: MAX_WAIT_MS, signal: abort.signal });
       }
     } catch (error) {
       // Headers are out; the client resumes from the last id it received.

@@ -123,7 +123,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   private waitForEvent(job: MemoryJob, waitMs: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return RESOLVED;
+    return RESOLVED;
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
@@ -165,6 +165,9 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
 
   private async runAttempt(job: MemoryJob): Promise<void> {
     const handler = this.handlers.get(job.name)!;
+    // A retry's `started` counts against the cap too; keep the last slot for the terminal event.
+    if (job.events.length + 1 >= this.options.maxEventsPerJob)
+      return this.fail(job, new EventLimitExceededError(this.options.maxEventsPerJob));
     const abort = new AbortController();
     job.abort = abort;
     job.attempt++;

@@ -1,0 +1,409 @@
+import { randomUUID } from 'node:crypto';
+import { Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { encodeHandlerEvent, errorMessageOf } from '../encode-event.js';
+import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
+import { JobAlreadyFinishedError } from '../errors/job-already-finished.error.js';
+import { JobNotFoundError } from '../errors/job-not-found.error.js';
+import { JobQueueError } from '../errors/job-queue.error.js';
+import { JobQueueUnavailableError } from '../errors/job-queue-unavailable.error.js';
+import { UnknownJobNameError } from '../errors/unknown-job-name.error.js';
+import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
+import type { JobContext } from '../job-context.js';
+import { isTerminalEventType, type JobEvent, type JobEventPage } from '../job-event.js';
+import type { JobInfo, JobState } from '../job-info.js';
+import {
+  JobQueue,
+  type CancelOptions,
+  type EnqueueOptions,
+  type FollowOptions,
+  type JobAccessOptions,
+  type ReadEventsOptions,
+} from '../job-queue.js';
+import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
+import { EventAppender } from './event-appender.js';
+import { EventStreamReader, toEvents } from './event-stream-reader.js';
+import { JobScripts } from './job-scripts.js';
+import { connectRedis } from './redis-connection.js';
+import { RedisKeys } from './redis-keys.js';
+import { assertCursor, compareStreamIds, rangeStartAfter } from './stream-id.js';
+
+const RESOLVED = Promise.resolve();
+const FOLLOW_WAIT_MS = 30_000;
+
+/** The Redis clients of one process; their number does not depend on how many clients follow jobs. */
+interface Connections {
+  /** Commands and scripts; fails fast while Redis is down (requests get 503, never hang). */
+  commands: Redis;
+  /** The shared blocking `XREAD` of {@link EventStreamReader}. */
+  blocking: Redis;
+  /** Cancel messages, on worker processes. */
+  subscriber?: Redis;
+}
+
+/**
+ * The distributed backend: BullMQ on Redis runs the jobs on any worker process; each job's
+ * events live in its own Redis Stream (`<prefix>:{<id>}:events`) next to a metadata hash, so any
+ * instance can serve any job.
+ */
+export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
+  readonly backend = 'bullmq' as const;
+  private readonly logger = new Logger('JobQueue');
+  private readonly keys: RedisKeys;
+  private readonly scripts: JobScripts;
+  private readonly reader: EventStreamReader;
+  private readonly queue: Queue;
+  private worker?: Worker;
+  /** Running attempts in this process, by job id, to abort on cancel. */
+  private readonly running = new Map<string, AbortController>();
+  private stopped = false;
+
+  private constructor(
+    private readonly options: ResolvedJobQueueOptions,
+    private readonly handlers: JobHandlerRegistry,
+    private readonly connections: Connections,
+  ) {
+    super();
+    this.keys = new RedisKeys(options.redis.prefix);
+    this.scripts = new JobScripts(connections.commands);
+    this.reader = new EventStreamReader(connections.blocking, connections.commands);
+    this.queue = new Queue(RedisKeys.QUEUE_NAME, { connection: connections.commands, prefix: options.redis.prefix });
+    this.queue.on('error', (error) => this.logger.warn(`Queue: ${error.message}`));
+  }
+
+  /**
+   * Connects to Redis and returns the backend, or throws a {@link JobQueueUnavailableError} that
+   * names the (redacted) URL: a process that cannot reach Redis at start should not start.
+   */
+  static async connect(options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry): Promise<BullMqJobQueue> {
+    const url = options.redis.url;
+    const commands = await connectRedis(url, `${options.redis.prefix}:commands`, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: 10_000,
+    });
+    const opened: Redis[] = [commands];
+    try {
+      const blocking = await connectRedis(url, `${options.redis.prefix}:reader`, { maxRetriesPerRequest: null });
+      opened.push(blocking);
+      const subscriber = options.worker
+        ? await connectRedis(url, `${options.redis.prefix}:cancels`, { maxRetriesPerRequest: null })
+        : undefined;
+      if (subscriber) opened.push(subscriber);
+      const queue = new BullMqJobQueue(options, handlers, { commands, blocking, subscriber });
+      await queue.reader.start();
+      for (const client of opened) client.on('error', queue.connectionErrorLogger());
+      return queue;
+    } catch (error) {
+      for (const client of opened) client.disconnect();
+      throw error;
+    }
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (!this.options.worker) return;
+    const subscriber = this.connections.subscriber!;
+    await subscriber.subscribe(this.keys.cancelChannel());
+    subscriber.on('message', (_channel: string, jobId: string) => {
+      this.running.get(jobId)?.abort(new Error('Job cancelled'));
+    });
+    this.worker = new Worker(RedisKeys.QUEUE_NAME, (job, token) => this.process(job, token), {
+      connection: this.connections.commands.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined }),
+      prefix: this.options.redis.prefix,
+      concurrency: this.options.concurrency,
+      autorun: false,
+    });
+    this.worker.on('error', (error) => this.logger.warn(`Worker: ${error.message}`));
+    this.worker.on('failed', (job, error) => void this.onBullFailed(job, error));
+    void this.worker.run();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.stopped = true;
+    this.reader.close();
+    try {
+      await this.worker?.close();
+    } catch (error) {
+      this.logger.warn(`Closing the worker: ${(error as Error).message}`);
+    }
+    await this.queue.close().catch(() => undefined);
+    for (const client of [this.connections.commands, this.connections.blocking, this.connections.subscriber]) client?.disconnect();
+  }
+
+  async checkHealth(): Promise<void> {
+    await this.guard(() => this.connections.commands.ping());
+  }
+
+  protected async addJob(name: string, data: string, options: EnqueueOptions): Promise<JobInfo> {
+    if (!this.handlers.has(name)) throw new UnknownJobNameError(name, this.handlers.names());
+    const id = randomUUID();
+    const maxAttempts = options.attempts ?? this.options.defaultAttempts;
+    const createdAt = Date.now();
+    const retentionSeconds = Math.ceil(this.options.retentionMs / 1000);
+    await this.guard(async () => {
+      await this.scripts.createJob(this.keys.meta(id), options.owner, name, maxAttempts, createdAt);
+      try {
+        await this.queue.add(name, JSON.parse(data), {
+          jobId: id,
+          attempts: maxAttempts,
+          priority: options.priority,
+          removeOnComplete: { age: retentionSeconds },
+          removeOnFail: { age: retentionSeconds },
+        });
+      } catch (error) {
+        await this.connections.commands.del(this.keys.meta(id)).catch(() => undefined);
+        throw error;
+      }
+    });
+    return { id, name, state: 'queued', attempt: 0, maxAttempts, createdAt };
+  }
+
+  async getJob(id: string, options: JobAccessOptions = {}): Promise<JobInfo> {
+    const meta = await this.guard(() => this.connections.commands.hgetall(this.keys.meta(id)));
+    this.assertVisible(id, meta.owner, options);
+    return this.toInfo(id, meta);
+  }
+
+  protected async readEventPage(
+    id: string,
+    options: ReadEventsOptions & { after: string; limit: number; waitMs: number },
+  ): Promise<JobEventPage> {
+    assertCursor(options.after);
+    const eventsKey = this.keys.events(id);
+    const [[metaError, meta], [rangeError, entries]] = (await this.guard(() =>
+      this.connections.commands
+        .pipeline()
+        .hmget(this.keys.meta(id), 'owner', 'terminal')
+        .xrange(eventsKey, rangeStartAfter(options.after), '+', 'COUNT', options.limit)
+        .exec(),
+    )) as [[Error | null, Array<string | null>], [Error | null, Array<[string, string[]]>]];
+    if (metaError || rangeError) throw this.unavailable(metaError ?? rangeError);
+    const [owner, terminal] = meta;
+    this.assertVisible(id, owner, options);
+    let events = toEvents(entries);
+    if (!events.length && !terminal && options.waitMs > 0 && !this.stopped) {
+      const subscription = this.reader.subscribe(eventsKey, options.after);
+      try {
+        events = (await subscription.next(options.waitMs, options.signal)).slice(0, options.limit);
+      } finally {
+        subscription.close();
+      }
+    }
+    const last = events.length ? events[events.length - 1].id : options.after;
+    const done = events.some((event) => isTerminalEventType(event.type)) || (terminal !== null && compareStreamIds(terminal, last) <= 0);
+    return { events, next: last, done };
+  }
+
+  /** Follows through the shared reader: no Redis connection and no polling per follower. */
+  override async *followPages(id: string, options: FollowOptions = {}): AsyncGenerator<JobEvent[], void, undefined> {
+    const first = await this.readEvents(id, { ...options, waitMs: 0 });
+    if (first.events.length) yield first.events;
+    if (first.done) return;
+    const subscription = this.reader.subscribe(this.keys.events(id), first.next);
+    try {
+      while (!options.signal?.aborted && !this.stopped) {
+        const events = await subscription.next(FOLLOW_WAIT_MS, options.signal);
+        if (!events.length) continue;
+        const end = events.findIndex((event) => isTerminalEventType(event.type));
+        yield end === -1 ? events : events.slice(0, end + 1);
+        if (end !== -1) return;
+      }
+    } finally {
+      subscription.close();
+    }
+  }
+
+  async cancel(id: string, options: CancelOptions = {}): Promise<JobInfo> {
+    const meta = await this.guard(() => this.connections.commands.hgetall(this.keys.meta(id)));
+    this.assertVisible(id, meta.owner, options);
+    const reason = options.reason ?? 'cancelled';
+    const reply = await this.guard(() =>
+      this.scripts.finishJob(
+        this.keys.meta(id),
+        this.keys.events(id),
+        'cancelled',
+        JSON.stringify({ reason }),
+        Date.now(),
+        this.options.retentionMs,
+        undefined,
+        undefined,
+      ),
+    );
+    if (reply[0] === 'gone') throw new JobNotFoundError(id);
+    if (reply[0] === 'final') throw new JobAlreadyFinishedError(id, String(reply[1]));
+    // The terminal event is written: now make the worker stop. Both steps are best effort; a
+    // worker also sees the terminal event at its next start or append.
+    await this.guard(async () => {
+      await this.connections.commands.publish(this.keys.cancelChannel(), id);
+      await this.queue.remove(id).catch(() => 0);
+    }).catch((error: unknown) =>
+      this.logger.warn(`Cancel of ${id} is recorded, but notifying workers failed: ${(error as Error).message}`),
+    );
+    return this.getJob(id, options);
+  }
+
+  private async process(job: Job, _token?: string): Promise<unknown> {
+    const id = job.id!;
+    const metaKey = this.keys.meta(id);
+    const eventsKey = this.keys.events(id);
+    const handler = this.handlers.get(job.name);
+    const started = await this.scripts.startAttempt(metaKey, eventsKey, Date.now());
+    if (started[0] !== 'ok') return undefined; // cancelled before it ran, or expired: nothing to do
+    const attempt = Number(started[1]);
+    const abort = new AbortController();
+    this.running.set(id, abort);
+    let limitError: EventLimitExceededError | undefined;
+    const appender = new EventAppender(
+      this.scripts,
+      metaKey,
+      eventsKey,
+      attempt,
+      this.options.maxEventsPerJob,
+      (reason) => {
+        if (reason === 'limit') limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
+        abort.abort(limitError ?? new Error(reason === 'final' ? 'Job cancelled' : 'Attempt superseded'));
+      },
+      (last) => void job.updateProgress({ eventId: last.id, type: last.type, events: last.appended }).catch(() => undefined),
+      this.logger,
+    );
+    const context: JobContext = {
+      id,
+      name: job.name,
+      data: job.data as unknown,
+      attempt,
+      signal: abort.signal,
+      emit: (type: string, data?: unknown) => {
+        const json = encodeHandlerEvent(type, data, this.options.maxEventBytes);
+        if (limitError) throw limitError;
+        if (appender.stopped) return RESOLVED;
+        return appender.push(type, json);
+      },
+    };
+
+    let outcome: { ok: true; value: unknown } | { ok: false; error: unknown };
+    try {
+      if (!handler) throw new UnrecoverableError(`No handler for job name "${job.name}" in this worker`);
+      outcome = { ok: true, value: await handler(context) };
+    } catch (error) {
+      outcome = { ok: false, error };
+    }
+    // Everything the handler emitted goes in before the terminal event.
+    await appender.close();
+    this.running.delete(id);
+    if (appender.stopped === 'final' || appender.stopped === 'stale') return undefined;
+
+    if (limitError) {
+      await this.finish(id, 'failed', { error: limitError }, attempt);
+      throw new UnrecoverableError(limitError.message);
+    }
+    if (outcome.ok) {
+      let result: string;
+      try {
+        result = JSON.stringify(outcome.value ?? null);
+      } catch (error) {
+        const failure = new Error(`The handler's result is not JSON-serializable: ${(error as Error).message}`);
+        await this.finish(id, 'failed', { error: failure }, attempt);
+        throw new UnrecoverableError(failure.message);
+      }
+      await this.finish(id, 'completed', { result }, attempt);
+      return outcome.value;
+    }
+    const lastAttempt = outcome.error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    if (lastAttempt) {
+      await this.finish(id, 'failed', { error: outcome.error }, attempt);
+    } else {
+      const requeued = await this.retrying(() => this.scripts.requeueJob(metaKey, attempt));
+      if (requeued !== 'ok') return undefined; // cancelled meanwhile: no retry
+    }
+    throw outcome.error instanceof Error ? outcome.error : new Error(errorMessageOf(outcome.error));
+  }
+
+  /** Writes the terminal event of an attempt (retried through Redis blips; idempotent). `result` is JSON text. */
+  private async finish(
+    id: string,
+    state: 'completed' | 'failed',
+    outcome: { result: string } | { error: unknown },
+    attempt?: number,
+  ): Promise<void> {
+    let data: string;
+    let field: { field: 'result' | 'error'; value: string };
+    if ('result' in outcome) {
+      data = `{"result":${outcome.result}}`;
+      field = { field: 'result', value: outcome.result };
+    } else {
+      const error = JSON.stringify({ message: errorMessageOf(outcome.error) });
+      data = `{"error":${error}}`;
+      field = { field: 'error', value: error };
+    }
+    await this.retrying(() =>
+      this.scripts.finishJob(this.keys.meta(id), this.keys.events(id), state, data, Date.now(), this.options.retentionMs, field, attempt),
+    );
+  }
+
+  /** BullMQ failed a job without our processor finishing it (e.g. stalled too often): end its stream. */
+  private async onBullFailed(job: Job | undefined, error: Error): Promise<void> {
+    if (!job?.id || (job.attemptsMade < (job.opts.attempts ?? 1) && !/stalled/i.test(error.message))) return;
+    try {
+      await this.finish(job.id, 'failed', { error });
+    } catch (cause) {
+      this.logger.warn(`Could not record the failure of job ${job.id}: ${(cause as Error).message}`);
+    }
+  }
+
+  private async retrying<T>(operation: () => Promise<T>): Promise<T> {
+    for (let tries = 0; ; tries++) {
+      try {
+        return await operation();
+      } catch (error) {
+        if (tries >= 100) throw error;
+        if (tries % 20 === 0) this.logger.warn(`Redis command failed (${(error as Error).message}); retrying`);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(tries, 5), 1000)));
+      }
+    }
+  }
+
+  private assertVisible(id: string, owner: string | null | undefined, options: JobAccessOptions): asserts owner is string {
+    if (!owner || (options.owner !== undefined && owner !== options.owner)) throw new JobNotFoundError(id);
+  }
+
+  private toInfo(id: string, meta: Record<string, string>): JobInfo {
+    const info: JobInfo = {
+      id,
+      name: meta.name,
+      state: meta.state as JobState,
+      attempt: Number(meta.attempt),
+      maxAttempts: Number(meta.maxAttempts),
+      createdAt: Number(meta.createdAt),
+    };
+    if (meta.startedAt) info.startedAt = Number(meta.startedAt);
+    if (meta.finishedAt) info.finishedAt = Number(meta.finishedAt);
+    if (meta.state === 'completed' && meta.result !== undefined) info.result = JSON.parse(meta.result);
+    if (meta.state === 'failed' && meta.error !== undefined) info.error = JSON.parse(meta.error);
+    return info;
+  }
+
+  /** Runs a Redis operation; anything but our own typed errors becomes a 503-style error. */
+  private async guard<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      if (error instanceof JobQueueError) throw error;
+      throw this.unavailable(error);
+    }
+  }
+
+  private unavailable(cause: unknown): JobQueueUnavailableError {
+    this.logger.debug?.(`Redis unavailable: ${(cause as Error)?.message}`);
+    return new JobQueueUnavailableError('The job queue backend (Redis) is unavailable; retry shortly', 1, { cause });
+  }
+
+  private connectionErrorLogger(): (error: Error) => void {
+    let last = 0;
+    return (error) => {
+      if (Date.now() - last < 5000) return;
+      last = Date.now();
+      this.logger.warn(`Redis connection: ${error.message}`);
+    };
+  }
+}

@@ -1,0 +1,231 @@
+import { Logger } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import type { JobEvent } from '../job-event.js';
+import { compareStreamIds, rangeStartAfter, readIdAfter, timestampOf } from './stream-id.js';
+
+type RawEntry = [id: string, fields: string[]];
+type XReadReply = Array<[key: string, entries: RawEntry[]]> | null;
+
+/** Turns stream entries into events (fields `type` and `data`). */
+export function toEvents(entries: RawEntry[]): JobEvent[] {
+  return entries.map(([id, fields]) => {
+    let type = '';
+    let data = 'null';
+    for (let i = 0; i < fields.length; i += 2) {
+      if (fields[i] === 'type') type = fields[i + 1];
+      else if (fields[i] === 'data') data = fields[i + 1];
+    }
+    return { id, type, data: JSON.parse(data) as unknown, ts: timestampOf(id) };
+  });
+}
+
+const BLOCK_MS = 5000;
+const READ_COUNT = 1000;
+/** A subscriber holding more undelivered events than this stops being fed and catches up by itself. */
+const MAX_PENDING = 5000;
+
+/**
+ * One follower of one job's stream: receives events after its cursor, exactly once, in order.
+ * Created by {@link EventStreamReader.subscribe}; always `close()` it.
+ */
+export class StreamSubscription {
+  private pending: JobEvent[] = [];
+  private wake?: () => void;
+  /** True while fed by the shared reader; false after overflow, until it catches up. */
+  attached = true;
+  closed = false;
+
+  constructor(
+    readonly key: string,
+    /** Id of the last event handed out (or queued); entries at or before it are skipped. */
+    public cursor: string,
+    private readonly reader: EventStreamReader,
+  ) {}
+
+  /** Called by the reader with the key's new entries (possibly some already seen). */
+  offer(events: JobEvent[]): void {
+    let start = 0;
+    while (start < events.length && compareStreamIds(events[start].id, this.cursor) <= 0) start++;
+    if (start === events.length) return;
+    const fresh = start === 0 ? events : events.slice(start);
+    this.pending = this.pending.length ? this.pending.concat(fresh) : fresh;
+    this.cursor = fresh[fresh.length - 1].id;
+    if (this.pending.length > MAX_PENDING) this.reader.detach(this);
+    this.wake?.();
+  }
+
+  /**
+   * The next events (at least one), or `[]` when `timeoutMs` passed or `signal` aborted first.
+   */
+  async next(timeoutMs: number, signal?: AbortSignal): Promise<JobEvent[]> {
+    if (!this.pending.length && !this.attached) {
+      const caughtUp = await this.reader.fetchAfter(this.key, this.cursor);
+      if (caughtUp.length) {
+        this.cursor = caughtUp[caughtUp.length - 1].id;
+        return caughtUp;
+      }
+      this.reader.attach(this);
+    }
+    if (!this.pending.length && !this.closed && !signal?.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          this.wake = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, timeoutMs);
+        signal?.addEventListener('abort', done, { once: true });
+        this.wake = done;
+      });
+    }
+    const events = this.pending;
+    this.pending = [];
+    return events;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reader.detach(this);
+    this.wake?.();
+  }
+}
+
+/**
+ * The one blocking reader of a process: a single connection runs `XREAD BLOCK` over the streams
+ * of every followed job and hands each entry to every subscriber of that job, so N HTTP clients
+ * on M jobs cost one connection and one read per batch, not N of either.
+ */
+export class EventStreamReader {
+  private readonly logger = new Logger('JobQueue');
+  private readonly byKey = new Map<string, Set<StreamSubscription>>();
+  private running = false;
+  private closed = false;
+  /** Keys the XREAD in flight was sent with; a new key means that XREAD must be interrupted. */
+  private inFlightKeys?: Set<string>;
+  private clientId?: number;
+  private unblocking = false;
+
+  constructor(
+    private readonly blocking: Redis,
+    private readonly commands: Redis,
+  ) {
+    blocking.on('ready', () => void this.refreshClientId());
+  }
+
+  async start(): Promise<void> {
+    await this.refreshClientId();
+  }
+
+  /** Follows `key` after `cursor`. The caller must have read everything up to `cursor` itself. */
+  subscribe(key: string, cursor: string): StreamSubscription {
+    const subscription = new StreamSubscription(key, cursor, this);
+    this.attach(subscription);
+    return subscription;
+  }
+
+  attach(subscription: StreamSubscription): void {
+    if (subscription.closed) return;
+    subscription.attached = true;
+    let set = this.byKey.get(subscription.key);
+    if (!set) this.byKey.set(subscription.key, (set = new Set()));
+    set.add(subscription);
+    if (this.inFlightKeys && !this.inFlightKeys.has(subscription.key)) void this.interrupt();
+    this.ensureRunning();
+  }
+
+  detach(subscription: StreamSubscription): void {
+    subscription.attached = false;
+    const set = this.byKey.get(subscription.key);
+    if (!set) return;
+    set.delete(subscription);
+    if (!set.size) this.byKey.delete(subscription.key);
+  }
+
+  /** A plain read for a subscriber catching up on its own after an overflow. */
+  async fetchAfter(key: string, cursor: string): Promise<JobEvent[]> {
+    const entries = (await this.commands.xrange(key, rangeStartAfter(cursor), '+', 'COUNT', READ_COUNT)) as RawEntry[];
+    return toEvents(entries);
+  }
+
+  /** Number of jobs followed right now (for metrics and tests). */
+  get followedJobs(): number {
+    return this.byKey.size;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const set of this.byKey.values()) for (const subscription of [...set]) subscription.close();
+    this.byKey.clear();
+  }
+
+  private async refreshClientId(): Promise<void> {
+    try {
+      this.clientId = (await this.blocking.client('ID')) as number;
+    } catch {
+      this.clientId = undefined;
+    }
+  }
+
+  /** Ends the XREAD in flight early so the next one includes newly followed keys. */
+  private async interrupt(): Promise<void> {
+    if (this.unblocking) return;
+    this.unblocking = true;
+    try {
+      // The XREAD may not have reached Redis yet (it travels on another connection): retry briefly.
+      for (let tries = 0; tries < 50 && this.inFlightKeys && this.clientId !== undefined; tries++) {
+        const unblocked = await this.commands.client('UNBLOCK', this.clientId);
+        if (unblocked === 1 || !this.inFlightKeys) break;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    } catch {
+      // The block times out on its own within BLOCK_MS.
+    } finally {
+      this.unblocking = false;
+    }
+  }
+
+  private ensureRunning(): void {
+    if (this.running || this.closed) return;
+    this.running = true;
+    void this.loop().finally(() => {
+      this.running = false;
+      if (this.byKey.size && !this.closed) this.ensureRunning();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (this.byKey.size && !this.closed) {
+      const keys: string[] = [];
+      const ids: string[] = [];
+      for (const [key, set] of this.byKey) {
+        let min: string | undefined;
+        for (const subscription of set) if (min === undefined || compareStreamIds(subscription.cursor, min) < 0) min = subscription.cursor;
+        keys.push(key);
+        ids.push(readIdAfter(min!));
+      }
+      let reply: XReadReply;
+      this.inFlightKeys = new Set(keys);
+      try {
+        reply = (await this.blocking.xread('COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...ids)) as XReadReply;
+        failures = 0;
+      } catch (error) {
+        this.inFlightKeys = undefined;
+        if (this.closed) return;
+        if (failures++ % 20 === 0) this.logger.warn(`Event reader: ${(error as Error).message}; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * failures, 1000)));
+        continue;
+      }
+      this.inFlightKeys = undefined;
+      if (!reply) continue;
+      for (const [key, entries] of reply) {
+        const set = this.byKey.get(key);
+        if (!set || !entries.length) continue;
+        const events = toEvents(entries);
+        for (const subscription of [...set]) subscription.offer(events);
+      }
+    }
+  }
+}

@@ -1,0 +1,79 @@
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+
+const SCRIPT_NAMES = ['create-job', 'start-attempt', 'append-events', 'finish-job', 'requeue-job'] as const;
+type ScriptName = (typeof SCRIPT_NAMES)[number];
+
+const KEY_COUNTS: Record<ScriptName, number> = {
+  'create-job': 1,
+  'start-attempt': 2,
+  'append-events': 2,
+  'finish-job': 2,
+  'requeue-job': 1,
+};
+
+const sources = new Map<ScriptName, string>();
+
+function source(name: ScriptName): string {
+  let lua = sources.get(name);
+  if (lua === undefined) {
+    lua = readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
+    sources.set(name, lua);
+  }
+  return lua;
+}
+
+type ScriptReply = Array<string | number>;
+
+/** The Lua scripts of the backend, one per command (see `scripts/*.lua` for KEYS and ARGV). */
+export class JobScripts {
+  constructor(private readonly redis: Redis) {
+    for (const name of SCRIPT_NAMES) redis.defineCommand(`jq:${name}`, { numberOfKeys: KEY_COUNTS[name], lua: source(name) });
+  }
+
+  private run<T>(name: ScriptName, keys: string[], args: Array<string | number>): Promise<T> {
+    const command = (this.redis as unknown as Record<string, (...a: Array<string | number>) => Promise<T>>)[`jq:${name}`];
+    return command.call(this.redis, ...keys, ...args);
+  }
+
+  createJob(meta: string, owner: string, name: string, maxAttempts: number, createdAt: number): Promise<number> {
+    return this.run('create-job', [meta], [owner, name, maxAttempts, createdAt]);
+  }
+
+  startAttempt(meta: string, events: string, now: number): Promise<ScriptReply> {
+    return this.run('start-attempt', [meta, events], [now]);
+  }
+
+  appendEvents(
+    meta: string,
+    events: string,
+    writer: string,
+    seq: number,
+    maxEvents: number,
+    attempt: number,
+    pairs: string[],
+  ): Promise<ScriptReply> {
+    return this.run('append-events', [meta, events], [writer, seq, maxEvents, attempt, ...pairs]);
+  }
+
+  finishJob(
+    meta: string,
+    events: string,
+    state: 'completed' | 'failed' | 'cancelled',
+    data: string,
+    now: number,
+    retentionMs: number,
+    outcome: { field: 'result' | 'error'; value: string } | undefined,
+    attempt: number | undefined,
+  ): Promise<ScriptReply> {
+    return this.run(
+      'finish-job',
+      [meta, events],
+      [state, data, now, retentionMs, outcome?.field ?? '', outcome?.value ?? '', attempt ?? ''],
+    );
+  }
+
+  requeueJob(meta: string, attempt: number): Promise<string> {
+    return this.run('requeue-job', [meta], [attempt]);
+  }
+}

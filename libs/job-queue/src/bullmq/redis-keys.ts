@@ -1,0 +1,25 @@
+/**
+ * Key names. Every key of one job shares the hash tag `{<jobId>}`, so a job's scripts touch one
+ * slot and the layout works on Redis Cluster.
+ */
+export class RedisKeys {
+  constructor(readonly prefix: string) {}
+
+  /** Hash: owner, name, state, attempt, counters, terminal event id, result or error. */
+  meta(jobId: string): string {
+    return `${this.prefix}:{${jobId}}:meta`;
+  }
+
+  /** Stream: the job's events. */
+  events(jobId: string): string {
+    return `${this.prefix}:{${jobId}}:events`;
+  }
+
+  /** Pub/sub channel on which cancels reach the worker running the job. */
+  cancelChannel(): string {
+    return `${this.prefix}:cancel`;
+  }
+
+  /** BullMQ queue name (BullMQ adds the prefix itself). */
+  static readonly QUEUE_NAME = 'jobs';
+}

@@ -1,0 +1,27 @@
+--[[
+  Appends the one terminal event of a job and starts the retention clock on all of its keys.
+  Whoever comes first wins (worker completing, worker failing, any instance cancelling); later
+  calls change nothing.
+
+  KEYS[1] meta hash
+  KEYS[2] events stream
+  ARGV[1] terminal type and final state: completed | failed | cancelled
+  ARGV[2] event data (JSON)
+  ARGV[3] now (epoch ms)
+  ARGV[4] retention (ms)
+  ARGV[5] meta field to store the outcome in (result | error), or ''
+  ARGV[6] its value (JSON)
+  ARGV[7] attempt the caller belongs to, or '' for any (cancel)
+
+  Returns {'ok', eventId} | {'final', state} | {'stale'} | {'gone'}.
+]]
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
+if redis.call('HEXISTS', KEYS[1], 'terminal') == 1 then return {'final', redis.call('HGET', KEYS[1], 'state')} end
+if ARGV[7] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[7] then return {'stale'} end
+local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[1], 'data', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'terminal', id, 'finishedAt', ARGV[3])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], ARGV[5], ARGV[6]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return {'ok', id}

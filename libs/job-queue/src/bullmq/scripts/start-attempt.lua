@@ -1,0 +1,17 @@
+--[[
+  Starts an attempt: bumps the attempt counter and appends `started`, unless the job already ended
+  (a cancel that came before the worker picked the job wins) or expired.
+
+  KEYS[1] meta hash
+  KEYS[2] events stream
+  ARGV[1] now (epoch ms)
+
+  Returns {'ok', attempt, eventId} | {'final'} | {'gone'}.
+]]
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
+if redis.call('HEXISTS', KEYS[1], 'terminal') == 1 then return {'final'} end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('HSET', KEYS[1], 'state', 'running', 'startedAt', ARGV[1])
+local id = redis.call('XADD', KEYS[2], '*', 'type', 'started', 'data', '{"attempt":' .. attempt .. '}')
+return {'ok', attempt, id}
