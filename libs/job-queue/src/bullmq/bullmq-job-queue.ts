@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { encodeHandlerEvent, errorMessageOf } from '../encode-event.js';
 import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
@@ -32,6 +32,13 @@ import { assertCursor, compareStreamIds, rangeStartAfter } from './stream-id.js'
 const RESOLVED = Promise.resolve();
 const FOLLOW_WAIT_MS = 30_000;
 
+/** The reason running handlers are aborted with when this worker shuts down. */
+class WorkerShutdown extends Error {
+  constructor() {
+    super('The worker is shutting down; the job goes back to the queue');
+  }
+}
+
 /** The Redis clients of one process; their number does not depend on how many clients follow jobs. */
 interface Connections {
   /** Commands and scripts; fails fast while Redis is down (requests get 503, never hang). */
@@ -40,6 +47,8 @@ interface Connections {
   blocking: Redis;
   /** Cancel messages, on worker processes. */
   subscriber?: Redis;
+  /** BullMQ's worker commands (it adds its own blocking connection), on worker processes. */
+  worker?: Redis;
 }
 
 /**
@@ -58,6 +67,8 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
   /** Running attempts in this process, by job id, to abort on cancel. */
   private readonly running = new Map<string, AbortController>();
   private stopped = false;
+  /** Set when shutdown gives up on running work: Redis retries stop instead of looping on. */
+  private abandoned = false;
 
   private constructor(
     private readonly options: ResolvedJobQueueOptions,
@@ -108,8 +119,16 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     subscriber.on('message', (_channel: string, jobId: string) => {
       this.running.get(jobId)?.abort(new Error('Job cancelled'));
     });
+    // BullMQ does not close a connection it was given; it is ours to close at shutdown.
+    this.connections.worker = this.connections.commands.duplicate({
+      connectionName: `${this.options.redis.prefix}:worker`,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      commandTimeout: undefined,
+    });
+    this.connections.worker.on('error', this.connectionErrorLogger());
     this.worker = new Worker(RedisKeys.QUEUE_NAME, (job, token) => this.process(job, token), {
-      connection: this.connections.commands.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined }),
+      connection: this.connections.worker,
       prefix: this.options.redis.prefix,
       concurrency: this.options.concurrency,
       autorun: false,
@@ -119,16 +138,32 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     void this.worker.run();
   }
 
+  /**
+   * Stops taking jobs, gives running handlers `shutdownGraceMs` to finish, then aborts the rest
+   * and hands their jobs back to the queue (another worker starts them as a new attempt).
+   */
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
     this.reader.close();
-    try {
-      await this.worker?.close();
-    } catch (error) {
-      this.logger.warn(`Closing the worker: ${(error as Error).message}`);
+    if (this.worker) {
+      const closing = this.worker.close().catch((error: Error) => this.logger.warn(`Closing the worker: ${error.message}`));
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.options.shutdownGraceMs)));
+      if ((await Promise.race([closing, graceOver])) === 'timeout') {
+        for (const abort of this.running.values()) abort.abort(new WorkerShutdown());
+        // Handing back needs Redis; give that one more grace period, then let go.
+        const settled = new Promise<'timeout'>(
+          (resolve) => (timer = setTimeout(() => resolve('timeout'), Math.max(this.options.shutdownGraceMs, 1000))),
+        );
+        if ((await Promise.race([closing, settled])) === 'timeout') this.abandoned = true;
+        await closing;
+      }
+      clearTimeout(timer);
     }
+    this.abandoned = true;
     await this.queue.close().catch(() => undefined);
-    for (const client of [this.connections.commands, this.connections.blocking, this.connections.subscriber]) client?.disconnect();
+    const { commands, blocking, subscriber, worker } = this.connections;
+    for (const client of [commands, blocking, subscriber, worker]) client?.disconnect();
   }
 
   async checkHealth(): Promise<void> {
@@ -243,14 +278,21 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     return this.getJob(id, options);
   }
 
-  private async process(job: Job, _token?: string): Promise<unknown> {
+  private async process(job: Job, token?: string): Promise<unknown> {
     const id = job.id!;
     const metaKey = this.keys.meta(id);
     const eventsKey = this.keys.events(id);
     const handler = this.handlers.get(job.name);
-    const started = await this.scripts.startAttempt(metaKey, eventsKey, Date.now());
+    const started = await this.retrying(() => this.scripts.startAttempt(metaKey, eventsKey, Date.now(), this.options.maxEventsPerJob));
+    if (started[0] === 'limit') {
+      const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
+      await this.finish(id, 'failed', { error: limitError });
+      throw new UnrecoverableError(limitError.message);
+    }
     if (started[0] !== 'ok') return undefined; // cancelled before it ran, or expired: nothing to do
     const attempt = Number(started[1]);
+    // Only this attempt appends from now on, so counting here enforces the cap at `emit`, synchronously.
+    let eventCount = Number(started[3]);
     const abort = new AbortController();
     this.running.set(id, abort);
     let limitError: EventLimitExceededError | undefined;
@@ -266,6 +308,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       },
       (last) => void job.updateProgress({ eventId: last.id, type: last.type, events: last.appended }).catch(() => undefined),
       this.logger,
+      () => this.abandoned,
     );
     const context: JobContext = {
       id,
@@ -277,6 +320,13 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
         const json = encodeHandlerEvent(type, data, this.options.maxEventBytes);
         if (limitError) throw limitError;
         if (appender.stopped) return RESOLVED;
+        // Keep one slot for the terminal event.
+        if (eventCount + 1 >= this.options.maxEventsPerJob) {
+          limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
+          abort.abort(limitError);
+          throw limitError;
+        }
+        eventCount++;
         return appender.push(type, json);
       },
     };
@@ -292,6 +342,12 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     await appender.close();
     this.running.delete(id);
     if (appender.stopped === 'final' || appender.stopped === 'stale') return undefined;
+    if (!outcome.ok && abort.signal.reason instanceof WorkerShutdown) {
+      // Hand the job back without using up an attempt: it is delayed by 0 ms, i.e. waiting again.
+      await this.retrying(() => this.scripts.requeueJob(metaKey, attempt));
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError();
+    }
 
     if (limitError) {
       await this.finish(id, 'failed', { error: limitError }, attempt);
@@ -356,7 +412,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       try {
         return await operation();
       } catch (error) {
-        if (tries >= 100) throw error;
+        if (tries >= 100 || this.abandoned) throw error;
         if (tries % 20 === 0) this.logger.warn(`Redis command failed (${(error as Error).message}); retrying`);
         await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(tries, 5), 1000)));
       }

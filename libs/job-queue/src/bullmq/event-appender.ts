@@ -36,6 +36,8 @@ export class EventAppender {
     private readonly onStop: (reason: AppenderStop) => void,
     private readonly onFlushed: (last: { id: string; type: string; appended: number }) => void,
     private readonly logger: Logger,
+    /** True once retrying is pointless (the process is shutting down past its grace period). */
+    private readonly abandoned: () => boolean,
   ) {}
 
   /** Queues an event; resolves at once unless too many are unflushed. */
@@ -85,6 +87,10 @@ export class EventAppender {
       try {
         return await this.scripts.appendEvents(this.metaKey, this.eventsKey, this.writer, seq, this.maxEvents, this.attempt, batch);
       } catch (error) {
+        if (this.abandoned()) {
+          this.logger.warn(`Dropping unflushed events of ${this.eventsKey}: shutting down while Redis fails (${(error as Error).message})`);
+          return ['stale'];
+        }
         if (tries % 20 === 0) this.logger.warn(`Appending events failed (${(error as Error).message}); retrying`);
         await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(tries, 5), 1000)));
       }

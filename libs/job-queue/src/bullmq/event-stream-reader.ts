@@ -58,15 +58,18 @@ export class StreamSubscription {
    * The next events (at least one), or `[]` when `timeoutMs` passed or `signal` aborted first.
    */
   async next(timeoutMs: number, signal?: AbortSignal): Promise<JobEvent[]> {
-    if (!this.pending.length && !this.attached) {
-      const caughtUp = await this.reader.fetchAfter(this.key, this.cursor);
-      if (caughtUp.length) {
-        this.cursor = caughtUp[caughtUp.length - 1].id;
-        return caughtUp;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!this.pending.length && !this.attached && !this.closed) {
+        const caughtUp = await this.reader.fetchAfter(this.key, this.cursor);
+        if (caughtUp.length) {
+          this.cursor = caughtUp[caughtUp.length - 1].id;
+          return caughtUp;
+        }
+        this.reader.attach(this);
       }
-      this.reader.attach(this);
-    }
-    if (!this.pending.length && !this.closed && !signal?.aborted) {
+      const left = deadline - Date.now();
+      if (this.pending.length || this.closed || signal?.aborted || left <= 0) break;
       await new Promise<void>((resolve) => {
         const done = (): void => {
           clearTimeout(timer);
@@ -74,7 +77,7 @@ export class StreamSubscription {
           this.wake = undefined;
           resolve();
         };
-        const timer = setTimeout(done, timeoutMs);
+        const timer = setTimeout(done, left);
         signal?.addEventListener('abort', done, { once: true });
         this.wake = done;
       });
@@ -82,6 +85,12 @@ export class StreamSubscription {
     const events = this.pending;
     this.pending = [];
     return events;
+  }
+
+  /** Detaches it so that its next read fetches what it may have missed from its cursor on. */
+  catchUp(): void {
+    this.reader.detach(this);
+    this.wake?.();
   }
 
   close(): void {
@@ -220,11 +229,18 @@ export class EventStreamReader {
       }
       this.inFlightKeys = undefined;
       if (!reply) continue;
+      const readFrom = new Map(keys.map((key, i) => [key, ids[i]]));
       for (const [key, entries] of reply) {
         const set = this.byKey.get(key);
         if (!set || !entries.length) continue;
         const events = toEvents(entries);
-        for (const subscription of [...set]) subscription.offer(events);
+        const from = readFrom.get(key)!;
+        for (const subscription of [...set]) {
+          // Subscribed after this XREAD was sent, with a cursor before the id it read from: the
+          // entries in between are not in this reply. It reads them itself, then attaches again.
+          if (from !== '0-0' && compareStreamIds(subscription.cursor, from) < 0) subscription.catchUp();
+          else subscription.offer(events);
+        }
       }
     }
   }

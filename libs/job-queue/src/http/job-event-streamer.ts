@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
 import { JobQueueError } from '../errors/job-queue.error.js';
 import type { JobEvent, JobEventPage } from '../job-event.js';
 import { JobQueue, type JobAccessOptions } from '../job-queue.js';
@@ -30,10 +30,30 @@ const DEFAULT_HEARTBEAT_MS = 15_000;
  * resumes from the last id it saw.
  */
 @Injectable()
-export class JobEventStreamer {
+export class JobEventStreamer implements BeforeApplicationShutdown {
   private readonly logger = new Logger('JobEventStreamer');
+  /** Aborts of the streams and long-polls in progress. */
+  private readonly open = new Set<AbortController>();
+  private closing = false;
 
   constructor(@Inject(JobQueue) private readonly queue: JobQueue) {}
+
+  /**
+   * Ends every stream and long-poll when the application shuts down: Nest closes the HTTP server
+   * (which waits for open responses) before its shutdown hooks run, so a stream left open would
+   * hold the shutdown until its job ends. Clients resume from their last id on another instance.
+   */
+  beforeApplicationShutdown(): void {
+    this.closing = true;
+    for (const abort of this.open) abort.abort();
+  }
+
+  /** Registers a request's abort for {@link beforeApplicationShutdown}; returns the unregistration. */
+  private track(abort: AbortController): () => void {
+    if (this.closing) abort.abort();
+    this.open.add(abort);
+    return () => this.open.delete(abort);
+  }
 
   /** One page of events for long-polling: `{ events, next, done }`. A wait ends when the client goes away. */
   async poll(jobId: string, request: IncomingMessage, options: PollEventsOptions): Promise<JobEventPage> {
@@ -41,9 +61,11 @@ export class JobEventStreamer {
     const abort = new AbortController();
     const onClose = (): void => abort.abort();
     request.once('close', onClose);
+    const untrack = this.track(abort);
     try {
       return await this.queue.readEvents(jobId, { owner: options.owner, ...query, signal: abort.signal });
     } finally {
+      untrack();
       request.off('close', onClose);
     }
   }
@@ -83,6 +105,7 @@ export class JobEventStreamer {
     const abort = new AbortController();
     const onClose = (): void => abort.abort();
     response.once('close', onClose);
+    const untrack = this.track(abort);
     response.writeHead(200, {
       'Content-Type': format.contentType,
       'Cache-Control': 'no-cache, no-transform',
@@ -117,6 +140,7 @@ export class JobEventStreamer {
       if (!(error instanceof JobQueueError)) this.logger.error(`Event stream of job ${jobId} broke: ${(error as Error).message}`);
     } finally {
       if (heartbeat) clearInterval(heartbeat);
+      untrack();
       response.off('close', onClose);
       if (!response.writableEnded) response.end();
     }

@@ -123,7 +123,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   private waitForEvent(job: MemoryJob, waitMs: number, signal?: AbortSignal): Promise<void> {
-    return RESOLVED;
+    if (signal?.aborted) return RESOLVED;
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);

@@ -20,6 +20,11 @@ export interface JobQueueModuleOptions {
   maxEventBytes?: number;
   /** Attempts a job gets when `enqueue` does not say (default 1: no retry). */
   defaultAttempts?: number;
+  /**
+   * On shutdown, how long running handlers may take to finish before they are aborted and their
+   * jobs handed back to the queue for another worker (default 10000 ms).
+   */
+  shutdownGraceMs?: number;
   /** Redis connection, for the `bullmq` backend. */
   redis?: {
     /** `redis://[user:password@]host:port[/db]` or `rediss://...` (default `redis://127.0.0.1:6379`). */
@@ -38,6 +43,7 @@ export interface ResolvedJobQueueOptions {
   maxEventsPerJob: number;
   maxEventBytes: number;
   defaultAttempts: number;
+  shutdownGraceMs: number;
   redis: { url: string; prefix: string };
 }
 

@@ -8,16 +8,21 @@ const DEFAULTS = {
   maxEventsPerJob: 100_000,
   maxEventBytes: 64 * 1024,
   defaultAttempts: 1,
+  shutdownGraceMs: 10_000,
   redisUrl: 'redis://127.0.0.1:6379',
   prefix: 'jq',
 } as const;
 
-const INTEGER_RULES: Record<'concurrency' | 'retentionMs' | 'maxEventsPerJob' | 'maxEventBytes' | 'defaultAttempts', [number, number]> = {
+const INTEGER_RULES: Record<
+  'concurrency' | 'retentionMs' | 'maxEventsPerJob' | 'maxEventBytes' | 'defaultAttempts' | 'shutdownGraceMs',
+  [number, number]
+> = {
   concurrency: [1, 1000],
   retentionMs: [1000, 30 * 24 * 60 * 60 * 1000],
   maxEventsPerJob: [10, 10_000_000],
   maxEventBytes: [256, 16 * 1024 * 1024],
   defaultAttempts: [1, 100],
+  shutdownGraceMs: [0, 60 * 60 * 1000],
 };
 
 function describe(value: unknown): string {

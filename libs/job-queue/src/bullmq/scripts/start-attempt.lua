@@ -5,13 +5,16 @@
   KEYS[1] meta hash
   KEYS[2] events stream
   ARGV[1] now (epoch ms)
+  ARGV[2] max events per job: a retry whose `started` would leave no slot for the terminal event
+          does not start ('limit'), the caller fails the job instead
 
-  Returns {'ok', attempt, eventId} | {'final'} | {'gone'}.
+  Returns {'ok', attempt, eventId, eventCount} | {'final'} | {'gone'} | {'limit'}.
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 if redis.call('HEXISTS', KEYS[1], 'terminal') == 1 then return {'final'} end
+if tonumber(redis.call('HGET', KEYS[1], 'count')) + 1 >= tonumber(ARGV[2]) then return {'limit'} end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HINCRBY', KEYS[1], 'count', 1)
+local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'startedAt', ARGV[1])
 local id = redis.call('XADD', KEYS[2], '*', 'type', 'started', 'data', '{"attempt":' .. attempt .. '}')
-return {'ok', attempt, id}
+return {'ok', attempt, id, count}

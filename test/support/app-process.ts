@@ -1,0 +1,89 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './free-port.js';
+import { waitForLine } from './wait-for-line.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A built app (`dist/apps/<name>/main.js`) running as its own process. */
+export class AppProcess {
+  output = '';
+  /** Resolves with the exit code (or signal) once the process has exited and its output is closed. */
+  private readonly closed: Promise<number | string>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly port: number | undefined,
+  ) {
+    child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    // 'close' (not 'exit') so that `output` is complete once `exited()` resolves.
+    this.closed = new Promise((resolve) => child.once('close', (code, signal) => resolve(code ?? signal!)));
+  }
+
+  /** Starts the api on a free port and resolves once it listens. Needs `npm run build` first. */
+  static async api(env: Record<string, string>): Promise<AppProcess> {
+    const port = await freePort();
+    const app = AppProcess.spawn('api', { ...env, PORT: String(port) }, port);
+    await app.ready(/Build API listening on port/, `api :${port}`);
+    return app;
+  }
+
+  /** Starts a worker and resolves once it runs. */
+  static async worker(env: Record<string, string>): Promise<AppProcess> {
+    const app = AppProcess.spawn('worker', env, undefined);
+    await app.ready(/Worker running/, 'worker');
+    return app;
+  }
+
+  /** Waits for the start-up line; a process that did not get there is killed, never left behind. */
+  private async ready(pattern: RegExp, label: string): Promise<void> {
+    try {
+      await waitForLine(this.child, pattern, 20_000, label);
+    } catch (error) {
+      await this.stop('SIGKILL');
+      throw error;
+    }
+  }
+
+  /** Starts an app without waiting (for start-up failure tests). */
+  static spawn(name: 'api' | 'worker', env: Record<string, string>, port: number | undefined): AppProcess {
+    const child = spawn(process.execPath, [resolve(ROOT, `dist/apps/${name}/main.js`)], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new AppProcess(child, port);
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Resolves with the exit code (or signal) once the process has exited. */
+  exited(): Promise<number | string> {
+    return this.closed;
+  }
+
+  /** The process id (for mapping its sockets, e.g. Redis connections, to it). */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /**
+   * Sends `signal` and waits for the exit; sends SIGKILL when it has not exited after
+   * `killAfterMs`, so that a process stuck in shutdown cannot hold a test run forever.
+   */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', killAfterMs = 15_000): Promise<number | string> {
+    const exited = this.exited();
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return exited;
+    this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), killAfterMs);
+    try {
+      return await exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
