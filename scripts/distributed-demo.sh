@@ -17,7 +17,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     exit 1
   fi
 fi
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci; fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then bash scripts/install-deps.sh; fi
 npm run build
 
 data_dir="$(mktemp -d)"

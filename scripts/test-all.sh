@@ -16,7 +16,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci
+  bash scripts/install-deps.sh
 fi
 npm run build
 

@@ -9,6 +9,8 @@ import { waitForLine } from './wait-for-line.js';
 export interface RedisServerOptions {
   /** Append-only file on (so a restart keeps the data). Default off. */
   appendOnly?: boolean;
+  /** Require this password (`--requirepass`, the `default` user's password). Default none. */
+  password?: string;
 }
 
 /** A real `redis-server` on a free loopback port, for one test file. */
@@ -28,8 +30,10 @@ export class RedisServer {
     return server;
   }
 
+  /** `redis://127.0.0.1:<port>`, with `:<password>@` (URL-encoded) when the server requires one. */
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    const auth = this.options.password === undefined ? '' : `:${encodeURIComponent(this.options.password)}@`;
+    return `redis://${auth}127.0.0.1:${this.port}`;
   }
 
   /** Stops the server (SIGTERM, waits for exit); with append-only on, data survives for {@link restart}. */
@@ -58,6 +62,7 @@ export class RedisServer {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', ''];
     args.push('--appendonly', this.options.appendOnly ? 'yes' : 'no');
     if (this.options.appendOnly) args.push('--appendfsync', 'always');
+    if (this.options.password !== undefined) args.push('--requirepass', this.options.password);
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const spawnError = new Promise<never>((_, reject) =>
       child.once('error', (error) =>

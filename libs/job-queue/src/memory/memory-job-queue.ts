@@ -175,7 +175,10 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     job.startedAt = Date.now();
     job.append('started', { attempt: job.attempt });
     const attempt = job.attempt;
-    const live = (): boolean => !job.finished && job.attempt === attempt && !abort.signal.aborted;
+    // An attempt's events count only while its handler runs: a late emit of an attempt that
+    // already ended (before a retry starts) must not land in the stream.
+    let ended = false;
+    const live = (): boolean => !ended && !job.finished && job.attempt === attempt && !abort.signal.aborted;
     let limitError: EventLimitExceededError | undefined;
 
     const context: JobContext = {
@@ -204,6 +207,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     } catch (error) {
       outcome = { ok: false, error };
     }
+    ended = true;
     if (job.finished || job.attempt !== attempt) return; // cancelled meanwhile: the stream already ended
     job.abort = undefined;
 
