@@ -131,6 +131,8 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       connection: this.connections.worker,
       prefix: this.options.redis.prefix,
       concurrency: this.options.concurrency,
+      lockDuration: this.options.lockDurationMs,
+      stalledInterval: this.options.lockDurationMs,
       autorun: false,
     });
     this.worker.on('error', (error) => this.logger.warn(`Worker: ${error.message}`));

@@ -25,6 +25,12 @@ export interface JobQueueModuleOptions {
    * jobs handed back to the queue for another worker (default 10000 ms).
    */
   shutdownGraceMs?: number;
+  /**
+   * `bullmq`: how long a worker's lock on a running job lasts without renewal (default 30000 ms).
+   * A worker that dies (SIGKILL, lost host) stops renewing; its jobs are picked up again by
+   * another worker within about twice this time, as a new attempt.
+   */
+  lockDurationMs?: number;
   /** Redis connection, for the `bullmq` backend. */
   redis?: {
     /** `redis://[user:password@]host:port[/db]` or `rediss://...` (default `redis://127.0.0.1:6379`). */
@@ -44,6 +50,7 @@ export interface ResolvedJobQueueOptions {
   maxEventBytes: number;
   defaultAttempts: number;
   shutdownGraceMs: number;
+  lockDurationMs: number;
   redis: { url: string; prefix: string };
 }
 

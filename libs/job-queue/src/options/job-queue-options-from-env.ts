@@ -23,7 +23,7 @@ function boolean(value: string | undefined): boolean | undefined {
  * Module options from the conventional environment variables, so switching backends is a matter
  * of configuration: `JOB_QUEUE_BACKEND` (memory|bullmq), `JOB_QUEUE_WORKER` (true|false),
  * `WORKER_CONCURRENCY`, `REDIS_URL`, `JOB_QUEUE_PREFIX`, `JOB_RETENTION_MS`,
- * `JOB_MAX_EVENTS`, `JOB_MAX_EVENT_BYTES`, `JOB_SHUTDOWN_GRACE_MS`. Values are checked by the module at start.
+ * `JOB_MAX_EVENTS`, `JOB_MAX_EVENT_BYTES`, `JOB_SHUTDOWN_GRACE_MS`, `JOB_LOCK_DURATION_MS`. Values are checked by the module at start.
  *
  * @example
  * ```ts
@@ -40,6 +40,7 @@ export function jobQueueOptionsFromEnv(config: ConfigReader): JobQueueModuleOpti
     maxEventsPerJob: integer(get('JOB_MAX_EVENTS')),
     maxEventBytes: integer(get('JOB_MAX_EVENT_BYTES')),
     shutdownGraceMs: integer(get('JOB_SHUTDOWN_GRACE_MS')),
+    lockDurationMs: integer(get('JOB_LOCK_DURATION_MS')),
     redis: { url: get('REDIS_URL') || undefined, prefix: get('JOB_QUEUE_PREFIX') || undefined },
   };
 }

@@ -9,12 +9,13 @@ const DEFAULTS = {
   maxEventBytes: 64 * 1024,
   defaultAttempts: 1,
   shutdownGraceMs: 10_000,
+  lockDurationMs: 30_000,
   redisUrl: 'redis://127.0.0.1:6379',
   prefix: 'jq',
 } as const;
 
 const INTEGER_RULES: Record<
-  'concurrency' | 'retentionMs' | 'maxEventsPerJob' | 'maxEventBytes' | 'defaultAttempts' | 'shutdownGraceMs',
+  'concurrency' | 'retentionMs' | 'maxEventsPerJob' | 'maxEventBytes' | 'defaultAttempts' | 'shutdownGraceMs' | 'lockDurationMs',
   [number, number]
 > = {
   concurrency: [1, 1000],
@@ -23,6 +24,7 @@ const INTEGER_RULES: Record<
   maxEventBytes: [256, 16 * 1024 * 1024],
   defaultAttempts: [1, 100],
   shutdownGraceMs: [0, 60 * 60 * 1000],
+  lockDurationMs: [1000, 10 * 60 * 1000],
 };
 
 function describe(value: unknown): string {
