@@ -31,6 +31,8 @@ import { assertCursor, compareStreamIds, rangeStartAfter } from './stream-id.js'
 
 const RESOLVED = Promise.resolve();
 const FOLLOW_WAIT_MS = 30_000;
+/** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The reason running handlers are aborted with when this worker shuts down. */
 class WorkerShutdown extends Error {
@@ -197,6 +199,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   async getJob(id: string, options: JobAccessOptions = {}): Promise<JobInfo> {
+    this.assertWellFormed(id);
     const meta = await this.guard(() => this.connections.commands.hgetall(this.keys.meta(id)));
     this.assertVisible(id, meta.owner, options);
     return this.toInfo(id, meta);
@@ -206,6 +209,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     id: string,
     options: ReadEventsOptions & { after: string; limit: number; waitMs: number },
   ): Promise<JobEventPage> {
+    this.assertWellFormed(id);
     assertCursor(options.after);
     const eventsKey = this.keys.events(id);
     const [[metaError, meta], [rangeError, entries]] = (await this.guard(() =>
@@ -252,6 +256,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   async cancel(id: string, options: CancelOptions = {}): Promise<JobInfo> {
+    this.assertWellFormed(id);
     const meta = await this.guard(() => this.connections.commands.hgetall(this.keys.meta(id)));
     this.assertVisible(id, meta.owner, options);
     const reason = options.reason ?? 'cancelled';
@@ -419,6 +424,10 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
         await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(tries, 5), 1000)));
       }
     }
+  }
+
+  private assertWellFormed(id: string): void {
+    if (typeof id !== 'string' || !JOB_ID.test(id)) throw new JobNotFoundError(String(id));
   }
 
   private assertVisible(id: string, owner: string | null | undefined, options: JobAccessOptions): asserts owner is string {

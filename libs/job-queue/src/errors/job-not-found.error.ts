@@ -5,6 +5,6 @@ export class JobNotFoundError extends JobQueueError {
   readonly code = 'JOB_NOT_FOUND';
 
   constructor(readonly jobId: string) {
-    super(`Job ${JSON.stringify(jobId)} was not found`);
+    super(`Job ${JSON.stringify(jobId.length > 100 ? `${jobId.slice(0, 100)}…` : jobId)} was not found`);
   }
 }

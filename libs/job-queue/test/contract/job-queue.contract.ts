@@ -342,7 +342,8 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
 
     describe('unknown jobs and owners', () => {
       it('a never-enqueued id is unknown at once for getJob, readEvents (even long-polled), follow and cancel', async () => {
-        for (const id of [randomUUID(), 'no-such-job', '0']) {
+        const injectionLooking = ['*', '{jq}', 'x}:meta', "'; DROP TABLE jobs; --", '../../etc/passwd', '\u0000', 'a'.repeat(10_000)];
+        for (const id of [randomUUID(), 'no-such-job', '0', ...injectionLooking]) {
           const started = performance.now();
           await expect(queue.getJob(id, { owner: OWNER })).rejects.toBeInstanceOf(JobNotFoundError);
           await expect(queue.getJob(id)).rejects.toBeInstanceOf(JobNotFoundError);
