@@ -12,6 +12,9 @@ export async function createApiApp(options: { logger?: false } = {}): Promise<Ne
   });
   app.disable('x-powered-by');
   app.use(jsonBody);
-  app.enableShutdownHooks();
+  // On SIGTERM/SIGINT: run the shutdown hooks (open event streams end, the queue lets go of
+  // Redis), then exit 0. Nest's default re-raises the signal, so a clean shutdown looked like
+  // a death by signal (exit 143) to process managers and the fault tests.
+  app.enableShutdownHooks([], { useProcessExit: true });
   return app;
 }

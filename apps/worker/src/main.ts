@@ -11,7 +11,9 @@ async function bootstrap(): Promise<void> {
     );
   }
   const app = await NestFactory.createApplicationContext(WorkerModule, { abortOnError: false });
-  app.enableShutdownHooks();
+  // On SIGTERM/SIGINT: finish or hand back running jobs (JOB_SHUTDOWN_GRACE_MS), then exit 0
+  // rather than re-raising the signal (Nest's default, which reads as a crash: exit 143).
+  app.enableShutdownHooks([], { useProcessExit: true });
   await app.init();
   Logger.log(`Worker running (backend ${backend})`, 'Bootstrap');
 }

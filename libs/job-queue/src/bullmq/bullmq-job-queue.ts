@@ -68,6 +68,8 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
   private worker?: Worker;
   /** Running attempts in this process, by job id, to abort on cancel. */
   private readonly running = new Map<string, AbortController>();
+  /** Processor calls in this process, by job id, oldest first (more than one only after a lost lock; see {@link runJob}). */
+  private readonly runs = new Map<string, Array<Promise<unknown>>>();
   private stopped = false;
   /** Set when shutdown gives up on running work: Redis retries stop instead of looping on. */
   private abandoned = false;
@@ -129,7 +131,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       commandTimeout: undefined,
     });
     this.connections.worker.on('error', this.connectionErrorLogger());
-    this.worker = new Worker(RedisKeys.QUEUE_NAME, (job, token) => this.process(job, token), {
+    this.worker = new Worker(RedisKeys.QUEUE_NAME, (job, token) => this.runJob(job, token), {
       connection: this.connections.worker,
       prefix: this.options.redis.prefix,
       concurrency: this.options.concurrency,
@@ -285,12 +287,38 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     return this.getJob(id, options);
   }
 
+  /**
+   * BullMQ hands a job out again when its lock expired (e.g. Redis was away for longer than the
+   * lock), possibly to this same worker while the first run still goes on. Its lock renewal is
+   * keyed by job id: when the older run returns, BullMQ stops renewing the newer run's lock too,
+   * and the job stalls again and fails. So an older run returns only after the newer ones have.
+   */
+  private async runJob(job: Job, token?: string): Promise<unknown> {
+    const id = job.id!;
+    const runs = this.runs.get(id) ?? [];
+    this.runs.set(id, runs);
+    const run = this.process(job, token);
+    runs.push(run);
+    try {
+      return await run;
+    } finally {
+      for (let newer = runs.slice(runs.indexOf(run) + 1); newer.length; newer = runs.slice(runs.indexOf(run) + 1)) {
+        await Promise.allSettled(newer);
+      }
+      runs.splice(runs.indexOf(run), 1);
+      if (!runs.length) this.runs.delete(id);
+    }
+  }
+
   private async process(job: Job, token?: string): Promise<unknown> {
     const id = job.id!;
     const metaKey = this.keys.meta(id);
     const eventsKey = this.keys.events(id);
     const handler = this.handlers.get(job.name);
-    const started = await this.retrying(() => this.scripts.startAttempt(metaKey, eventsKey, Date.now(), this.options.maxEventsPerJob));
+    const runId = randomUUID();
+    const started = await this.retrying(() =>
+      this.scripts.startAttempt(metaKey, eventsKey, Date.now(), this.options.maxEventsPerJob, runId),
+    );
     if (started[0] === 'limit') {
       const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
       await this.finish(id, 'failed', { error: limitError });
@@ -301,6 +329,8 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     // Only this attempt appends from now on, so counting here enforces the cap at `emit`, synchronously.
     let eventCount = Number(started[3]);
     const abort = new AbortController();
+    // An older run of this job in this process lost its lock and is superseded (its appends are refused).
+    this.running.get(id)?.abort(new Error('Attempt superseded'));
     this.running.set(id, abort);
     let limitError: EventLimitExceededError | undefined;
     const appender = new EventAppender(
@@ -347,7 +377,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     }
     // Everything the handler emitted goes in before the terminal event.
     await appender.close();
-    this.running.delete(id);
+    if (this.running.get(id) === abort) this.running.delete(id);
     if (appender.stopped === 'final' || appender.stopped === 'stale') return undefined;
     if (!outcome.ok && abort.signal.reason instanceof WorkerShutdown) {
       // Hand the job back without using up an attempt: it is delayed by 0 ms, i.e. waiting again.

@@ -120,7 +120,12 @@ export class EventStreamReader {
     private readonly blocking: Redis,
     private readonly commands: Redis,
   ) {
-    blocking.on('ready', () => void this.refreshClientId());
+    // After a reconnect ioredis resends the XREAD that was in flight ahead of any new command,
+    // so a CLIENT ID sent at 'ready' is answered only once that XREAD returns (up to BLOCK_MS);
+    // meanwhile interrupts went to the dead connection's id and new followers waited. CLIENT is
+    // a handshake command: sent at 'connect', it goes out before the resend.
+    blocking.on('connect', () => void this.refreshClientId());
+    blocking.on('close', () => (this.clientId = undefined));
   }
 
   async start(): Promise<void> {
@@ -174,7 +179,11 @@ export class EventStreamReader {
       this.clientId = (await this.blocking.client('ID')) as number;
     } catch {
       this.clientId = undefined;
+      return;
     }
+    // Keys followed while the id was unknown are not in the XREAD in flight: interrupt it now.
+    const inFlight = this.inFlightKeys;
+    if (inFlight && [...this.byKey.keys()].some((key) => !inFlight.has(key))) void this.interrupt();
   }
 
   /** Ends the XREAD in flight early so the next one includes newly followed keys. */

@@ -40,8 +40,8 @@ export class JobScripts {
     return this.run('create-job', [meta], [owner, name, maxAttempts, createdAt]);
   }
 
-  startAttempt(meta: string, events: string, now: number, maxEvents: number): Promise<ScriptReply> {
-    return this.run('start-attempt', [meta, events], [now, maxEvents]);
+  startAttempt(meta: string, events: string, now: number, maxEvents: number, runId: string): Promise<ScriptReply> {
+    return this.run('start-attempt', [meta, events], [now, maxEvents, runId]);
   }
 
   appendEvents(

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { InvalidJobQueueOptionsError } from '../errors/invalid-options.error.js';
 import { JobQueueUnavailableError } from '../errors/job-queue-unavailable.error.js';
 
 /** The URL with any user name and password replaced, safe for logs and error messages. */
@@ -37,20 +38,42 @@ const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(tim
  * client is left to reconnect on its own after it was once connected.
  */
 export async function connectRedis(url: string, name: string, extra: RedisOptions = {}): Promise<Redis> {
+  // ioredis turns a path that is not a number into database NaN and then crashes the process
+  // with an unhandled SELECT error once connected.
+  if (!/^(\/[0-9]*)?$/.test(new URL(url).pathname)) {
+    throw new InvalidJobQueueOptionsError([
+      '"redis.url" (REDIS_URL) must end with a database index, e.g. redis://host:6379/0, or with no path (database 0)',
+    ]);
+  }
   const client = new Redis(url, { lazyConnect: true, connectionName: name, retryStrategy, connectTimeout: 5000, ...extra });
-  let lastError: Error | undefined;
+  // The first error says why; later ones can be follow-ups (a wrong password gives WRONGPASS,
+  // then NOAUTH for the commands that were already on their way).
+  let firstError: Error | undefined;
   const remember = (error: Error): void => {
-    lastError = error;
+    firstError ??= error;
   };
   client.on('error', remember);
   try {
     await client.connect();
   } catch (error) {
     client.disconnect();
-    const reason = scrubSecrets((lastError ?? (error as Error)).message, url);
+    const reason = scrubSecrets((firstError ?? (error as Error)).message, url);
     throw new JobQueueUnavailableError(
       `Cannot connect to Redis at ${redactRedisUrl(url)} (${reason}). Check REDIS_URL (redis.url) and that Redis is running.`,
     );
+  }
+  // A SELECT of the URL's database that Redis refuses (index out of range) is only an 'error'
+  // event to ioredis, which then goes on in database 0: select it again and fail on a refusal.
+  const db = client.options.db ?? 0;
+  if (db !== 0) {
+    try {
+      await client.select(db);
+    } catch (error) {
+      client.disconnect();
+      throw new JobQueueUnavailableError(
+        `Redis at ${redactRedisUrl(url)} refused database ${db} (${scrubSecrets((error as Error).message, url)}). Check the database index in REDIS_URL (redis.url).`,
+      );
+    }
   }
   return client;
 }
