@@ -25,6 +25,7 @@ import type { ResolvedJobQueueOptions } from '../options/job-queue-module-option
 import { EventAppender } from './event-appender.js';
 import { EventStreamReader, toEvents } from './event-stream-reader.js';
 import { JobScripts } from './job-scripts.js';
+import { ProgressReporter } from './progress-reporter.js';
 import { connectRedis } from './redis-connection.js';
 import { RedisKeys } from './redis-keys.js';
 import { assertCursor, compareStreamIds, rangeStartAfter } from './stream-id.js';
@@ -333,6 +334,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     this.running.get(id)?.abort(new Error('Attempt superseded'));
     this.running.set(id, abort);
     let limitError: EventLimitExceededError | undefined;
+    const progress = new ProgressReporter(job);
     const appender = new EventAppender(
       this.scripts,
       metaKey,
@@ -343,7 +345,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
         if (reason === 'limit') limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
         abort.abort(limitError ?? new Error(reason === 'final' ? 'Job cancelled' : 'Attempt superseded'));
       },
-      (last) => void job.updateProgress({ eventId: last.id, type: last.type, events: last.appended }).catch(() => undefined),
+      (last) => progress.report({ eventId: last.id, type: last.type, events: last.appended }),
       this.logger,
       () => this.abandoned,
     );
@@ -377,6 +379,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     }
     // Everything the handler emitted goes in before the terminal event.
     await appender.close();
+    progress.flush();
     if (this.running.get(id) === abort) this.running.delete(id);
     if (appender.stopped === 'final' || appender.stopped === 'stale') return undefined;
     if (!outcome.ok && abort.signal.reason instanceof WorkerShutdown) {

@@ -21,8 +21,19 @@ export function toEvents(entries: RawEntry[]): JobEvent[] {
 
 const BLOCK_MS = 5000;
 const READ_COUNT = 1000;
-/** A subscriber holding more undelivered events than this stops being fed and catches up by itself. */
+/**
+ * A subscriber holding more undelivered events than this, or more than {@link MAX_PENDING_BYTES}
+ * of them, stops being fed: it drops them and reads on from Redis once its client asks for more.
+ * A client that does not read thus costs at most this window, whatever the job produces (the
+ * job's stream is the buffer), and never a window of 5000 events of up to `maxEventBytes` each.
+ */
 const MAX_PENDING = 5000;
+const MAX_PENDING_BYTES = 1024 * 1024;
+
+/** Approximate sizes of stream entries: the lengths of their id and field values. */
+function sizesOf(entries: RawEntry[]): number[] {
+  return entries.map(([id, fields]) => fields.reduce((sum, field) => sum + field.length, id.length));
+}
 
 /**
  * One follower of one job's stream: receives events after its cursor, exactly once, in order.
@@ -30,6 +41,9 @@ const MAX_PENDING = 5000;
  */
 export class StreamSubscription {
   private pending: JobEvent[] = [];
+  private pendingBytes = 0;
+  /** Id of the last event handed out by {@link next}: where it reads on after dropping its pending events. */
+  private delivered: string;
   private wake?: () => void;
   /** True while fed by the shared reader; false after overflow, until it catches up. */
   attached = true;
@@ -40,18 +54,32 @@ export class StreamSubscription {
     /** Id of the last event handed out (or queued); entries at or before it are skipped. */
     public cursor: string,
     private readonly reader: EventStreamReader,
-  ) {}
+  ) {
+    this.delivered = cursor;
+  }
 
-  /** Called by the reader with the key's new entries (possibly some already seen). */
-  offer(events: JobEvent[]): void {
+  /** Called by the reader with the key's new entries (possibly some already seen) and their sizes. */
+  offer(events: JobEvent[], sizes: number[]): void {
     let start = 0;
     while (start < events.length && compareStreamIds(events[start].id, this.cursor) <= 0) start++;
     if (start === events.length) return;
     const fresh = start === 0 ? events : events.slice(start);
+    for (let i = start; i < sizes.length; i++) this.pendingBytes += sizes[i];
     this.pending = this.pending.length ? this.pending.concat(fresh) : fresh;
     this.cursor = fresh[fresh.length - 1].id;
-    if (this.pending.length > MAX_PENDING) this.reader.detach(this);
+    if (this.pending.length > MAX_PENDING || this.pendingBytes > MAX_PENDING_BYTES) {
+      // Its client does not keep up: keep nothing for it; it reads on from what it was handed last.
+      this.reader.detach(this);
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.cursor = this.delivered;
+    }
     this.wake?.();
+  }
+
+  /** Number of events held for it, not yet handed out (for tests). */
+  get pendingCount(): number {
+    return this.pending.length;
   }
 
   /**
@@ -63,7 +91,7 @@ export class StreamSubscription {
       if (!this.pending.length && !this.attached && !this.closed) {
         const caughtUp = await this.reader.fetchAfter(this.key, this.cursor);
         if (caughtUp.length) {
-          this.cursor = caughtUp[caughtUp.length - 1].id;
+          this.cursor = this.delivered = caughtUp[caughtUp.length - 1].id;
           return caughtUp;
         }
         this.reader.attach(this);
@@ -84,6 +112,8 @@ export class StreamSubscription {
     }
     const events = this.pending;
     this.pending = [];
+    this.pendingBytes = 0;
+    if (events.length) this.delivered = events[events.length - 1].id;
     return events;
   }
 
@@ -243,14 +273,18 @@ export class EventStreamReader {
         const set = this.byKey.get(key);
         if (!set || !entries.length) continue;
         const events = toEvents(entries);
+        const sizes = sizesOf(entries);
         const from = readFrom.get(key)!;
         for (const subscription of [...set]) {
           // Subscribed after this XREAD was sent, with a cursor before the id it read from: the
           // entries in between are not in this reply. It reads them itself, then attaches again.
           if (from !== '0-0' && compareStreamIds(subscription.cursor, from) < 0) subscription.catchUp();
-          else subscription.offer(events);
+          else subscription.offer(events, sizes);
         }
       }
+      // Let the woken followers write their events out before the next XREAD is sent: sending it
+      // first would put its write (a system call) in front of every delivery of this batch.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 }

@@ -105,6 +105,9 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
     const abort = new AbortController();
     const onClose = (): void => abort.abort();
     response.once('close', onClose);
+    // A client that left while the first read was in flight has had its 'close' already: without
+    // this, the stream would follow the job (and hold a reader) for a connection that is gone.
+    if (response.destroyed) abort.abort();
     const untrack = this.track(abort);
     response.writeHead(200, {
       'Content-Type': format.contentType,
@@ -147,6 +150,8 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
   }
 
   private drained(response: ServerResponse, signal: AbortSignal): Promise<void> {
+    // A destroyed response never drains, and an aborted signal does not fire again.
+    if (signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
         response.off('drain', done);

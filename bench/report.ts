@@ -1,0 +1,217 @@
+import type { FanOutResult } from './scenarios/fan-out.js';
+import type { IdleSseResult } from './scenarios/idle-sse.js';
+import type { JobThroughputResult } from './scenarios/job-throughput.js';
+import type { MemoryBackendResult } from './scenarios/memory-backend.js';
+import type { SingleJobResult } from './scenarios/single-job.js';
+import { round } from './support/stats.js';
+
+export interface Machine {
+  nproc: number;
+  cpuModel: string;
+  memoryGiB: number;
+  node: string;
+  redis: string;
+  os: string;
+}
+
+export interface BenchResults {
+  startedAt: string;
+  durationSec: number;
+  machine: Machine;
+  singleJob: SingleJobResult[];
+  fanOut: FanOutResult[];
+  jobThroughput: JobThroughputResult[];
+  idleSse: IdleSseResult;
+  memoryBackend: MemoryBackendResult;
+  targets: Target[];
+}
+
+export interface Target {
+  name: string;
+  /** How the ratio is formed. */
+  ratio: string;
+  value: number;
+  goal: string;
+  met: boolean;
+  /** When missed: by how much. */
+  miss?: string;
+}
+
+function find<T extends { contender: string }>(list: T[], name: string): T {
+  const item = list.find((entry) => entry.contender === name);
+  if (!item) throw new Error(`no result for ${name}`);
+  return item;
+}
+
+/** The issue's targets, as ratios within this run. */
+export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[] {
+  const lib = find(results.singleJob, 'library');
+  const pipelined = find(results.singleJob, 'raw-xadd-pipelined');
+  const awaited = find(results.singleJob, 'raw-xadd-awaited');
+  const queueEvents = find(results.singleJob, 'bullmq-queue-events');
+  const libFan = find(results.fanOut, 'library').points;
+  const qeFan = find(results.fanOut, 'bullmq-queue-events').points;
+  const perEvent = (points: FanOutResult['points'], k: number): number => points.find((p) => p.k === k)!.cpuUsPerEvent;
+  const kMax = Math.max(...libFan.map((p) => p.k));
+  const kMin = Math.min(...libFan.map((p) => p.k));
+  const libJobs = find(results.jobThroughput, 'library');
+  const bullJobs = find(results.jobThroughput, 'bullmq');
+
+  const atLeast = (name: string, ratio: string, value: number, goal: number): Target => ({
+    name,
+    ratio,
+    value: round(value),
+    goal: `>= ${goal}`,
+    met: value >= goal,
+    ...(value < goal ? { miss: `${round((1 - value / goal) * 100, 2)}% short (${round(value)} vs ${goal})` } : {}),
+  });
+  const atMost = (name: string, ratio: string, value: number, goal: number): Target => ({
+    name,
+    ratio,
+    value: round(value),
+    goal: `<= ${goal}`,
+    met: value <= goal,
+    ...(value > goal ? { miss: `${round((value / goal - 1) * 100, 2)}% over (${round(value)} vs ${goal})` } : {}),
+  });
+
+  const libGrowth = perEvent(libFan, kMax) / perEvent(libFan, kMin);
+  const qeGrowth = perEvent(qeFan, kMax) / perEvent(qeFan, kMin);
+  return [
+    atLeast(
+      'Single-job throughput vs pipelined raw XADD',
+      'library events/s / raw pipelined XADD events/s',
+      lib.throughput.eventsPerSec / pipelined.throughput.eventsPerSec,
+      0.6,
+    ),
+    atLeast(
+      'Single-job throughput vs BullMQ QueueEvents',
+      'library events/s / updateProgress+QueueEvents events/s',
+      lib.throughput.eventsPerSec / queueEvents.throughput.eventsPerSec,
+      4,
+    ),
+    atMost(
+      'p99 latency at 1000 events/s vs raw XADD/XREAD',
+      'library p99 / raw awaited XADD + XREAD p99',
+      lib.latency.p99Ms / awaited.latency.p99Ms,
+      2,
+    ),
+    atMost(`Fan-out CPU per delivered event, K=${kMax} vs K=${kMin}`, `library CPU/event at K=${kMax} / at K=${kMin}`, libGrowth, 1.5),
+    {
+      name: `QueueEvents CPU per delivered event grows with K`,
+      ratio: `QueueEvents CPU/event at K=${kMax} / at K=${kMin}`,
+      value: round(qeGrowth),
+      goal: '> 1.5 (grows)',
+      met: qeGrowth > 1.5,
+    },
+    atLeast(
+      'No-op job throughput vs plain BullMQ',
+      'library jobs/s / BullMQ Queue+Worker jobs/s',
+      libJobs.jobsPerSec / bullJobs.jobsPerSec,
+      0.8,
+    ),
+  ];
+}
+
+const fmt = (value: number, digits = 3): string => {
+  if (!Number.isFinite(value)) return String(value);
+  const rounded = round(value, digits);
+  return Math.abs(rounded) >= 1000 ? Math.round(rounded).toLocaleString('en-US') : String(rounded);
+};
+
+/** The README section's generated part: ratios first, then absolute numbers and the machine. */
+export function markdown(results: BenchResults): string {
+  const lines: string[] = [];
+  const { machine } = results;
+  lines.push(
+    `Run of ${results.startedAt.slice(0, 10)} (\`npm run bench\`, ${Math.round(results.durationSec)} s), ` +
+      `on ${machine.nproc} cores of ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}, ${machine.os}.`,
+    '',
+    '**Targets** (ratios within the same run):',
+    '',
+    '| target | ratio | this run | goal | met |',
+    '| --- | --- | ---: | --- | --- |',
+  );
+  for (const target of results.targets) {
+    lines.push(
+      `| ${target.name} | ${target.ratio} | ${fmt(target.value)} | ${target.goal} | ${target.met ? 'yes' : `**no**: ${target.miss}`} |`,
+    );
+  }
+
+  lines.push(
+    '',
+    `**One job, producer and consumer in different processes**. Throughput: median of ${results.singleJob[0].throughput.runs.length} bursts ` +
+      `(events/s from the first emit to the last receipt). Latency from emit to receipt at ${results.singleJob[0].latency.ratePerSec} events/s, ` +
+      `${results.singleJob[0].latency.roundP99Ms.length} rounds (${results.singleJob[0].latency.events} events in all): p50 over all events, ` +
+      `p99 as the median of the rounds' p99s (pooled p99 beside it):`,
+    '',
+    '| contender | events/s | vs library | p50 ms | p99 ms | pooled p99 ms | max ms | every event once, in order |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  );
+  const lib = find(results.singleJob, 'library');
+  for (const entry of results.singleJob) {
+    lines.push(
+      `| ${entry.label} | ${fmt(entry.throughput.eventsPerSec)} | ${fmt(entry.throughput.eventsPerSec / lib.throughput.eventsPerSec, 2)}x | ` +
+        `${fmt(entry.latency.p50Ms)} | ${fmt(entry.latency.p99Ms)} | ${fmt(entry.latency.pooledP99Ms)} | ${fmt(entry.latency.maxMs)} | ` +
+        `${entry.throughput.complete && entry.latency.complete ? 'yes' : '**no**'} |`,
+    );
+  }
+
+  const fanLib = find(results.fanOut, 'library');
+  const fanQe = find(results.fanOut, 'bullmq-queue-events');
+  lines.push(
+    '',
+    `**Fan-out**: K jobs each emitting ${fanLib.ratePerJob} events/s, one api process following one of them; ` +
+      `CPU time of that process per event it delivers (µs):`,
+    '',
+    '| K | events/s in all | this library | QueueEvents dispatching by job id |',
+    '| ---: | ---: | ---: | ---: |',
+  );
+  for (const point of fanLib.points) {
+    const qe = fanQe.points.find((p) => p.k === point.k);
+    lines.push(`| ${point.k} | ${fmt(point.totalEventsPerSec)} | ${fmt(point.cpuUsPerEvent)} | ${qe ? fmt(qe.cpuUsPerEvent) : '-'} |`);
+  }
+
+  lines.push(
+    '',
+    `**No-op jobs**, enqueued by one process and run by another (worker concurrency ${results.jobThroughput[0].concurrency}, ` +
+      `median of ${results.jobThroughput[0].runs.length} runs of ${results.jobThroughput[0].jobs}):`,
+    '',
+    '| contender | jobs/s | enqueue alone /s | CPU µs per job: producer / worker / redis |',
+    '| --- | ---: | ---: | --- |',
+  );
+  for (const entry of results.jobThroughput) {
+    lines.push(
+      `| ${entry.label} | ${fmt(entry.jobsPerSec)} | ${fmt(entry.enqueuePerSec)} | ` +
+        `${fmt(entry.cpuUsPerJob.producer)} / ${fmt(entry.cpuUsPerJob.worker)} / ${fmt(entry.cpuUsPerJob.redis)} |`,
+    );
+  }
+
+  const sse = results.idleSse;
+  lines.push(
+    '',
+    `**Idle SSE followers**: the demo api (api only) with ${sse.followers} SSE clients on ${sse.jobs} queued builds:`,
+    '',
+    '| Redis connections | live heap without → with followers | per follower | RSS without → with | per follower | CPU while idle | cancel → `cancelled` on its stream, p50 / max |',
+    '| --- | --- | ---: | --- | ---: | ---: | --- |',
+    `| ${sse.redisConnections.with} (${sse.redisConnections.before} with none) | ${fmt(sse.heapMiB.before)} → ${fmt(sse.heapMiB.with)} MiB | ` +
+      `${fmt(sse.heapKiBPerFollower)} KiB | ${fmt(sse.rssMiB.before)} → ${fmt(sse.rssMiB.with)} MiB | ${fmt(sse.rssKiBPerFollower)} KiB | ` +
+      `${sse.idleCpuMsPerSec === 0 ? '< 2' : fmt(sse.idleCpuMsPerSec)} ms/s | ${fmt(sse.wakeLatencyMs.p50)} / ${fmt(sse.wakeLatencyMs.max)} ms |`,
+    '',
+    `**Memory backend**: ${fmt(results.memoryBackend.eventsPerSec)} events/s from a handler to a follower in the same process ` +
+      `(median of ${results.memoryBackend.runs.length} runs of ${results.memoryBackend.events}).`,
+  );
+  return lines.join('\n');
+}
+
+export const README_START = '<!-- bench:start (written by npm run bench) -->';
+export const README_END = '<!-- bench:end -->';
+
+/** Replaces the generated part of the README's Benchmarks section (between the markers). */
+export function updateReadme(readme: string, generated: string): string {
+  const start = readme.indexOf(README_START);
+  const end = readme.indexOf(README_END);
+  if (start === -1 || end === -1 || end < start) {
+    throw new Error(`README.md has no "${README_START}" ... "${README_END}" markers to write the results between`);
+  }
+  return `${readme.slice(0, start + README_START.length)}\n\n${generated}\n\n${readme.slice(end)}`;
+}

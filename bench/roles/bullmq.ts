@@ -1,0 +1,142 @@
+import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { now, paced, sleep, waitFor } from '../support/clock.js';
+import { EVENT_TYPE, Receipt, tokenData, type RunSummary, type TokenData } from '../support/payload.js';
+import type { RoleMethods } from '../support/rpc.js';
+
+const QUEUE = 'bench';
+
+/** Progress as the BullMQ contender reports it: the same event the library would store. */
+interface Progress {
+  type: string;
+  data: TokenData;
+}
+
+/**
+ * Plain BullMQ, as a user would wire it without this library: a `Worker` whose processor reports
+ * events with `job.updateProgress`, and a consumer that reads them through `QueueEvents` and
+ * dispatches by job id.
+ */
+export async function bullmqRole(config: { redisUrl: string; worker: boolean; concurrency: number }): Promise<RoleMethods> {
+  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue(QUEUE, { connection });
+  const fanOut = { running: 0, emitted: 0, stop: false };
+  let worker: Worker | undefined;
+  if (config.worker) {
+    worker = new Worker(
+      QUEUE,
+      async (job: Job) => {
+        const progress = (i: number): Promise<void> => job.updateProgress({ type: EVENT_TYPE, data: tokenData(i) });
+        if (job.name === 'burst') for (let i = 0; i < job.data.n; i++) await progress(i);
+        else if (job.name === 'paced') await paced(job.data.n, job.data.rate, progress);
+        else if (job.name === 'fan-out') {
+          const interval = 1000 / job.data.rate;
+          fanOut.running++;
+          try {
+            await sleep(Math.random() * interval);
+            for (let i = 0; !fanOut.stop; i++) {
+              await progress(i);
+              fanOut.emitted++;
+              await sleep(interval);
+            }
+          } finally {
+            fanOut.running--;
+          }
+        }
+        return null;
+      },
+      { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }), concurrency: config.concurrency },
+    );
+    await worker.waitUntilReady();
+  }
+
+  // The consumer's side: one QueueEvents per process, dispatching progress events by job id.
+  let events: QueueEvents | undefined;
+  const byJob = new Map<string, (progress: Progress, at: number) => void>();
+  const queueEvents = async (): Promise<QueueEvents> => {
+    if (events) return events;
+    events = new QueueEvents(QUEUE, { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }) });
+    events.on('progress', ({ jobId, data }) => byJob.get(jobId)?.(data as unknown as Progress, now()));
+    await events.waitUntilReady();
+    // Its first XREAD starts at '$': give it time to be in place before anything is emitted.
+    await sleep(200);
+    return events;
+  };
+
+  let follower: { delivered: number } | undefined;
+  let mark: { cpu: NodeJS.CpuUsage; delivered: number; at: number } | undefined;
+
+  return {
+    async run(params: {
+      mode: 'burst' | 'paced';
+      n: number;
+      rate?: number;
+      skip?: number;
+      keep?: boolean;
+      timeoutMs: number;
+    }): Promise<RunSummary> {
+      await queueEvents();
+      const receipt = new Receipt(params.n);
+      const jobId = `run-${now()}`;
+      byJob.set(jobId, (progress, at) => receipt.add(progress.data, at));
+      await queue.add(params.mode, { n: params.n, rate: params.rate }, { jobId });
+      await receipt.wait(params.timeoutMs);
+      byJob.delete(jobId);
+      return receipt.summary(params.skip, params.keep);
+    },
+
+    async fanOutStart(params: { k: number; rate: number }): Promise<string[]> {
+      fanOut.stop = false;
+      fanOut.emitted = 0;
+      const ids: string[] = [];
+      for (let i = 0; i < params.k; i += 50) {
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(50, params.k - i) }, () => queue.add('fan-out', { rate: params.rate })),
+        );
+        ids.push(...batch.map((job) => job.id!));
+      }
+      return ids;
+    },
+    fanOutStatus: () => ({ running: fanOut.running, emitted: fanOut.emitted }),
+    async fanOutStop(): Promise<void> {
+      fanOut.stop = true;
+      await waitFor('fan-out processors to return', () => fanOut.running === 0, 30_000);
+    },
+
+    async follow(params: { jobId: string }): Promise<void> {
+      await queueEvents();
+      const state = { delivered: 0 };
+      follower = state;
+      byJob.set(params.jobId, () => state.delivered++);
+    },
+    mark(): void {
+      (globalThis as { gc?: () => void }).gc?.();
+      mark = { cpu: process.cpuUsage(), delivered: follower!.delivered, at: now() };
+    },
+    measure(): { cpuMs: number; delivered: number; wallMs: number } {
+      const cpu = process.cpuUsage(mark!.cpu);
+      return { cpuMs: (cpu.user + cpu.system) / 1000, delivered: follower!.delivered - mark!.delivered, wallMs: now() - mark!.at };
+    },
+
+    async enqueueNoop(params: { n: number; inFlight: number }): Promise<number> {
+      const start = now();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: params.inFlight }, async () => {
+          while (next < params.n) {
+            next++;
+            await queue.add('noop', null);
+          }
+        }),
+      );
+      return now() - start;
+    },
+
+    async close(): Promise<void> {
+      await worker?.close();
+      await events?.close();
+      await queue.close();
+      connection.disconnect();
+    },
+  };
+}

@@ -1,0 +1,135 @@
+import 'reflect-metadata';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { JobQueue, JobQueueModule, isTerminalEventType, type JobQueueModuleOptions } from '@app/job-queue';
+import { now, waitFor } from '../support/clock.js';
+import { Receipt, type RunSummary, type TokenData } from '../support/payload.js';
+import type { RoleMethods } from '../support/rpc.js';
+import { BENCH_JOBS, BenchHandlers, fanOutState } from './bench-handlers.js';
+
+@Module({})
+class BenchAppModule {
+  static register(options: JobQueueModuleOptions): DynamicModule {
+    return { module: BenchAppModule, imports: [JobQueueModule.forRoot(options)], providers: [BenchHandlers] };
+  }
+}
+
+export interface LibraryConfig {
+  backend: 'bullmq' | 'memory';
+  redisUrl?: string;
+  prefix?: string;
+  worker?: boolean;
+  concurrency?: number;
+}
+
+const OWNER = 'bench';
+
+/**
+ * This library in one process, as a Nest application context: a worker (runs the bench handlers)
+ * and/or an api-like consumer (enqueues and follows jobs through `JobQueue`).
+ */
+export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
+  const options: JobQueueModuleOptions =
+    config.backend === 'memory'
+      ? { backend: 'memory', concurrency: config.concurrency }
+      : {
+          backend: 'bullmq',
+          worker: config.worker ?? true,
+          concurrency: config.concurrency,
+          redis: { url: config.redisUrl, prefix: config.prefix },
+        };
+  const app = await NestFactory.createApplicationContext(BenchAppModule.register(options), { logger: ['error', 'warn'] });
+  const queue = app.get(JobQueue);
+
+  let follower: { delivered: number; stop: AbortController } | undefined;
+  let mark: { cpu: NodeJS.CpuUsage; delivered: number; at: number } | undefined;
+
+  return {
+    /** Enqueues one job of `mode` and follows it to the end, timing every event. */
+    async run(params: {
+      mode: 'burst' | 'paced';
+      n: number;
+      rate?: number;
+      skip?: number;
+      keep?: boolean;
+      timeoutMs: number;
+    }): Promise<RunSummary> {
+      const receipt = new Receipt(params.n);
+      const name = params.mode === 'burst' ? BENCH_JOBS.burst : BENCH_JOBS.paced;
+      const job = await queue.enqueue(name, { n: params.n, rate: params.rate }, { owner: OWNER });
+      const abort = new AbortController();
+      const following = (async () => {
+        for await (const page of queue.followPages(job.id, { owner: OWNER, signal: abort.signal })) {
+          const at = now();
+          for (const event of page)
+            if (!isTerminalEventType(event.type) && event.type !== 'started') receipt.add(event.data as TokenData, at);
+        }
+      })();
+      await Promise.race([following, receipt.wait(params.timeoutMs)]);
+      abort.abort();
+      await following;
+      return receipt.summary(params.skip, params.keep);
+    },
+
+    /** Worker side of the fan-out scenario: enqueues `k` jobs emitting at `rate`; returns their ids. */
+    async fanOutStart(params: { k: number; rate: number }): Promise<string[]> {
+      fanOutState.stop = false;
+      fanOutState.emitted = 0;
+      const ids: string[] = [];
+      for (let i = 0; i < params.k; i += 50) {
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(50, params.k - i) }, () =>
+            queue.enqueue(BENCH_JOBS.fanOut, { rate: params.rate }, { owner: OWNER }),
+          ),
+        );
+        ids.push(...batch.map((job) => job.id));
+      }
+      return ids;
+    },
+    fanOutStatus: () => ({ running: fanOutState.running, emitted: fanOutState.emitted }),
+    async fanOutStop(): Promise<void> {
+      fanOutState.stop = true;
+      await waitFor('fan-out handlers to return', () => fanOutState.running === 0, 30_000);
+    },
+
+    /** Follower side: follows one job in the background, counting its events. */
+    follow(params: { jobId: string }): void {
+      const state = { delivered: 0, stop: new AbortController() };
+      follower = state;
+      void (async () => {
+        for await (const page of queue.followPages(params.jobId, { owner: OWNER, signal: state.stop.signal }))
+          state.delivered += page.length;
+      })();
+    },
+    /** Starts a measurement window (after a full GC, so earlier garbage is not billed to it). */
+    mark(): void {
+      (globalThis as { gc?: () => void }).gc?.();
+      mark = { cpu: process.cpuUsage(), delivered: follower!.delivered, at: now() };
+    },
+    /** Ends the window: CPU time this process used and events it delivered since {@link mark}. */
+    measure(): { cpuMs: number; delivered: number; wallMs: number } {
+      const cpu = process.cpuUsage(mark!.cpu);
+      return { cpuMs: (cpu.user + cpu.system) / 1000, delivered: follower!.delivered - mark!.delivered, wallMs: now() - mark!.at };
+    },
+
+    /** Enqueues `n` no-op jobs with at most `inFlight` enqueues outstanding. */
+    async enqueueNoop(params: { n: number; inFlight: number }): Promise<number> {
+      const start = now();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: params.inFlight }, async () => {
+          while (next < params.n) {
+            next++;
+            await queue.enqueue(BENCH_JOBS.noop, null, { owner: OWNER });
+          }
+        }),
+      );
+      return now() - start;
+    },
+
+    async close(): Promise<void> {
+      follower?.stop.abort();
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,130 @@
+import { Redis } from 'ioredis';
+import { now, sleep } from '../support/clock.js';
+import { cpuMs } from '../support/proc.js';
+import { RoleProcess } from '../support/rpc.js';
+import { median, round } from '../support/stats.js';
+
+export interface JobThroughputResult {
+  contender: string;
+  label: string;
+  jobs: number;
+  concurrency: number;
+  /** Median of the runs: jobs from the first enqueue to the last completion, per second. */
+  jobsPerSec: number;
+  runs: number[];
+  /** Enqueue rate alone (the producer's side), median. */
+  enqueuePerSec: number;
+  /** CPU time per job, in microseconds, of each process (median of the runs). */
+  cpuUsPerJob: { producer: number; worker: number; redis: number };
+}
+
+export interface JobThroughputOptions {
+  redisUrl: string;
+  jobs: number;
+  repetitions: number;
+  /** Worker concurrency (the demo's default is 10). */
+  concurrency: number;
+  /** Enqueues outstanding at once in the producer process. */
+  inFlight: number;
+  /** Process id of redis-server, to account for its CPU time. */
+  redisPid: number;
+  log(line: string): void;
+}
+
+interface Contender {
+  name: string;
+  label: string;
+  /** The sorted set where BullMQ keeps completed jobs. */
+  completedKey: string;
+  start(redisUrl: string, concurrency: number): Promise<{ producer: RoleProcess; worker: RoleProcess }>;
+}
+
+const CONTENDERS: Contender[] = [
+  {
+    name: 'library',
+    label: 'this library: JobQueue.enqueue + @JobHandler',
+    completedKey: 'bench-jobs:jobs:completed',
+    async start(redisUrl, concurrency) {
+      const redis = { redisUrl, prefix: 'bench-jobs', backend: 'bullmq' };
+      const producer = await RoleProcess.start('library', { ...redis, worker: false });
+      const worker = await RoleProcess.start('library', { ...redis, worker: true, concurrency });
+      return { producer, worker };
+    },
+  },
+  {
+    name: 'bullmq',
+    label: 'plain BullMQ: Queue.add + Worker',
+    completedKey: 'bull:bench:completed',
+    async start(redisUrl, concurrency) {
+      const producer = await RoleProcess.start('bullmq', { redisUrl, worker: false, concurrency: 1 });
+      const worker = await RoleProcess.start('bullmq', { redisUrl, worker: true, concurrency });
+      return { producer, worker };
+    },
+  },
+];
+
+/**
+ * No-op jobs end to end: a producer process enqueues, a worker process runs them; jobs per second
+ * from the first enqueue until BullMQ has recorded the last one completed.
+ */
+export async function jobThroughput(options: JobThroughputOptions): Promise<JobThroughputResult[]> {
+  const admin = new Redis(options.redisUrl);
+  const started = new Map<Contender, { producer: RoleProcess; worker: RoleProcess }>();
+  type Run = { jobsPerSec: number; enqueuePerSec: number; cpu: { producer: number; worker: number; redis: number } };
+  const runs = new Map<Contender, Run[]>();
+  const runOnce = async (contender: Contender, jobs: number): Promise<Run> => {
+    const { producer, worker } = started.get(contender)!;
+    const pids = [producer.pid, worker.pid, options.redisPid];
+    const before = await admin.zcard(contender.completedKey);
+    const cpuBefore = pids.map(cpuMs);
+    const start = now();
+    const enqueueMs = await producer.call<number>('enqueueNoop', { n: jobs, inFlight: options.inFlight });
+    const deadline = start + 120_000;
+    while ((await admin.zcard(contender.completedKey)) - before < jobs) {
+      if (now() > deadline) throw new Error(`${contender.name}: ${jobs} jobs did not complete within 120 s`);
+      await sleep(5);
+    }
+    const elapsed = now() - start;
+    const [producerMs, workerMs, redisMs] = pids.map((pid, i) => ((cpuMs(pid) - cpuBefore[i]) * 1000) / jobs);
+    return {
+      jobsPerSec: (jobs * 1000) / elapsed,
+      enqueuePerSec: (jobs * 1000) / enqueueMs,
+      cpu: { producer: producerMs, worker: workerMs, redis: redisMs },
+    };
+  };
+  try {
+    await admin.flushall();
+    for (const contender of CONTENDERS) {
+      started.set(contender, await contender.start(options.redisUrl, options.concurrency));
+      runs.set(contender, []);
+      await runOnce(contender, Math.round(options.jobs / 5));
+    }
+    for (let rep = 0; rep < options.repetitions; rep++) {
+      for (const contender of CONTENDERS) {
+        const run = await runOnce(contender, options.jobs);
+        runs.get(contender)!.push(run);
+        options.log(
+          `  ${contender.name} run ${rep + 1}: ${Math.round(run.jobsPerSec)} jobs/s (enqueue alone ${Math.round(run.enqueuePerSec)}/s; ` +
+            `CPU us/job producer ${Math.round(run.cpu.producer)}, worker ${Math.round(run.cpu.worker)}, redis ${Math.round(run.cpu.redis)})`,
+        );
+      }
+    }
+    return CONTENDERS.map((contender) => ({
+      contender: contender.name,
+      label: contender.label,
+      jobs: options.jobs,
+      concurrency: options.concurrency,
+      jobsPerSec: round(median(runs.get(contender)!.map((run) => run.jobsPerSec))),
+      runs: runs.get(contender)!.map((run) => round(run.jobsPerSec)),
+      enqueuePerSec: round(median(runs.get(contender)!.map((run) => run.enqueuePerSec))),
+      cpuUsPerJob: {
+        producer: round(median(runs.get(contender)!.map((run) => run.cpu.producer))),
+        worker: round(median(runs.get(contender)!.map((run) => run.cpu.worker))),
+        redis: round(median(runs.get(contender)!.map((run) => run.cpu.redis))),
+      },
+    }));
+  } finally {
+    for (const { producer, worker } of started.values()) await Promise.all([producer.stop(), worker.stop()]);
+    admin.disconnect();
+  }
+}

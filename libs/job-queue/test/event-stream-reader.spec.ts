@@ -1,0 +1,105 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { EventStreamReader, type StreamSubscription } from '../src/bullmq/event-stream-reader.js';
+import type { JobEvent } from '../src/job-event.js';
+import { RedisServer } from '../../../test/support/redis-server.js';
+
+/**
+ * The shared reader's window per subscriber: a subscriber whose client does not read holds at
+ * most a bounded window (in events and in bytes), then drops it and reads on from Redis, so a
+ * slow client never costs memory in proportion to what its job produces, and still gets every
+ * event exactly once.
+ */
+describe('EventStreamReader: a subscriber that does not keep up', () => {
+  let redis: RedisServer;
+  let commands: Redis;
+  let blocking: Redis;
+  let reader: EventStreamReader;
+  let key: string;
+  let keys = 0;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    commands = new Redis(redis.url);
+    blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
+    reader = new EventStreamReader(blocking, commands);
+    await reader.start();
+  });
+
+  beforeEach(() => {
+    key = `reader-test:{${++keys}}:events`;
+  });
+
+  afterAll(async () => {
+    reader?.close();
+    commands?.disconnect();
+    blocking?.disconnect();
+    await redis?.destroy();
+  });
+
+  const append = async (entries: Array<{ type: string; data: unknown }>): Promise<string[]> => {
+    const pipeline = commands.pipeline();
+    for (const entry of entries) pipeline.xadd(key, '*', 'type', entry.type, 'data', JSON.stringify(entry.data));
+    return ((await pipeline.exec()) ?? []).map(([error, id]) => {
+      if (error) throw error;
+      return id as string;
+    });
+  };
+
+  /** The subscription's state has no event to await: it is checked every few ms, up to a deadline. */
+  const detached = async (subscription: StreamSubscription): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (subscription.attached) {
+      if (Date.now() > deadline) throw new Error(`still attached, holding ${subscription.pendingCount} events`);
+      await delay(5);
+    }
+  };
+
+  /** Pulls until `count` events were handed out. */
+  const pull = async (subscription: StreamSubscription, count: number): Promise<JobEvent[]> => {
+    const events: JobEvent[] = [];
+    while (events.length < count) {
+      const next = await subscription.next(5000);
+      if (!next.length) throw new Error(`nothing more after ${events.length} of ${count} events`);
+      events.push(...next);
+    }
+    return events;
+  };
+
+  it('drops what it holds once it exceeds 1 MiB of events, and reads on from its last handed-out event', async () => {
+    const [first] = await append([{ type: 'started', data: { attempt: 1 } }]);
+    const subscription = reader.subscribe(key, '0');
+    try {
+      expect((await subscription.next(5000)).map((event) => event.id)).toEqual([first]);
+      // 60 events of 20 KB (1.2 MB in all, far fewer than 5000 events) while nobody asks for them.
+      const big = await append(Array.from({ length: 60 }, (_, index) => ({ type: 'chunk', data: { index, text: 'x'.repeat(20_000) } })));
+      await detached(subscription);
+      expect(subscription.pendingCount).toBe(0);
+
+      const [small] = await append([{ type: 'completed', data: { result: null } }]);
+      const events = await pull(subscription, 61);
+      expect(events.map((event) => event.id)).toEqual([...big, small]);
+      expect(events.map((event) => (event.data as { index?: number }).index)).toEqual([...big.map((_, index) => index), undefined]);
+    } finally {
+      subscription.close();
+    }
+  });
+
+  it('drops what it holds once it exceeds 5000 events, and still hands out every event once, in order', async () => {
+    const subscription = reader.subscribe(key, '0');
+    try {
+      const ids = await append(Array.from({ length: 6000 }, (_, index) => ({ type: 'token', data: { index } })));
+      await detached(subscription);
+      expect(subscription.pendingCount).toBe(0);
+      const events = await pull(subscription, 6000);
+      expect(events.map((event) => event.id)).toEqual(ids);
+      // Caught up, it is fed by the shared reader again.
+      const next = subscription.next(5000);
+      const [last] = await append([{ type: 'completed', data: { result: null } }]);
+      expect((await next).map((event) => event.id)).toEqual([last]);
+      expect(subscription.attached).toBe(true);
+    } finally {
+      subscription.close();
+    }
+  });
+});
