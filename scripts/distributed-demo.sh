@@ -7,16 +7,8 @@ cd "$(dirname "$0")/.."
 REDIS_PORT="${REDIS_PORT:-6380}"
 API_PORTS=(${API_PORTS:-3000 3001})
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  else
-    echo "Please install redis-server (e.g. apt-get install redis-server) and retry" >&2
-    exit 1
-  fi
-fi
+source scripts/ensure-redis.sh
+ensure_redis
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then bash scripts/install-deps.sh; fi
 npm run build
 
