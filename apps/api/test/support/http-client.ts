@@ -1,4 +1,5 @@
 import { EventSource } from 'eventsource';
+import { readLines } from '../../../../test/support/build-api.js';
 
 /** An event as the API serves it. */
 export interface WireEvent {
@@ -135,29 +136,7 @@ export function isTerminal(type: string): boolean {
   return TERMINAL_TYPES.includes(type);
 }
 
-/** The lines of a streamed body as they arrive (the last one even without a newline). */
-export async function* readLines(response: Response): AsyncGenerator<string> {
-  if (!response.body) return;
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        yield buffer.slice(0, newline);
-        buffer = buffer.slice(newline + 1);
-      }
-    }
-    buffer += decoder.decode();
-    if (buffer) yield buffer;
-  } finally {
-    await reader.cancel().catch(() => undefined);
-  }
-}
+export { readLines };
 
 /** Parses an NDJSON body line by line, as it arrives; every line must be one event object. */
 export async function* readNdjson(response: Response): AsyncGenerator<WireEvent> {
