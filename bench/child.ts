@@ -2,6 +2,8 @@ import { serveRole, type RoleMethods } from './support/rpc.js';
 
 /** Entry point of every benchmark child process: `node child.js <role> <config JSON>`. */
 async function main(): Promise<void> {
+  // An orchestrator that died must not leave its roles running.
+  process.once('disconnect', () => process.exit(1));
   const [role, rawConfig] = process.argv.slice(2);
   const config = JSON.parse(rawConfig ?? '{}');
   let methods: RoleMethods;

@@ -27,7 +27,7 @@ export class BenchHandlers {
 
   @JobHandler(BENCH_JOBS.paced)
   async paced(ctx: JobContext<{ n: number; rate: number }>): Promise<null> {
-    await paced(ctx.data.n, ctx.data.rate, (i) => ctx.emit(EVENT_TYPE, tokenData(i)));
+    await paced(ctx.data.n, ctx.data.rate, (i, readyAt) => ctx.emit(EVENT_TYPE, tokenData(i, readyAt)));
     return null;
   }
 

@@ -26,7 +26,8 @@ export async function bullmqRole(config: { redisUrl: string; worker: boolean; co
     worker = new Worker(
       QUEUE,
       async (job: Job) => {
-        const progress = (i: number): Promise<void> => job.updateProgress({ type: EVENT_TYPE, data: tokenData(i) });
+        const progress = (i: number, readyAt?: number): Promise<void> =>
+          job.updateProgress({ type: EVENT_TYPE, data: tokenData(i, readyAt) });
         if (job.name === 'burst') for (let i = 0; i < job.data.n; i++) await progress(i);
         else if (job.name === 'paced') await paced(job.data.n, job.data.rate, progress);
         else if (job.name === 'fan-out') {

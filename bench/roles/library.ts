@@ -112,6 +112,12 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
       return { cpuMs: (cpu.user + cpu.system) / 1000, delivered: follower!.delivered - mark!.delivered, wallMs: now() - mark!.at };
     },
 
+    /** Enqueues one job of `mode` without following it; returns its id. */
+    async enqueue(params: { mode: 'burst' | 'paced'; n: number; rate?: number }): Promise<string> {
+      const name = params.mode === 'burst' ? BENCH_JOBS.burst : BENCH_JOBS.paced;
+      return (await queue.enqueue(name, { n: params.n, rate: params.rate }, { owner: OWNER })).id;
+    },
+
     /** Enqueues `n` no-op jobs with at most `inFlight` enqueues outstanding. */
     async enqueueNoop(params: { n: number; inFlight: number }): Promise<number> {
       const start = now();

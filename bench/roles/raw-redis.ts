@@ -14,11 +14,11 @@ export async function rawRedisRole(config: { redisUrl: string }): Promise<RoleMe
   let receipt: Receipt | undefined;
   let reading: Promise<void> | undefined;
 
-  const xadd = (client: Redis, key: string, i: number): Promise<string | null> =>
-    client.xadd(key, '*', 'type', EVENT_TYPE, 'data', JSON.stringify(tokenData(i)));
+  const xadd = (client: Redis, key: string, i: number, readyAt?: number): Promise<string | null> =>
+    client.xadd(key, '*', 'type', EVENT_TYPE, 'data', JSON.stringify(tokenData(i, readyAt)));
 
   return {
-    /** Consumer: starts reading `key` from its beginning, with `XREAD BLOCK`. */
+    /** Consumer: starts reading `key` from its beginning, with `XREAD BLOCK` (also a library job's stream). */
     arm(params: { key: string; n: number }): void {
       const current = (receipt = new Receipt(params.n));
       reading = (async () => {
@@ -30,7 +30,8 @@ export async function rawRedisRole(config: { redisUrl: string }): Promise<RoleMe
           for (const [, entries] of reply) {
             for (const [entryId, fields] of entries) {
               id = entryId;
-              current.add(JSON.parse(fields[3]) as TokenData, at);
+              // Only handler events count (a library job's stream also holds `started` and its end).
+              if (fields[1] === EVENT_TYPE) current.add(JSON.parse(fields[3]) as TokenData, at);
             }
           }
         }
@@ -44,14 +45,14 @@ export async function rawRedisRole(config: { redisUrl: string }): Promise<RoleMe
     /** Producer: `n` events into `key`, in a burst or at `rate`, awaiting every XADD or pipelining them. */
     async produce(params: { key: string; n: number; rate?: number; pipeline: boolean }): Promise<void> {
       if (!params.pipeline) {
-        if (params.rate) await paced(params.n, params.rate, (i) => xadd(redis, params.key, i));
+        if (params.rate) await paced(params.n, params.rate, (i, readyAt) => xadd(redis, params.key, i, readyAt));
         else for (let i = 0; i < params.n; i++) await xadd(redis, params.key, i);
         return;
       }
       if (params.rate) {
         // Each event goes out at once; events that fall due in the same tick share one write.
         let last: Promise<unknown> = Promise.resolve();
-        await paced(params.n, params.rate, (i) => void (last = xadd(pipelined, params.key, i)));
+        await paced(params.n, params.rate, (i, readyAt) => void (last = xadd(pipelined, params.key, i, readyAt)));
         await last;
         return;
       }

@@ -32,7 +32,8 @@ export async function resumableRole(config: { redisUrl: string }): Promise<RoleM
       })();
     },
     async produce(params: { n: number; rate?: number }): Promise<void> {
-      const emit = (i: number): void => source!.enqueue(JSON.stringify({ type: EVENT_TYPE, data: tokenData(i) }) + '\n');
+      const emit = (i: number, readyAt?: number): void =>
+        source!.enqueue(JSON.stringify({ type: EVENT_TYPE, data: tokenData(i, readyAt) }) + '\n');
       if (params.rate) await paced(params.n, params.rate, emit);
       else for (let i = 0; i < params.n; i++) emit(i);
       source!.close();

@@ -6,6 +6,8 @@ import { median, quantile, round } from '../support/stats.js';
 interface Contender {
   name: string;
   label: string;
+  /** A diagnostic that only takes part in the latency rounds. */
+  latencyOnly?: boolean;
   /** Events per throughput run: about a second or two of work at the contender's rate. */
   n: number;
   start(redisUrl: string): Promise<Pair>;
@@ -105,11 +107,39 @@ const resumable: Contender = {
   },
 };
 
-export const CONTENDERS = [library, raw(false), raw(true), bullmq, resumable];
+/**
+ * Diagnostic: this library's producer (a worker appending through its Lua script), read with a raw
+ * `XREAD BLOCK` loop instead of the library's follower. Against the two full paths it shows on
+ * which side of Redis the library's latency comes from.
+ */
+const libraryProducerRawConsumer: Contender = {
+  name: 'library-producer-raw-xread',
+  label: "this library's producer, read by raw XREAD (diagnostic)",
+  latencyOnly: true,
+  n: 0,
+  async start(redisUrl) {
+    const prefix = 'bench-lib-split';
+    const producer = await RoleProcess.start('library', { redisUrl, prefix, backend: 'bullmq', worker: true });
+    const consumer = await RoleProcess.start('raw-redis', { redisUrl });
+    return {
+      producer,
+      consumer,
+      async run(n, rate, skip) {
+        const id = await producer.call<string>('enqueue', { mode: rate ? 'paced' : 'burst', n, rate });
+        // The job may have started already: the consumer reads its stream from the beginning.
+        await consumer.call('arm', { key: `${prefix}:{${id}}:events`, n });
+        return consumer.call('collect', { timeoutMs: TIMEOUT_MS, skip, keep: !!rate });
+      },
+    };
+  },
+};
+
+export const CONTENDERS = [library, raw(false), raw(true), bullmq, resumable, libraryProducerRawConsumer];
 
 export interface SingleJobResult {
   contender: string;
   label: string;
+  /** None for the latency-only diagnostic. */
   throughput: {
     events: number;
     /** Median of the runs. */
@@ -117,7 +147,7 @@ export interface SingleJobResult {
     runs: number[];
     /** Every run delivered every event exactly once, in order. */
     complete: boolean;
-  };
+  } | null;
   latency: {
     ratePerSec: number;
     events: number;
@@ -170,10 +200,12 @@ export async function singleJob(options: SingleJobOptions): Promise<SingleJobRes
       bursts.set(contender, []);
       paced.set(contender, []);
       // Warm-up: JIT, connections, scripts loaded.
-      await pair.run(Math.round(Math.min(5000, contender.n / 5)), undefined, 0);
+      if (contender.latencyOnly) await pair.run(500, 1000, 0);
+      else await pair.run(Math.round(Math.min(5000, contender.n / 5)), undefined, 0);
     }
     for (let rep = 0; rep < options.repetitions; rep++) {
       for (const contender of CONTENDERS) {
+        if (contender.latencyOnly) continue;
         const summary = await pairs.get(contender)!.run(Math.round(contender.n * options.scale), undefined, 0);
         bursts.get(contender)!.push(summary);
         options.log(
@@ -197,12 +229,14 @@ export async function singleJob(options: SingleJobOptions): Promise<SingleJobRes
       return {
         contender: contender.name,
         label: contender.label,
-        throughput: {
-          events: runs[0].sent,
-          eventsPerSec: round(median(runs.map((run) => run.eventsPerSec))),
-          runs: runs.map((run) => round(run.eventsPerSec)),
-          complete: runs.every(complete),
-        },
+        throughput: runs.length
+          ? {
+              events: runs[0].sent,
+              eventsPerSec: round(median(runs.map((run) => run.eventsPerSec))),
+              runs: runs.map((run) => round(run.eventsPerSec)),
+              complete: runs.every(complete),
+            }
+          : null,
         latency: {
           ratePerSec: options.ratePerSec,
           events: samples.length,

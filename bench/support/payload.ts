@@ -5,15 +5,16 @@ import { quantile } from './stats.js';
 export interface TokenData {
   /** Sequence number within the run, from 0. */
   i: number;
-  /** Send time on the shared monotonic clock ({@link now}). */
+  /** Send time on the shared monotonic clock ({@link now}); paced runs stamp when it was ready to go. */
   t: number;
   text: string;
 }
 
 export const EVENT_TYPE = 'token';
 
-export function tokenData(i: number): TokenData {
-  return { i, t: now(), text: `token ${i % 1000} of step ${Math.floor(i / 1000)}` };
+/** Event `i`, stamped with `t` (default: now). */
+export function tokenData(i: number, t = now()): TokenData {
+  return { i, t, text: `token ${i % 1000} of step ${Math.floor(i / 1000)}` };
 }
 
 /**
