@@ -119,18 +119,23 @@ export async function bullmqRole(config: { redisUrl: string; worker: boolean; co
       return { cpuMs: (cpu.user + cpu.system) / 1000, delivered: follower!.delivered - mark!.delivered, wallMs: now() - mark!.at };
     },
 
-    async enqueueNoop(params: { n: number; inFlight: number }): Promise<number> {
+    async enqueueNoop(params: { n: number; inFlight: number }): Promise<{ ms: number; ids: string[] }> {
       const start = now();
-      let next = 0;
+      const ids: string[] = [];
       await Promise.all(
         Array.from({ length: params.inFlight }, async () => {
-          while (next < params.n) {
-            next++;
-            await queue.add('noop', null);
+          while (ids.length < params.n) {
+            const slot = ids.push('') - 1;
+            ids[slot] = (await queue.add('noop', null)).id!;
           }
         }),
       );
-      return now() - start;
+      return { ms: now() - start, ids };
+    },
+
+    async countCompleted(params: { ids: string[] }): Promise<number> {
+      const states = await Promise.all(params.ids.map((id) => queue.getJobState(id)));
+      return states.filter((state) => state === 'completed').length;
     },
 
     async close(): Promise<void> {

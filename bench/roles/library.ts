@@ -118,19 +118,25 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
       return (await queue.enqueue(name, { n: params.n, rate: params.rate }, { owner: OWNER })).id;
     },
 
-    /** Enqueues `n` no-op jobs with at most `inFlight` enqueues outstanding. */
-    async enqueueNoop(params: { n: number; inFlight: number }): Promise<number> {
+    /** Enqueues `n` no-op jobs with at most `inFlight` enqueues outstanding; returns how long that took and their ids. */
+    async enqueueNoop(params: { n: number; inFlight: number }): Promise<{ ms: number; ids: string[] }> {
       const start = now();
-      let next = 0;
+      const ids: string[] = [];
       await Promise.all(
         Array.from({ length: params.inFlight }, async () => {
-          while (next < params.n) {
-            next++;
-            await queue.enqueue(BENCH_JOBS.noop, null, { owner: OWNER });
+          while (ids.length < params.n) {
+            const slot = ids.push('') - 1;
+            ids[slot] = (await queue.enqueue(BENCH_JOBS.noop, null, { owner: OWNER })).id;
           }
         }),
       );
-      return now() - start;
+      return { ms: now() - start, ids };
+    },
+
+    /** How many of `ids` the library reports completed (a check that the runs did the work). */
+    async countCompleted(params: { ids: string[] }): Promise<number> {
+      const infos = await Promise.all(params.ids.map((id) => queue.getJob(id, { owner: OWNER })));
+      return infos.filter((info) => info.state === 'completed').length;
     },
 
     async close(): Promise<void> {

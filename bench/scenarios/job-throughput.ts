@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { now, sleep } from '../support/clock.js';
+import { now } from '../support/clock.js';
 import { cpuMs } from '../support/proc.js';
 import { RoleProcess } from '../support/rpc.js';
 import { median, round } from '../support/stats.js';
@@ -34,8 +34,8 @@ export interface JobThroughputOptions {
 interface Contender {
   name: string;
   label: string;
-  /** The sorted set where BullMQ keeps completed jobs. */
-  completedKey: string;
+  /** The stream where BullMQ records what happens to the queue's jobs (`completed` among them). */
+  eventsKey: string;
   start(redisUrl: string, concurrency: number): Promise<{ producer: RoleProcess; worker: RoleProcess }>;
 }
 
@@ -43,7 +43,7 @@ const CONTENDERS: Contender[] = [
   {
     name: 'library',
     label: 'this library: JobQueue.enqueue + @JobHandler',
-    completedKey: 'bench-jobs:jobs:completed',
+    eventsKey: 'bench-jobs:jobs:events',
     async start(redisUrl, concurrency) {
       const redis = { redisUrl, prefix: 'bench-jobs', backend: 'bullmq' };
       const producer = await RoleProcess.start('library', { ...redis, worker: false });
@@ -54,7 +54,7 @@ const CONTENDERS: Contender[] = [
   {
     name: 'bullmq',
     label: 'plain BullMQ: Queue.add + Worker',
-    completedKey: 'bull:bench:completed',
+    eventsKey: 'bull:bench:events',
     async start(redisUrl, concurrency) {
       const producer = await RoleProcess.start('bullmq', { redisUrl, worker: false, concurrency: 1 });
       const worker = await RoleProcess.start('bullmq', { redisUrl, worker: true, concurrency });
@@ -62,6 +62,25 @@ const CONTENDERS: Contender[] = [
     },
   },
 ];
+
+/**
+ * Waits until BullMQ has recorded `jobs` completions in the queue's events stream after `after`
+ * (read as they come, long before BullMQ trims the stream).
+ */
+async function countCompleted(admin: Redis, key: string, after: string, jobs: number, deadline: number): Promise<void> {
+  let seen = 0;
+  let last = after;
+  while (seen < jobs) {
+    if (now() > deadline) throw new Error(`${key}: ${jobs} jobs did not complete within 120 s (${seen} did)`);
+    const reply = (await admin.xread('COUNT', 10_000, 'BLOCK', 100, 'STREAMS', key, last)) as Array<
+      [string, Array<[string, string[]]>]
+    > | null;
+    for (const [id, fields] of reply?.[0]?.[1] ?? []) {
+      last = id;
+      if (fields[0] === 'event' && fields[1] === 'completed') seen++;
+    }
+  }
+}
 
 /**
  * No-op jobs end to end: a producer process enqueues, a worker process runs them; jobs per second
@@ -75,17 +94,22 @@ export async function jobThroughput(options: JobThroughputOptions): Promise<JobT
   const runOnce = async (contender: Contender, jobs: number): Promise<Run> => {
     const { producer, worker } = started.get(contender)!;
     const pids = [producer.pid, worker.pid, options.redisPid];
-    const before = await admin.zcard(contender.completedKey);
+    const after = (await admin.xrevrange(contender.eventsKey, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0';
     const cpuBefore = pids.map(cpuMs);
     const start = now();
-    const enqueueMs = await producer.call<number>('enqueueNoop', { n: jobs, inFlight: options.inFlight });
-    const deadline = start + 120_000;
-    while ((await admin.zcard(contender.completedKey)) - before < jobs) {
-      if (now() > deadline) throw new Error(`${contender.name}: ${jobs} jobs did not complete within 120 s`);
-      await sleep(5);
-    }
+    const completed = countCompleted(admin, contender.eventsKey, after, jobs, start + 120_000);
+    const { ms: enqueueMs, ids } = await producer.call<{ ms: number; ids: string[] }>('enqueueNoop', {
+      n: jobs,
+      inFlight: options.inFlight,
+    });
+    await completed;
     const elapsed = now() - start;
     const [producerMs, workerMs, redisMs] = pids.map((pid, i) => ((cpuMs(pid) - cpuBefore[i]) * 1000) / jobs);
+    // Every job ran and finished as its contender sees it, not just as BullMQ's event says.
+    const sample = ids.filter((_, index) => index % 50 === 0);
+    const done = await producer.call<number>('countCompleted', { ids: sample });
+    if (done !== sample.length)
+      throw new Error(`${contender.name}: ${sample.length - done} of ${sample.length} sampled jobs are not completed`);
     return {
       jobsPerSec: (jobs * 1000) / elapsed,
       enqueuePerSec: (jobs * 1000) / enqueueMs,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { encodeHandlerEvent, errorMessageOf } from '../encode-event.js';
 import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
@@ -183,19 +183,40 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     const maxAttempts = options.attempts ?? this.options.defaultAttempts;
     const createdAt = Date.now();
     const retentionSeconds = Math.ceil(this.options.retentionMs / 1000);
+    const metaKey = this.keys.meta(id);
+    const job = new Job(
+      this.queue,
+      name,
+      JSON.parse(data),
+      {
+        jobId: id,
+        attempts: maxAttempts,
+        priority: options.priority,
+        removeOnComplete: { age: retentionSeconds },
+        removeOnFail: { age: retentionSeconds },
+      },
+      id,
+    );
     await this.guard(async () => {
-      await this.scripts.createJob(this.keys.meta(id), options.owner, name, maxAttempts, createdAt);
-      try {
-        await this.queue.add(name, JSON.parse(data), {
-          jobId: id,
-          attempts: maxAttempts,
-          priority: options.priority,
-          removeOnComplete: { age: retentionSeconds },
-          removeOnFail: { age: retentionSeconds },
-        });
-      } catch (error) {
-        await this.connections.commands.del(this.keys.meta(id)).catch(() => undefined);
-        throw error;
+      // Both commands go out in this tick, on one connection, so Redis stores the metadata before
+      // BullMQ's job exists: no worker starts a job whose metadata is missing, and no instance
+      // sees a queued job it cannot describe. (A MULTI would make the pair atomic, but building an
+      // ioredis transaction copies every script BullMQ defines and doubled the producer's CPU.)
+      const client = await this.queue.client;
+      const created = this.connections.commands.hset(metaKey, {
+        owner: options.owner,
+        name,
+        state: 'queued',
+        attempt: 0,
+        maxAttempts,
+        createdAt,
+        count: 0,
+      });
+      const added = job.addJob(client);
+      const [stored, queued] = await Promise.allSettled([created, added]);
+      if (stored.status === 'rejected' || queued.status === 'rejected') {
+        await this.connections.commands.del(metaKey).catch(() => undefined);
+        throw stored.status === 'rejected' ? stored.reason : (queued as PromiseRejectedResult).reason;
       }
     });
     return { id, name, state: 'queued', attempt: 0, maxAttempts, createdAt };

@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
-const SCRIPT_NAMES = ['create-job', 'start-attempt', 'append-events', 'finish-job', 'requeue-job'] as const;
+const SCRIPT_NAMES = ['start-attempt', 'append-events', 'finish-job', 'requeue-job'] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const KEY_COUNTS: Record<ScriptName, number> = {
-  'create-job': 1,
   'start-attempt': 2,
   'append-events': 2,
   'finish-job': 2,
@@ -34,10 +33,6 @@ export class JobScripts {
   private run<T>(name: ScriptName, keys: string[], args: Array<string | number>): Promise<T> {
     const command = (this.redis as unknown as Record<string, (...a: Array<string | number>) => Promise<T>>)[`jq:${name}`];
     return command.call(this.redis, ...keys, ...args);
-  }
-
-  createJob(meta: string, owner: string, name: string, maxAttempts: number, createdAt: number): Promise<number> {
-    return this.run('create-job', [meta], [owner, name, maxAttempts, createdAt]);
   }
 
   startAttempt(meta: string, events: string, now: number, maxEvents: number, runId: string): Promise<ScriptReply> {

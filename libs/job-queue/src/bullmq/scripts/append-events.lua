@@ -15,8 +15,8 @@
   Returns {'ok', appended, lastId} | {'dup'} | {'final'} | {'stale'} | {'limit', appended, lastId}.
 ]]
 local meta = KEYS[1]
-if redis.call('HEXISTS', meta, 'terminal') == 1 then return {'final'} end
-local state = redis.call('HMGET', meta, 'writer', 'wseq', 'attempt', 'count')
+local state = redis.call('HMGET', meta, 'writer', 'wseq', 'attempt', 'count', 'terminal')
+if state[5] then return {'final'} end
 if state[1] == ARGV[1] and tonumber(state[2]) >= tonumber(ARGV[2]) then return {'dup'} end
 if state[3] ~= ARGV[4] then return {'stale'} end
 local count = tonumber(state[4])

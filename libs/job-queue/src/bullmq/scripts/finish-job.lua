@@ -15,13 +15,17 @@
 
   Returns {'ok', eventId} | {'final', state} | {'stale'} | {'gone'}.
 ]]
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
-if redis.call('HEXISTS', KEYS[1], 'terminal') == 1 then return {'final', redis.call('HGET', KEYS[1], 'state')} end
-if ARGV[7] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[7] then return {'stale'} end
+local meta = redis.call('HMGET', KEYS[1], 'owner', 'terminal', 'state', 'attempt', 'count')
+if not meta[1] then return {'gone'} end
+if meta[2] then return {'final', meta[3]} end
+if ARGV[7] ~= '' and meta[4] ~= ARGV[7] then return {'stale'} end
 local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[1], 'data', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'count', 1)
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'terminal', id, 'finishedAt', ARGV[3])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], ARGV[5], ARGV[6]) end
+local count = tonumber(meta[5]) + 1
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'terminal', id, 'finishedAt', ARGV[3], 'count', count, ARGV[5], ARGV[6])
+else
+  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'terminal', id, 'finishedAt', ARGV[3], 'count', count)
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return {'ok', id}

@@ -12,14 +12,14 @@
 
   Returns {'ok', attempt, eventId, eventCount} | {'final'} | {'gone'} | {'limit'}.
 ]]
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
-if redis.call('HEXISTS', KEYS[1], 'terminal') == 1 then return {'final'} end
-local previous = redis.call('HMGET', KEYS[1], 'run', 'attempt', 'startedId', 'count')
-if previous[1] == ARGV[3] then return {'ok', tonumber(previous[2]), previous[3], tonumber(previous[4])} end
-if tonumber(redis.call('HGET', KEYS[1], 'count')) + 1 >= tonumber(ARGV[2]) then return {'limit'} end
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
-redis.call('HSET', KEYS[1], 'state', 'running', 'startedAt', ARGV[1])
+local meta = redis.call('HMGET', KEYS[1], 'owner', 'terminal', 'run', 'attempt', 'startedId', 'count')
+if not meta[1] then return {'gone'} end
+if meta[2] then return {'final'} end
+if meta[3] == ARGV[3] then return {'ok', tonumber(meta[4]), meta[5], tonumber(meta[6])} end
+local count = tonumber(meta[6]) + 1
+if count >= tonumber(ARGV[2]) then return {'limit'} end
+local attempt = tonumber(meta[4]) + 1
 local id = redis.call('XADD', KEYS[2], '*', 'type', 'started', 'data', '{"attempt":' .. attempt .. '}')
-redis.call('HSET', KEYS[1], 'run', ARGV[3], 'startedId', id)
+redis.call('HSET', KEYS[1], 'attempt', attempt, 'count', count, 'state', 'running', 'startedAt', ARGV[1],
+  'run', ARGV[3], 'startedId', id)
 return {'ok', attempt, id, count}
