@@ -23,6 +23,7 @@ async function main(): Promise<void> {
     default:
       throw new Error(`unknown role ${role}`);
   }
+  methods.collectGarbage = () => (globalThis as { gc?: () => void }).gc?.();
   const close = methods.close;
   methods.close = (async () => {
     await close?.(undefined as never);

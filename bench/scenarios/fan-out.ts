@@ -42,7 +42,7 @@ const CONTENDERS: Contender[] = [
     label: 'this library: JobQueue.followPages (shared XREAD over followed jobs only)',
     async start(redisUrl, k) {
       const redis = { redisUrl, prefix: 'bench-fan', backend: 'bullmq' };
-      const follower = await RoleProcess.start('library', { ...redis, worker: false }, ['--expose-gc']);
+      const follower = await RoleProcess.start('library', { ...redis, worker: false });
       const worker = await RoleProcess.start('library', { ...redis, worker: true, concurrency: k });
       return { worker, follower };
     },
@@ -51,7 +51,7 @@ const CONTENDERS: Contender[] = [
     name: 'bullmq-queue-events',
     label: 'BullMQ QueueEvents listener dispatching progress by job id',
     async start(redisUrl, k) {
-      const follower = await RoleProcess.start('bullmq', { redisUrl, worker: false, concurrency: 1 }, ['--expose-gc']);
+      const follower = await RoleProcess.start('bullmq', { redisUrl, worker: false, concurrency: 1 });
       const worker = await RoleProcess.start('bullmq', { redisUrl, worker: true, concurrency: k });
       return { worker, follower };
     },

@@ -213,8 +213,19 @@ export async function singleJob(options: SingleJobOptions): Promise<SingleJobRes
         );
       }
     }
+    // Each paced round starts from collected heaps in both processes: the bursts before it, or
+    // another contender's round, leave garbage whose collection would otherwise land in it.
+    const settled = async (pair: Pair): Promise<void> => {
+      await Promise.all([pair.producer.call('collectGarbage'), pair.consumer.call('collectGarbage')]);
+    };
+    // One unmeasured paced round each after the bursts, to reach a steady state.
+    for (const contender of CONTENDERS) {
+      await settled(pairs.get(contender)!);
+      await pairs.get(contender)!.run(options.warmupEvents * 2, options.ratePerSec, 0);
+    }
     for (let round = 0; round < options.latencyRounds; round++) {
       for (const contender of CONTENDERS) {
+        await settled(pairs.get(contender)!);
         const summary = await pairs.get(contender)!.run(options.latencyEvents, options.ratePerSec, options.warmupEvents);
         paced.get(contender)!.push(summary);
         options.log(

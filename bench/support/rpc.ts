@@ -39,9 +39,15 @@ export class RoleProcess {
     return this.child.pid!;
   }
 
-  /** Forks the role with `config` (JSON) and waits until it is ready. */
+  /**
+   * Forks the role with `config` (JSON) and waits until it is ready. Every role can be told to
+   * collect its garbage (`collectGarbage`), so that a measurement does not pay for the last one's.
+   */
   static async start(role: string, config: unknown, execArgv: string[] = []): Promise<RoleProcess> {
-    const child = fork(CHILD, [role, JSON.stringify(config)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(CHILD, [role, JSON.stringify(config)], {
+      execArgv: ['--expose-gc', ...execArgv],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const ready = new Promise<void>((resolve, reject) => {
       const onMessage = (message: Message): void => {
         if ('ready' in message) {

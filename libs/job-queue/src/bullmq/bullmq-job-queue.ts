@@ -31,7 +31,6 @@ import { RedisKeys } from './redis-keys.js';
 import { assertCursor, compareStreamIds, rangeStartAfter } from './stream-id.js';
 
 const RESOLVED = Promise.resolve();
-const FOLLOW_WAIT_MS = 30_000;
 /** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -266,15 +265,19 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     if (first.events.length) yield first.events;
     if (first.done) return;
     const subscription = this.reader.subscribe(this.keys.events(id), first.next);
+    // Closing the subscription ends its wait: one listener for the whole follow, none per wait.
+    const stop = (): void => subscription.close();
+    options.signal?.addEventListener('abort', stop, { once: true });
     try {
-      while (!options.signal?.aborted && !this.stopped) {
-        const events = await subscription.next(FOLLOW_WAIT_MS, options.signal);
+      while (!options.signal?.aborted && !this.stopped && !subscription.closed) {
+        const events = await subscription.next(Infinity);
         if (!events.length) continue;
         const end = events.findIndex((event) => isTerminalEventType(event.type));
         yield end === -1 ? events : events.slice(0, end + 1);
         if (end !== -1) return;
       }
     } finally {
+      options.signal?.removeEventListener('abort', stop);
       subscription.close();
     }
   }

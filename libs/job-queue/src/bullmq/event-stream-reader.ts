@@ -84,6 +84,8 @@ export class StreamSubscription {
 
   /**
    * The next events (at least one), or `[]` when `timeoutMs` passed or `signal` aborted first.
+   * A follower that waits again and again passes neither (`Infinity`, no signal) and calls
+   * {@link close} to end a wait: no timer and no abort listener per wait then.
    */
   async next(timeoutMs: number, signal?: AbortSignal): Promise<JobEvent[]> {
     const deadline = Date.now() + timeoutMs;
@@ -99,13 +101,13 @@ export class StreamSubscription {
       const left = deadline - Date.now();
       if (this.pending.length || this.closed || signal?.aborted || left <= 0) break;
       await new Promise<void>((resolve) => {
+        const timer = left === Infinity ? undefined : setTimeout(() => done(), left);
         const done = (): void => {
           clearTimeout(timer);
           signal?.removeEventListener('abort', done);
           this.wake = undefined;
           resolve();
         };
-        const timer = setTimeout(done, left);
         signal?.addEventListener('abort', done, { once: true });
         this.wake = done;
       });
@@ -173,7 +175,10 @@ export class EventStreamReader {
     if (subscription.closed) return;
     subscription.attached = true;
     let set = this.byKey.get(subscription.key);
-    if (!set) this.byKey.set(subscription.key, (set = new Set()));
+    if (!set) {
+      this.byKey.set(subscription.key, (set = new Set()));
+      this.keysChanged = true;
+    }
     set.add(subscription);
     if (this.inFlightKeys && !this.inFlightKeys.has(subscription.key)) void this.interrupt();
     this.ensureRunning();
@@ -184,7 +189,10 @@ export class EventStreamReader {
     const set = this.byKey.get(subscription.key);
     if (!set) return;
     set.delete(subscription);
-    if (!set.size) this.byKey.delete(subscription.key);
+    if (!set.size) {
+      this.byKey.delete(subscription.key);
+      this.keysChanged = true;
+    }
   }
 
   /** A plain read for a subscriber catching up on its own after an overflow. */
@@ -243,19 +251,32 @@ export class EventStreamReader {
     });
   }
 
+  /** The followed keys as the last XREAD was built: rebuilt only when a key comes or goes. */
+  private keyList: string[] = [];
+  private keySet = new Set<string>();
+  /** Position of each key in {@link keyList}. */
+  private keyIndex = new Map<string, number>();
+  private keysChanged = true;
+
   private async loop(): Promise<void> {
     let failures = 0;
     while (this.byKey.size && !this.closed) {
-      const keys: string[] = [];
-      const ids: string[] = [];
-      for (const [key, set] of this.byKey) {
-        let min: string | undefined;
-        for (const subscription of set) if (min === undefined || compareStreamIds(subscription.cursor, min) < 0) min = subscription.cursor;
-        keys.push(key);
-        ids.push(readIdAfter(min!));
+      if (this.keysChanged) {
+        this.keysChanged = false;
+        this.keyList = [...this.byKey.keys()];
+        this.keySet = new Set(this.keyList);
+        this.keyIndex = new Map(this.keyList.map((key, index) => [key, index]));
       }
+      const keys = this.keyList;
+      const ids = keys.map((key) => {
+        let min: string | undefined;
+        for (const subscription of this.byKey.get(key)!) {
+          if (min === undefined || compareStreamIds(subscription.cursor, min) < 0) min = subscription.cursor;
+        }
+        return readIdAfter(min!);
+      });
       let reply: XReadReply;
-      this.inFlightKeys = new Set(keys);
+      this.inFlightKeys = this.keySet;
       try {
         reply = (await this.blocking.xread('COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...ids)) as XReadReply;
         failures = 0;
@@ -268,14 +289,14 @@ export class EventStreamReader {
       }
       this.inFlightKeys = undefined;
       if (!reply) continue;
-      const readFrom = new Map(keys.map((key, i) => [key, ids[i]]));
       for (const [key, entries] of reply) {
         const set = this.byKey.get(key);
         if (!set || !entries.length) continue;
         const events = toEvents(entries);
         const sizes = sizesOf(entries);
-        const from = readFrom.get(key)!;
-        for (const subscription of [...set]) {
+        const from = ids[this.keyIndex.get(key)!];
+        // (A subscription that detaches while being offered deletes itself: safe while iterating.)
+        for (const subscription of set) {
           // Subscribed after this XREAD was sent, with a cursor before the id it read from: the
           // entries in between are not in this reply. It reads them itself, then attaches again.
           if (from !== '0-0' && compareStreamIds(subscription.cursor, from) < 0) subscription.catchUp();
