@@ -1,6 +1,11 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
-import { describeJobQueueContract, nestContractHarness } from './contract/job-queue.contract.js';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { JobQueue, JobQueueModule, UnknownJobNameError, type JobEvent, type JobQueueModuleOptions } from '@app/job-queue';
+import { createContractApp, describeJobQueueContract, nestContractHarness } from './contract/job-queue.contract.js';
+import { JOBS } from './contract/test-handlers.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
 
 let redis: RedisServer | undefined;
@@ -23,3 +28,76 @@ describeJobQueueContract(
     },
   ),
 );
+
+@Module({})
+class HandlerlessAppModule {
+  static register(options: JobQueueModuleOptions): DynamicModule {
+    return { module: HandlerlessAppModule, imports: [JobQueueModule.forRoot(options)] };
+  }
+}
+
+async function eventsOf(queue: JobQueue, id: string): Promise<JobEvent[]> {
+  const events: JobEvent[] = [];
+  for await (const event of queue.follow(id, { owner: 'alice' })) events.push(event);
+  return events;
+}
+
+describe('bullmq backend only: an api without the handler code (jobNames)', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await RedisServer.start();
+  });
+  afterAll(async () => {
+    await server.destroy();
+  });
+
+  it('enqueues the names it declares, a worker with the handlers runs them, a worker without fails them, other names are refused', async () => {
+    const redisOptions = { url: server.url, prefix: `n${randomUUID().slice(0, 8)}` };
+    const api = await NestFactory.createApplicationContext(
+      HandlerlessAppModule.register({ backend: 'bullmq', worker: false, jobNames: [JOBS.echo, 'nobody.handles'], redis: redisOptions }),
+      { logger: false, abortOnError: false },
+    );
+    const worker = await createContractApp({ backend: 'bullmq', redis: redisOptions, shutdownGraceMs: 200 });
+    try {
+      const queue = api.get(JobQueue);
+
+      const echo = await queue.enqueue(JOBS.echo, { hello: 'world' }, { owner: 'alice' });
+      const echoed = await eventsOf(queue, echo.id);
+      expect(echoed.map((event) => event.type)).toEqual(['started', 'completed']);
+      expect(echoed[1].data).toEqual({ result: { id: echo.id, name: JOBS.echo, attempt: 1, data: { hello: 'world' } } });
+
+      const orphan = await queue.enqueue('nobody.handles', {}, { owner: 'alice' });
+      const failed = await eventsOf(queue, orphan.id);
+      expect(failed.map((event) => event.type)).toEqual(['started', 'failed']);
+      expect(failed[1].data).toEqual({ error: { message: 'No handler for job name "nobody.handles" in this worker' } });
+
+      const refusal = await queue.enqueue(`${JOBS.echo}-typo`, {}, { owner: 'alice' }).catch((error: unknown) => error);
+      expect(refusal).toBeInstanceOf(UnknownJobNameError);
+      expect((refusal as UnknownJobNameError).knownNames).toEqual([JOBS.echo, 'nobody.handles']);
+    } finally {
+      await worker.close();
+      await api.close();
+    }
+  });
+
+  it('without jobNames, a process without handlers refuses every name', async () => {
+    const api = await NestFactory.createApplicationContext(
+      HandlerlessAppModule.register({
+        backend: 'bullmq',
+        worker: false,
+        redis: { url: server.url, prefix: `n${randomUUID().slice(0, 8)}` },
+      }),
+      { logger: false, abortOnError: false },
+    );
+    try {
+      const refusal = await api
+        .get(JobQueue)
+        .enqueue(JOBS.echo, {}, { owner: 'alice' })
+        .catch((error: unknown) => error);
+      expect(refusal).toBeInstanceOf(UnknownJobNameError);
+      expect((refusal as Error).message).toBe(`No handler is registered for job name "${JOBS.echo}" (no handlers are registered)`);
+    } finally {
+      await api.close();
+    }
+  });
+});

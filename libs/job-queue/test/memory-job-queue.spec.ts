@@ -1,6 +1,12 @@
 import 'reflect-metadata';
 import { describe, expect, it } from '@jest/globals';
-import { InvalidJobQueueOptionsError, JobQueueUnavailableError, validateJobQueueOptions, type JobQueueModuleOptions } from '@app/job-queue';
+import {
+  InvalidJobQueueOptionsError,
+  JobQueueUnavailableError,
+  jobQueueOptionsFromEnv,
+  validateJobQueueOptions,
+  type JobQueueModuleOptions,
+} from '@app/job-queue';
 import { createContractApp, describeJobQueueContract, nestContractHarness } from './contract/job-queue.contract.js';
 import { JOBS, createGate, reportOf, uniqueKey, type FloodReport } from './contract/test-handlers.js';
 
@@ -62,6 +68,19 @@ describe('memory backend only', () => {
       ] as const) {
         expect(() => validateJobQueueOptions({ backend: 'memory', [name]: value })).toThrow(`"${name}" must be an integer from`);
       }
+    });
+
+    it('jobNames must be a list of names; JOB_NAMES is read comma-separated', () => {
+      for (const jobNames of ['a,b', [''], ['a', 7], ['x'.repeat(201)]]) {
+        expect(() => validateJobQueueOptions({ backend: 'bullmq', jobNames })).toThrow('"jobNames" must be an array of job names');
+      }
+      expect(validateJobQueueOptions({ backend: 'bullmq', jobNames: ['a', 'b', 'a'] }).jobNames).toEqual(['a', 'b']);
+      expect(validateJobQueueOptions({ backend: 'bullmq' }).jobNames).toEqual([]);
+      const env: Record<string, string> = { JOB_QUEUE_BACKEND: 'bullmq', JOB_NAMES: ' report, export ,' };
+      const fromEnv = (): JobQueueModuleOptions => jobQueueOptionsFromEnv({ get: <T>(key: string) => env[key] as T | undefined });
+      expect(validateJobQueueOptions(fromEnv()).jobNames).toEqual(['report', 'export']);
+      env.JOB_NAMES = '';
+      expect(validateJobQueueOptions(fromEnv()).jobNames).toEqual([]);
     });
 
     it('the smallest allowed values start, with defaults filled in', async () => {

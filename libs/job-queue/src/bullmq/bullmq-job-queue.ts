@@ -183,7 +183,9 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   protected async addJob(name: string, data: string, options: EnqueueOptions): Promise<JobInfo> {
-    if (!this.handlers.has(name)) throw new UnknownJobNameError(name, this.handlers.names());
+    if (!this.handlers.has(name) && !this.options.jobNames.includes(name)) {
+      throw new UnknownJobNameError(name, [...new Set([...this.handlers.names(), ...this.options.jobNames])]);
+    }
     const id = randomUUID();
     const maxAttempts = options.attempts ?? this.options.defaultAttempts;
     const createdAt = Date.now();

@@ -31,6 +31,13 @@ export interface JobQueueModuleOptions {
    * another worker within about twice this time, as a new attempt.
    */
   lockDurationMs?: number;
+  /**
+   * `bullmq`: job names this process may enqueue although it has no `@JobHandler` for them, for an
+   * api whose handler code lives only in the workers (default none). Every worker must have a
+   * handler for each name: a worker that picks up a job it has no handler for fails it. The
+   * `memory` backend ignores it: there, enqueue needs a handler in the same process.
+   */
+  jobNames?: readonly string[];
   /** Redis connection, for the `bullmq` backend. */
   redis?: {
     /** `redis://[user:password@]host:port[/db]` or `rediss://...` (default `redis://127.0.0.1:6379`). */
@@ -51,6 +58,7 @@ export interface ResolvedJobQueueOptions {
   defaultAttempts: number;
   shutdownGraceMs: number;
   lockDurationMs: number;
+  jobNames: readonly string[];
   redis: { url: string; prefix: string };
 }
 

@@ -11,6 +11,14 @@ function integer(value: string | undefined): number | undefined {
   return /^-?[0-9]+$/.test(value.trim()) ? Number(value) : (value as unknown as number);
 }
 
+function list(value: string | undefined): string[] | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  return value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+}
+
 function boolean(value: string | undefined): boolean | undefined {
   if (value === undefined || value === '') return undefined;
   const normalized = value.trim().toLowerCase();
@@ -23,7 +31,8 @@ function boolean(value: string | undefined): boolean | undefined {
  * Module options from the conventional environment variables, so switching backends is a matter
  * of configuration: `JOB_QUEUE_BACKEND` (memory|bullmq), `JOB_QUEUE_WORKER` (true|false),
  * `WORKER_CONCURRENCY`, `REDIS_URL`, `JOB_QUEUE_PREFIX`, `JOB_RETENTION_MS`,
- * `JOB_MAX_EVENTS`, `JOB_MAX_EVENT_BYTES`, `JOB_SHUTDOWN_GRACE_MS`, `JOB_LOCK_DURATION_MS`. Values are checked by the module at start.
+ * `JOB_MAX_EVENTS`, `JOB_MAX_EVENT_BYTES`, `JOB_SHUTDOWN_GRACE_MS`, `JOB_LOCK_DURATION_MS`,
+ * `JOB_NAMES` (comma-separated). Values are checked by the module at start.
  *
  * @example
  * ```ts
@@ -41,6 +50,7 @@ export function jobQueueOptionsFromEnv(config: ConfigReader): JobQueueModuleOpti
     maxEventBytes: integer(get('JOB_MAX_EVENT_BYTES')),
     shutdownGraceMs: integer(get('JOB_SHUTDOWN_GRACE_MS')),
     lockDurationMs: integer(get('JOB_LOCK_DURATION_MS')),
+    jobNames: list(get('JOB_NAMES')),
     redis: { url: get('REDIS_URL') || undefined, prefix: get('JOB_QUEUE_PREFIX') || undefined },
   };
 }

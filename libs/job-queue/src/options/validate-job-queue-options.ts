@@ -62,6 +62,11 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     numbers[name] = value as number;
   }
 
+  const jobNames = input.jobNames ?? [];
+  if (!Array.isArray(jobNames) || jobNames.some((name) => typeof name !== 'string' || name.length < 1 || name.length > 200)) {
+    problems.push(`"jobNames" must be an array of job names of 1 to 200 characters (got ${describe(jobNames)})`);
+  }
+
   const redisInput = (input.redis ?? {}) as Record<string, unknown>;
   if (typeof redisInput !== 'object' || Array.isArray(redisInput))
     problems.push(`"redis" must be an object (got ${describe(input.redis)})`);
@@ -80,6 +85,7 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     backend: backend as ResolvedJobQueueOptions['backend'],
     worker: worker as boolean,
     ...numbers,
+    jobNames: [...new Set(jobNames as string[])],
     redis: { url: url as string, prefix: prefix as string },
   };
 }
