@@ -1,6 +1,6 @@
 /**
  * Key names. Every key of one job shares the hash tag `{<jobId>}`, so a job's scripts touch one
- * slot and the layout works on Redis Cluster.
+ * slot. (That alone does not make Redis Cluster work: the shared reader's `XREAD` spans many jobs.)
  */
 export class RedisKeys {
   constructor(readonly prefix: string) {}
