@@ -171,7 +171,13 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       }
       clearTimeout(timer);
     }
-    await Promise.allSettled([...this.completing]);
+    if (this.completing.size) {
+      // Completions still being written (normally none by now: BullMQ's own move followed them).
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(this.options.shutdownGraceMs, 1000))));
+      await Promise.race([Promise.allSettled([...this.completing]), limit]);
+      clearTimeout(timer);
+    }
     this.abandoned = true;
     await this.queue.close().catch(() => undefined);
     const { commands, blocking, subscriber, worker } = this.connections;
