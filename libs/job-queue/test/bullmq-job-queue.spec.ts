@@ -1,5 +1,7 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -98,6 +100,56 @@ describe('bullmq backend only: an api without the handler code (jobNames)', () =
       expect((refusal as Error).message).toBe(`No handler is registered for job name "${JOBS.echo}" (no handlers are registered)`);
     } finally {
       await api.close();
+    }
+  });
+});
+
+describe('bullmq backend only: order of the writes that end a job', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await RedisServer.start();
+  });
+  afterAll(async () => {
+    await server.destroy();
+  });
+
+  /** Redis' MONITOR feed (every command in the order Redis runs it, those inside scripts included), as raw lines. */
+  async function monitor(url: string): Promise<{ lines: string[]; close(): void }> {
+    const { hostname, port } = new URL(url);
+    const socket = connect(Number(port), hostname);
+    await once(socket, 'connect');
+    const lines: string[] = [];
+    let rest = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      const parts = (rest + chunk).split('\r\n');
+      rest = parts.pop()!;
+      lines.push(...parts);
+    });
+    socket.write('MONITOR\r\n');
+    return { lines, close: () => socket.destroy() };
+  }
+
+  it("a completed job's terminal event is in its stream before BullMQ records the job completed", async () => {
+    const prefix = `o${randomUUID().slice(0, 8)}`;
+    const app = await createContractApp({ backend: 'bullmq', redis: { url: server.url, prefix }, shutdownGraceMs: 200 });
+    const feed = await monitor(server.url);
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 20; i++) ids.push((await app.queue.enqueue(JOBS.echo, { i }, { owner: 'alice' })).id);
+      for (const id of ids) expect((await eventsOf(app.queue, id)).at(-1)?.type).toBe('completed');
+      const position = (pattern: string): number => feed.lines.findIndex((line) => line.includes(pattern));
+      const ours = (id: string): number => position(`"XADD" "${prefix}:{${id}}:events" "*" "type" "completed"`);
+      const bullmqs = (id: string): number => position(`"XADD" "${prefix}:jobs:events" "*" "event" "completed" "jobId" "${id}"`);
+      // The last lines may still be on their way.
+      for (let tries = 0; ids.some((id) => ours(id) === -1 || bullmqs(id) === -1); tries++) {
+        if (tries > 100) throw new Error(`MONITOR did not show both completions of every job:\n${feed.lines.slice(-20).join('\n')}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      for (const id of ids) expect(ours(id)).toBeLessThan(bullmqs(id));
+    } finally {
+      feed.close();
+      await app.close();
     }
   });
 });
