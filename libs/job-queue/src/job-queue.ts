@@ -49,7 +49,8 @@ export const START_CURSOR = '0';
 
 export const MAX_READ_LIMIT = 1000;
 export const MAX_WAIT_MS = 30_000;
-const MAX_PRIORITY = 2_097_152;
+/** BullMQ's largest priority (2^21 - 1). */
+const MAX_PRIORITY = 2_097_151;
 const FOLLOW_WAIT_MS = MAX_WAIT_MS;
 
 function checkInteger(name: string, value: unknown, min: number, max: number): void {

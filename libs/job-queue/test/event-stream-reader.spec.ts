@@ -103,3 +103,32 @@ describe('EventStreamReader: a subscriber that does not keep up', () => {
     }
   });
 });
+
+describe('EventStreamReader: closing', () => {
+  it('ends the wait of a subscriber that was catching up on its own when the reader closed', async () => {
+    const redis = await RedisServer.start();
+    const commands = new Redis(redis.url);
+    const blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const reader = new EventStreamReader(blocking, commands);
+    try {
+      await reader.start();
+      const subscription = reader.subscribe('reader-test:{closing}:events', '0-0');
+      subscription.catchUp(); // as after an overflow: its next read goes to Redis itself
+      const next = subscription.next(Infinity);
+      reader.close(); // while that read is on its way
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        next.then((events) => ({ events })),
+        new Promise<'still waiting'>((resolve) => (timer = setTimeout(() => resolve('still waiting'), 5000))),
+      ]);
+      clearTimeout(timer);
+      expect(outcome).toEqual({ events: [] });
+      expect(subscription.closed).toBe(true);
+    } finally {
+      reader.close();
+      commands.disconnect();
+      blocking.disconnect();
+      await redis.destroy();
+    }
+  });
+});

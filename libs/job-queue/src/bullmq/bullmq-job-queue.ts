@@ -144,6 +144,10 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       stalledInterval: this.options.lockDurationMs,
       autorun: false,
     });
+    const unhandled = this.options.jobNames.filter((name) => !this.handlers.has(name));
+    if (unhandled.length) {
+      this.logger.warn(`This worker has no handler for ${unhandled.join(', ')} (jobNames): it fails such jobs when it picks them up`);
+    }
     this.worker.on('error', (error) => this.logger.warn(`Worker: ${error.message}`));
     this.worker.on('failed', (job, error) => void this.onBullFailed(job, error));
     void this.worker.run();
@@ -225,7 +229,12 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
         createdAt,
         count: 0,
       });
-      const added = job.addJob(client);
+      let added: Promise<unknown>;
+      try {
+        added = job.addJob(client);
+      } catch (error) {
+        added = Promise.reject(error as Error); // BullMQ checks some options synchronously
+      }
       const [stored, queued] = await Promise.allSettled([created, added]);
       if (stored.status === 'rejected' || queued.status === 'rejected') {
         await this.connections.commands.del(metaKey).catch(() => undefined);
@@ -494,7 +503,12 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       attempt,
     ).then(
       () => undefined,
-      () => this.finish(id, 'completed', { result }, attempt),
+      (error: unknown) => {
+        // BullMQ's move has gone out behind it: write it again (idempotent), late but not lost,
+        // unless this process dies meanwhile.
+        this.logger.error(`Recording the completion of job ${id} failed (${(error as Error).message}); retrying`);
+        return this.finish(id, 'completed', { result }, attempt);
+      },
     );
     const tracked = write
       .catch((error: unknown) => this.logger.warn(`Could not record the completion of job ${id}: ${(error as Error).message}`))

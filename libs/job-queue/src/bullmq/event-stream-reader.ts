@@ -173,6 +173,11 @@ export class EventStreamReader {
 
   attach(subscription: StreamSubscription): void {
     if (subscription.closed) return;
+    if (this.closed) {
+      // Caught up on its own while the reader closed: nothing would ever feed it.
+      subscription.close();
+      return;
+    }
     subscription.attached = true;
     let set = this.byKey.get(subscription.key);
     if (!set) {

@@ -328,6 +328,7 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
           [{}, { attempts: 101 }],
           [{}, { attempts: 1.5 }],
           [{}, { priority: 0 }],
+          [{}, { priority: 2 ** 21 }],
           [{ n: 10n }, {}],
         ];
         for (const [data, options] of bad) {
