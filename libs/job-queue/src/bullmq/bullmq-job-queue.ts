@@ -70,10 +70,6 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
   private readonly running = new Map<string, AbortController>();
   /** Processor calls in this process, by job id, oldest first (more than one only after a lost lock; see {@link runJob}). */
   private readonly runs = new Map<string, Array<Promise<unknown>>>();
-  /** Completions written without waiting for their reply (see {@link completeInOrder}). */
-  private readonly completing = new Set<Promise<void>>();
-  /** The backend's scripts on BullMQ's worker connection, on worker processes. */
-  private workerScripts?: JobScripts;
   private stopped = false;
   /** Set when shutdown gives up on running work: Redis retries stop instead of looping on. */
   private abandoned = false;
@@ -135,7 +131,6 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       commandTimeout: undefined,
     });
     this.connections.worker.on('error', this.connectionErrorLogger());
-    this.workerScripts = new JobScripts(this.connections.worker);
     this.worker = new Worker(RedisKeys.QUEUE_NAME, (job, token) => this.runJob(job, token), {
       connection: this.connections.worker,
       prefix: this.options.redis.prefix,
@@ -173,13 +168,6 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
         if ((await Promise.race([closing, settled])) === 'timeout') this.abandoned = true;
         await closing;
       }
-      clearTimeout(timer);
-    }
-    if (this.completing.size) {
-      // Completions still being written (normally none by now: BullMQ's own move followed them).
-      let timer: NodeJS.Timeout | undefined;
-      const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(this.options.shutdownGraceMs, 1000))));
-      await Promise.race([Promise.allSettled([...this.completing]), limit]);
       clearTimeout(timer);
     }
     this.abandoned = true;
@@ -449,7 +437,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
         await this.finish(id, 'failed', { error: failure }, attempt);
         throw new UnrecoverableError(failure.message);
       }
-      this.completeInOrder(id, result, attempt);
+      await this.finish(id, 'completed', { result }, attempt);
       return outcome.value;
     }
     const lastAttempt = outcome.error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -482,38 +470,6 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     await this.retrying(() =>
       this.scripts.finishJob(this.keys.meta(id), this.keys.events(id), state, data, Date.now(), this.options.retentionMs, field, attempt),
     );
-  }
-
-  /**
-   * Writes the `completed` terminal event on BullMQ's worker connection without waiting for the
-   * reply: BullMQ's move-to-completed, sent right after the processor returns, follows it on the
-   * same connection, so Redis runs ours first (a crash in between still reruns the job), and the
-   * job costs one round trip less. Should the write fail, it is retried on the command connection.
-   */
-  private completeInOrder(id: string, result: string, attempt: number): void {
-    const data = `{"result":${result}}`;
-    const write = this.workerScripts!.finishJob(
-      this.keys.meta(id),
-      this.keys.events(id),
-      'completed',
-      data,
-      Date.now(),
-      this.options.retentionMs,
-      { field: 'result', value: result },
-      attempt,
-    ).then(
-      () => undefined,
-      (error: unknown) => {
-        // BullMQ's move has gone out behind it: write it again (idempotent), late but not lost,
-        // unless this process dies meanwhile.
-        this.logger.error(`Recording the completion of job ${id} failed (${(error as Error).message}); retrying`);
-        return this.finish(id, 'completed', { result }, attempt);
-      },
-    );
-    const tracked = write
-      .catch((error: unknown) => this.logger.warn(`Could not record the completion of job ${id}: ${(error as Error).message}`))
-      .finally(() => this.completing.delete(tracked));
-    this.completing.add(tracked);
   }
 
   /** BullMQ failed a job without our processor finishing it (e.g. stalled too often): end its stream. */
