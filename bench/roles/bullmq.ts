@@ -2,6 +2,7 @@ import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { now, paced, sleep, waitFor } from '../support/clock.js';
 import { EVENT_TYPE, Receipt, tokenData, type RunSummary, type TokenData } from '../support/payload.js';
+import { DeliveryMeter, enqueueConcurrently, type RunParams } from '../support/role-helpers.js';
 import type { RoleMethods } from '../support/rpc.js';
 
 const QUEUE = 'bench';
@@ -65,17 +66,10 @@ export async function bullmqRole(config: { redisUrl: string; worker: boolean; co
   };
 
   let follower: { delivered: number } | undefined;
-  let mark: { cpu: NodeJS.CpuUsage; delivered: number; at: number } | undefined;
+  const meter = new DeliveryMeter(() => follower?.delivered ?? 0);
 
   return {
-    async run(params: {
-      mode: 'burst' | 'paced';
-      n: number;
-      rate?: number;
-      skip?: number;
-      keep?: boolean;
-      timeoutMs: number;
-    }): Promise<RunSummary> {
+    async run(params: RunParams): Promise<RunSummary> {
       await queueEvents();
       const receipt = new Receipt(params.n);
       const jobId = `run-${now()}`;
@@ -110,27 +104,11 @@ export async function bullmqRole(config: { redisUrl: string; worker: boolean; co
       follower = state;
       byJob.set(params.jobId, () => state.delivered++);
     },
-    mark(): void {
-      (globalThis as { gc?: () => void }).gc?.();
-      mark = { cpu: process.cpuUsage(), delivered: follower!.delivered, at: now() };
-    },
-    measure(): { cpuMs: number; delivered: number; wallMs: number } {
-      const cpu = process.cpuUsage(mark!.cpu);
-      return { cpuMs: (cpu.user + cpu.system) / 1000, delivered: follower!.delivered - mark!.delivered, wallMs: now() - mark!.at };
-    },
+    mark: () => meter.mark(),
+    measure: () => meter.measure(),
 
-    async enqueueNoop(params: { n: number; inFlight: number }): Promise<{ ms: number; ids: string[] }> {
-      const start = now();
-      const ids: string[] = [];
-      await Promise.all(
-        Array.from({ length: params.inFlight }, async () => {
-          while (ids.length < params.n) {
-            const slot = ids.push('') - 1;
-            ids[slot] = (await queue.add('noop', null)).id!;
-          }
-        }),
-      );
-      return { ms: now() - start, ids };
+    enqueueNoop(params: { n: number; inFlight: number }): Promise<{ ms: number; ids: string[] }> {
+      return enqueueConcurrently(params.n, params.inFlight, async () => (await queue.add('noop', null)).id!);
     },
 
     async countCompleted(params: { ids: string[] }): Promise<number> {

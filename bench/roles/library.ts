@@ -4,6 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { JobQueue, JobQueueModule, isTerminalEventType, type JobQueueModuleOptions } from '@app/job-queue';
 import { now, waitFor } from '../support/clock.js';
 import { Receipt, type RunSummary, type TokenData } from '../support/payload.js';
+import { DeliveryMeter, enqueueConcurrently, type RunParams } from '../support/role-helpers.js';
 import type { RoleMethods } from '../support/rpc.js';
 import { BENCH_JOBS, BenchHandlers, fanOutState } from './bench-handlers.js';
 
@@ -42,18 +43,11 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
   const queue = app.get(JobQueue);
 
   let follower: { delivered: number; stop: AbortController } | undefined;
-  let mark: { cpu: NodeJS.CpuUsage; delivered: number; at: number } | undefined;
+  const meter = new DeliveryMeter(() => follower?.delivered ?? 0);
 
   return {
     /** Enqueues one job of `mode` and follows it to the end, timing every event. */
-    async run(params: {
-      mode: 'burst' | 'paced';
-      n: number;
-      rate?: number;
-      skip?: number;
-      keep?: boolean;
-      timeoutMs: number;
-    }): Promise<RunSummary> {
+    async run(params: RunParams): Promise<RunSummary> {
       const receipt = new Receipt(params.n);
       const name = params.mode === 'burst' ? BENCH_JOBS.burst : BENCH_JOBS.paced;
       const job = await queue.enqueue(name, { n: params.n, rate: params.rate }, { owner: OWNER });
@@ -101,16 +95,9 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
           state.delivered += page.length;
       })();
     },
-    /** Starts a measurement window (after a full GC, so earlier garbage is not billed to it). */
-    mark(): void {
-      (globalThis as { gc?: () => void }).gc?.();
-      mark = { cpu: process.cpuUsage(), delivered: follower!.delivered, at: now() };
-    },
-    /** Ends the window: CPU time this process used and events it delivered since {@link mark}. */
-    measure(): { cpuMs: number; delivered: number; wallMs: number } {
-      const cpu = process.cpuUsage(mark!.cpu);
-      return { cpuMs: (cpu.user + cpu.system) / 1000, delivered: follower!.delivered - mark!.delivered, wallMs: now() - mark!.at };
-    },
+    /** Starts a measurement window of CPU time per delivered event (see {@link DeliveryMeter}). */
+    mark: () => meter.mark(),
+    measure: () => meter.measure(),
 
     /** Enqueues one job of `mode` without following it; returns its id. */
     async enqueue(params: { mode: 'burst' | 'paced'; n: number; rate?: number }): Promise<string> {
@@ -119,18 +106,8 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
     },
 
     /** Enqueues `n` no-op jobs with at most `inFlight` enqueues outstanding; returns how long that took and their ids. */
-    async enqueueNoop(params: { n: number; inFlight: number }): Promise<{ ms: number; ids: string[] }> {
-      const start = now();
-      const ids: string[] = [];
-      await Promise.all(
-        Array.from({ length: params.inFlight }, async () => {
-          while (ids.length < params.n) {
-            const slot = ids.push('') - 1;
-            ids[slot] = (await queue.enqueue(BENCH_JOBS.noop, null, { owner: OWNER })).id;
-          }
-        }),
-      );
-      return { ms: now() - start, ids };
+    enqueueNoop(params: { n: number; inFlight: number }): Promise<{ ms: number; ids: string[] }> {
+      return enqueueConcurrently(params.n, params.inFlight, async () => (await queue.enqueue(BENCH_JOBS.noop, null, { owner: OWNER })).id);
     },
 
     /** How many of `ids` the library reports completed (a check that the runs did the work). */
