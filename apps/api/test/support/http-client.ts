@@ -1,11 +1,10 @@
 import { EventSource } from 'eventsource';
-import { readLines } from '../../../../test/support/build-api.js';
+import { readLines, type BuildBody, type BuildState, type WireEvent as StreamedEvent } from '../../../../test/support/build-api.js';
 
-/** An event as the API serves it. */
-export interface WireEvent {
-  id: string;
-  type: string;
-  data: unknown;
+export type { BuildBody, BuildState };
+
+/** An event as the API serves it over polling and NDJSON (always with `ts`). */
+export interface WireEvent extends StreamedEvent {
   ts: number;
 }
 
@@ -14,23 +13,6 @@ export interface EventPage {
   events: WireEvent[];
   next: string;
   done: boolean;
-}
-
-/** `GET /builds/:id`. */
-export interface BuildState {
-  id: string;
-  state: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
-  attempt: number;
-  createdAt: number;
-  [key: string]: unknown;
-}
-
-/** The demo build's input. */
-export interface BuildBody {
-  steps?: number;
-  stepMs?: number;
-  tokensPerStep?: number;
-  failAtStep?: number;
 }
 
 /** A small client of the demo API, with an optional bearer token. */
