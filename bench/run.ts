@@ -45,7 +45,7 @@ async function main(): Promise<void> {
         redisUrl: redis.url,
         repetitions: quick ? 1 : 3,
         ratePerSec: 1000,
-        latencyRounds: quick ? 1 : 7,
+        latencyRounds: quick ? 1 : 9,
         latencyEvents: quick ? 700 : 1700,
         warmupEvents: 200,
         scale: quick ? 0.1 : 1,
