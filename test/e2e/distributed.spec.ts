@@ -84,16 +84,12 @@ describe('distributed: 2 apis and 2 workers sharing one Redis (bullmq backend)',
       SSE_HEARTBEAT_MS: '1000',
     };
     const apiEnv = { ...env, JOB_QUEUE_WORKER: 'false' };
-    const started = await Promise.allSettled([
+    const [apiA, apiB, ...workers] = await AppProcess.startAll(processes, [
       AppProcess.api(apiEnv),
       AppProcess.api(apiEnv),
       AppProcess.worker(env),
       AppProcess.worker(env),
     ]);
-    for (const result of started) if (result.status === 'fulfilled') processes.push(result.value);
-    const failure = started.find((result) => result.status === 'rejected');
-    if (failure) throw (failure as PromiseRejectedResult).reason;
-    const [apiA, apiB, ...workers] = processes;
     apiProcessA = apiA;
     workerProcesses = workers;
     a = new BuildApi(apiA.url, 'api A');

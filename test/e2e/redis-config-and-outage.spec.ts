@@ -45,15 +45,6 @@ async function exitOf(app: AppProcess, timeoutMs = 20_000): Promise<number | str
   }
 }
 
-/** Starts processes together; every one that started is recorded (for afterAll) even when another fails. */
-async function startAll(processes: AppProcess[], starts: Array<Promise<AppProcess>>): Promise<AppProcess[]> {
-  const results = await Promise.allSettled(starts);
-  for (const result of results) if (result.status === 'fulfilled') processes.push(result.value);
-  const failure = results.find((result) => result.status === 'rejected');
-  if (failure) throw (failure as PromiseRejectedResult).reason;
-  return results.map((result) => (result as PromiseFulfilledResult<AppProcess>).value);
-}
-
 async function connectClient(url: string, clients: Redis[]): Promise<Redis> {
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   clients.push(client);
@@ -84,7 +75,7 @@ describe('REDIS_URL with a password and a database index (bullmq backend)', () =
   ])('$form: a build runs to completion and all of its keys are in database 3, none in 0', async ({ auth, split }) => {
     const prefix = `cfg-${randomUUID().slice(0, 8)}`;
     const env = { JOB_QUEUE_BACKEND: 'bullmq', REDIS_URL: urlOf(auth, '3'), JOB_QUEUE_PREFIX: prefix };
-    const started = await startAll(
+    const started = await AppProcess.startAll(
       processes,
       split ? [AppProcess.api({ ...env, JOB_QUEUE_WORKER: 'false' }), AppProcess.worker(env)] : [AppProcess.api(env)],
     );
@@ -219,6 +210,27 @@ async function unavailableAnswer(response: Response, port: number, label: string
 }
 
 /**
+ * One request of a reader: the response, or `undefined` when the request failed without an answer
+ * or was answered 503 (counted, checked, and waited out as `Retry-After` says), so the reader asks again.
+ */
+async function answered(run: ReaderRun, port: number, request: () => Promise<Response>): Promise<Response | undefined> {
+  let response: Response;
+  try {
+    response = await request();
+  } catch (error) {
+    run.errors.push((error as Error).message);
+    await delay(200);
+    return undefined;
+  }
+  if (response.status !== 503) return response;
+  run.unavailable++;
+  const { retryAfterMs, problems } = await unavailableAnswer(response, port, run.label);
+  run.violations.push(...problems);
+  await delay(retryAfterMs);
+  return undefined;
+}
+
+/**
  * Follows a job by NDJSON or SSE until its terminal event: a stream that breaks or ends early is
  * resumed from the last id received (`?after=` / `Last-Event-ID`), a 503 is retried after its
  * `Retry-After`. When `drop` aborts, the connection open at that moment is dropped (once), as a
@@ -248,21 +260,8 @@ async function followStream(
     const query = kind === 'ndjson' && last ? `?after=${encodeURIComponent(last)}` : '';
     const timeout = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
     const signal = drop && !drop.aborted ? AbortSignal.any([timeout, drop]) : timeout;
-    let response: Response;
-    try {
-      response = await api.fetch(`/builds/${id}/events${query}`, { headers, signal });
-    } catch (error) {
-      run.errors.push((error as Error).message);
-      await delay(200);
-      continue;
-    }
-    if (response.status === 503) {
-      run.unavailable++;
-      const { retryAfterMs, problems } = await unavailableAnswer(response, port, run.label);
-      run.violations.push(...problems);
-      await delay(retryAfterMs);
-      continue;
-    }
+    const response = await answered(run, port, () => api.fetch(`/builds/${id}/events${query}`, { headers, signal }));
+    if (!response) continue;
     if (kind === 'sse' && response.status === 204) {
       run.violations.push(`204 although the last event received, ${last}, is not the terminal one`);
       break;
@@ -296,21 +295,8 @@ async function followPolling(api: BuildApi, id: string, port: number, deadline: 
     if (Date.now() > deadline) throw new Error(`${run.label}: not done in time: ${JSON.stringify(run)}`);
     const params = new URLSearchParams({ delivery: 'polling', waitMs: '1000', limit: String(LIMIT) });
     if (after) params.set('after', after);
-    let response: Response;
-    try {
-      response = await api.fetch(`/builds/${id}/events?${params}`, { signal: AbortSignal.timeout(10_000) });
-    } catch (error) {
-      run.errors.push((error as Error).message);
-      await delay(200);
-      continue;
-    }
-    if (response.status === 503) {
-      run.unavailable++;
-      const { retryAfterMs, problems } = await unavailableAnswer(response, port, run.label);
-      run.violations.push(...problems);
-      await delay(retryAfterMs);
-      continue;
-    }
+    const response = await answered(run, port, () => api.fetch(`/builds/${id}/events?${params}`, { signal: AbortSignal.timeout(10_000) }));
+    if (!response) continue;
     const text = await response.text();
     if (response.status !== 200) throw new Error(`${run.label}: answered ${response.status} ${text}`);
     const page = JSON.parse(text) as EventPage;
@@ -374,7 +360,7 @@ describe('Redis lost while running: an api (JOB_QUEUE_WORKER=false) and a worker
       JOB_QUEUE_PREFIX: prefix,
       SSE_HEARTBEAT_MS: '500',
     };
-    [apiProcess, workerProcess] = await startAll(processes, [
+    [apiProcess, workerProcess] = await AppProcess.startAll(processes, [
       AppProcess.api({ ...env, JOB_QUEUE_WORKER: 'false' }),
       AppProcess.worker(env),
     ]);
@@ -518,7 +504,10 @@ describe('Redis lost for longer than the worker holds its lock (JOB_LOCK_DURATIO
       JOB_QUEUE_PREFIX: `lock-${randomUUID().slice(0, 8)}`,
       JOB_LOCK_DURATION_MS: '1000',
     };
-    const [apiProcess] = await startAll(processes, [AppProcess.api({ ...env, JOB_QUEUE_WORKER: 'false' }), AppProcess.worker(env)]);
+    const [apiProcess] = await AppProcess.startAll(processes, [
+      AppProcess.api({ ...env, JOB_QUEUE_WORKER: 'false' }),
+      AppProcess.worker(env),
+    ]);
     api = new BuildApi(apiProcess.url, 'api');
   }, 60_000);
 

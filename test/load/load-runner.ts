@@ -318,16 +318,13 @@ export async function runLoad(profile: LoadProfile, log: (line: string) => void 
       WORKER_CONCURRENCY: String(profile.workerConcurrency),
     };
     const apiEnv = { ...env, JOB_QUEUE_WORKER: 'false', NODE_OPTIONS: `--max-old-space-size=${profile.apiOldSpaceMb}` };
-    const started = await Promise.allSettled([
+    const [apiA, apiB] = await AppProcess.startAll(processes, [
       AppProcess.api(apiEnv),
       AppProcess.api(apiEnv),
       AppProcess.worker(env),
       AppProcess.worker(env),
     ]);
-    for (const result of started) if (result.status === 'fulfilled') processes.push(result.value);
-    const failure = started.find((result) => result.status === 'rejected');
-    if (failure) throw (failure as PromiseRejectedResult).reason;
-    const apiProcesses = processes.slice(0, 2);
+    const apiProcesses = [apiA, apiB];
     const pids = apiProcesses.map((process) => process.pid);
     const apis = [new BuildApi(apiProcesses[0].url, 'api A'), new BuildApi(apiProcesses[1].url, 'api B')];
     commands = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });

@@ -163,14 +163,10 @@ describe('slow and vanished clients (bullmq backend: an api and a worker as proc
     redis = await RedisServer.start();
     prefix = `slow-${randomUUID().slice(0, 8)}`;
     const env = { JOB_QUEUE_BACKEND: 'bullmq', REDIS_URL: redis.url, JOB_QUEUE_PREFIX: prefix, WORKER_CONCURRENCY: '4' };
-    const started = await Promise.allSettled([
+    [apiProcess] = await AppProcess.startAll(processes, [
       AppProcess.api({ ...env, JOB_QUEUE_WORKER: 'false', NODE_OPTIONS: `--max-old-space-size=${API_OLD_SPACE_MIB}` }),
       AppProcess.worker(env),
     ]);
-    for (const result of started) if (result.status === 'fulfilled') processes.push(result.value);
-    const failure = started.find((result) => result.status === 'rejected');
-    if (failure) throw (failure as PromiseRejectedResult).reason;
-    apiProcess = processes[0];
     api = new BuildApi(apiProcess.url, 'api');
     commands = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
     blocking = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });

@@ -22,6 +22,18 @@ export class AppProcess {
     this.closed = new Promise((resolve) => child.once('close', (code, signal) => resolve(code ?? signal!)));
   }
 
+  /**
+   * Starts processes together and resolves with them in order. Every one that started is pushed
+   * to `started` (for the caller's cleanup) even when another one fails; then the first failure is thrown.
+   */
+  static async startAll(started: AppProcess[], starts: Array<Promise<AppProcess>>): Promise<AppProcess[]> {
+    const results = await Promise.allSettled(starts);
+    for (const result of results) if (result.status === 'fulfilled') started.push(result.value);
+    const failure = results.find((result) => result.status === 'rejected');
+    if (failure) throw (failure as PromiseRejectedResult).reason;
+    return results.map((result) => (result as PromiseFulfilledResult<AppProcess>).value);
+  }
+
   /** Starts the api on a free port and resolves once it listens. Needs `npm run build` first. */
   static async api(env: Record<string, string>): Promise<AppProcess> {
     const port = await freePort();

@@ -144,7 +144,7 @@ export class EventStreamReader {
   private running = false;
   private closed = false;
   /** Keys the XREAD in flight was sent with; a new key means that XREAD must be interrupted. */
-  private inFlightKeys?: Set<string>;
+  private inFlightKeys?: ReadonlyMap<string, number>;
   private clientId?: number;
   private unblocking = false;
 
@@ -258,8 +258,7 @@ export class EventStreamReader {
 
   /** The followed keys as the last XREAD was built: rebuilt only when a key comes or goes. */
   private keyList: string[] = [];
-  private keySet = new Set<string>();
-  /** Position of each key in {@link keyList}. */
+  /** Position of each key in {@link keyList} (also the set of keys the XREAD in flight covers). */
   private keyIndex = new Map<string, number>();
   private keysChanged = true;
 
@@ -269,7 +268,6 @@ export class EventStreamReader {
       if (this.keysChanged) {
         this.keysChanged = false;
         this.keyList = [...this.byKey.keys()];
-        this.keySet = new Set(this.keyList);
         this.keyIndex = new Map(this.keyList.map((key, index) => [key, index]));
       }
       const keys = this.keyList;
@@ -281,7 +279,7 @@ export class EventStreamReader {
         return readIdAfter(min!);
       });
       let reply: XReadReply;
-      this.inFlightKeys = this.keySet;
+      this.inFlightKeys = this.keyIndex;
       try {
         reply = (await this.blocking.xread('COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...ids)) as XReadReply;
         failures = 0;
