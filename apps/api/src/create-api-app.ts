@@ -1,7 +1,10 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { LoggerService } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
+import { API_SETTINGS, type ApiSettings } from './api-settings.js';
+import { hardenHttpServer } from './harden-http-server.js';
 import { jsonBody } from './json-body.middleware.js';
 
 /**
@@ -23,14 +26,15 @@ function closeConnectionsOnShutdown(server: Server): void {
 }
 
 /** Builds the API application (not yet listening), as `main.ts` and the tests use it. */
-export async function createApiApp(options: { logger?: false } = {}): Promise<NestExpressApplication> {
+export async function createApiApp(options: { logger?: false | LoggerService } = {}): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule, {
     bodyParser: false,
     abortOnError: false,
-    ...(options.logger === false ? { logger: false } : {}),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
   });
   app.disable('x-powered-by');
   app.use(jsonBody);
+  hardenHttpServer(app.getHttpServer() as Server, app.get<ApiSettings>(API_SETTINGS));
   closeConnectionsOnShutdown(app.getHttpServer() as Server);
   // On SIGTERM/SIGINT: run the shutdown hooks (open event streams end, the queue lets go of
   // Redis), then exit 0. Nest's default re-raises the signal, so a clean shutdown looked like

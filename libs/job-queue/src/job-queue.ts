@@ -131,16 +131,29 @@ export abstract class JobQueue {
 
   /**
    * Like {@link follow}, but yields the events in the batches they arrived in (never empty), so a
-   * writer can send each batch at once. Backends override it to share reads between followers.
+   * writer can send each batch at once.
    */
   async *followPages(id: string, options: FollowOptions = {}): AsyncGenerator<JobEvent[], void, undefined> {
-    let after = options.after;
-    for (;;) {
+    const first = await this.readEvents(id, { ...options, waitMs: 0 });
+    if (first.events.length) yield first.events;
+    if (first.done || options.signal?.aborted) return;
+    yield* this.followPagesAfter(id, first, options);
+  }
+
+  /**
+   * Goes on following after `page`, a page this caller has just read with {@link readEvents} (with
+   * the same `owner`): the job and the cursor are not checked again, so a writer that needed that
+   * first page anyway (to answer 404 or 204 before any byte) does not read it twice. Yields
+   * nothing when `page` was `done`. Backends override it to share reads between followers.
+   */
+  async *followPagesAfter(id: string, page: JobEventPage, options: FollowOptions = {}): AsyncGenerator<JobEvent[], void, undefined> {
+    let after = page.next;
+    for (let done = page.done; !done;) {
       if (options.signal?.aborted) return;
-      const page = await this.readEvents(id, { ...options, after, waitMs: FOLLOW_WAIT_MS });
-      if (page.events.length) yield page.events;
-      if (page.done) return;
-      after = page.next;
+      const next = await this.readEvents(id, { ...options, after, waitMs: FOLLOW_WAIT_MS });
+      if (next.events.length) yield next.events;
+      done = next.done;
+      after = next.next;
     }
   }
 

@@ -22,7 +22,8 @@ describe('EventStreamReader: a subscriber that does not keep up', () => {
     redis = await RedisServer.start();
     commands = new Redis(redis.url);
     blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
-    reader = new EventStreamReader(blocking, commands);
+    // Every followed stream counts as a live job here (the stream itself is checked, and it exists).
+    reader = new EventStreamReader(blocking, commands, { liveKeyOf: (streamKey) => streamKey, sweepMs: Infinity });
     await reader.start();
   });
 
@@ -109,7 +110,7 @@ describe('EventStreamReader: closing', () => {
     const redis = await RedisServer.start();
     const commands = new Redis(redis.url);
     const blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
-    const reader = new EventStreamReader(blocking, commands);
+    const reader = new EventStreamReader(blocking, commands, { liveKeyOf: (streamKey) => streamKey, sweepMs: Infinity });
     try {
       await reader.start();
       const subscription = reader.subscribe('reader-test:{closing}:events', '0-0');
@@ -124,6 +125,36 @@ describe('EventStreamReader: closing', () => {
       clearTimeout(timer);
       expect(outcome).toEqual({ events: [] });
       expect(subscription.closed).toBe(true);
+    } finally {
+      reader.close();
+      commands.disconnect();
+      blocking.disconnect();
+      await redis.destroy();
+    }
+  });
+});
+
+describe('EventStreamReader: a followed job that vanishes', () => {
+  it('closes its subscribers as gone once the job no longer exists, and keeps those of live jobs', async () => {
+    const redis = await RedisServer.start();
+    const commands = new Redis(redis.url);
+    const blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const reader = new EventStreamReader(blocking, commands, { liveKeyOf: (streamKey) => `${streamKey}:live`, sweepMs: 50 });
+    try {
+      await reader.start();
+      await commands.set('reader-test:{vanishing}:events:live', '1');
+      await commands.set('reader-test:{staying}:events:live', '1');
+      const vanishing = reader.subscribe('reader-test:{vanishing}:events', '0-0');
+      const staying = reader.subscribe('reader-test:{staying}:events', '0-0');
+      const waiting = vanishing.next(Infinity);
+      await commands.del('reader-test:{vanishing}:events:live'); // as when its retention expired
+      expect(await waiting).toEqual([]);
+      expect(vanishing.gone).toBe(true);
+      // The live one still gets what comes next.
+      const id = await commands.xadd('reader-test:{staying}:events', '*', 'type', 'step', 'data', '{}');
+      expect((await staying.next(10_000)).map((event) => event.id)).toEqual([id]);
+      expect(staying.gone).toBe(false);
+      staying.close();
     } finally {
       reader.close();
       commands.disconnect();

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
+import type { LoggerService } from '@nestjs/common';
 import { createApiApp } from '../../src/create-api-app.js';
 
 /** A demo API listening on a free loopback port. */
@@ -23,6 +24,9 @@ const API_ENV = [
   'REDIS_URL',
   'JOB_QUEUE_PREFIX',
   'JOB_SHUTDOWN_GRACE_MS',
+  'HTTP_HEADERS_TIMEOUT_MS',
+  'HTTP_REQUEST_TIMEOUT_MS',
+  'HTTP_KEEP_ALIVE_TIMEOUT_MS',
 ] as const;
 
 /**
@@ -30,13 +34,16 @@ const API_ENV = [
  * (`SSE_HEARTBEAT_MS=100`; `JOB_SHUTDOWN_GRACE_MS=0` so that closing does not wait for the
  * minute-long steps some tests leave running), then restores `process.env` as it was.
  */
-export async function startApiServer(env: Partial<Record<(typeof API_ENV)[number], string>> = {}): Promise<ApiServer> {
+export async function startApiServer(
+  env: Partial<Record<(typeof API_ENV)[number], string>> = {},
+  options: { logger?: LoggerService } = {},
+): Promise<ApiServer> {
   const saved = new Map(API_ENV.map((name) => [name, process.env[name]]));
   for (const name of API_ENV) delete process.env[name];
   Object.assign(process.env, { JOB_QUEUE_BACKEND: 'memory', SSE_HEARTBEAT_MS: '100', JOB_SHUTDOWN_GRACE_MS: '0' }, env);
   let app: Awaited<ReturnType<typeof createApiApp>> | undefined;
   try {
-    app = await createApiApp({ logger: false });
+    app = await createApiApp({ logger: options.logger ?? false });
     await app.listen(0, '127.0.0.1');
   } catch (error) {
     await app?.close();

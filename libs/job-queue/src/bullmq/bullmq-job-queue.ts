@@ -4,6 +4,7 @@ import { DelayedError, Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { encodeHandlerEvent, errorMessageOf } from '../encode-event.js';
 import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
+import { InvalidCursorError } from '../errors/invalid-cursor.error.js';
 import { JobAlreadyFinishedError } from '../errors/job-already-finished.error.js';
 import { JobNotFoundError } from '../errors/job-not-found.error.js';
 import { JobQueueError } from '../errors/job-queue.error.js';
@@ -28,7 +29,7 @@ import { JobScripts } from './job-scripts.js';
 import { ProgressReporter } from './progress-reporter.js';
 import { connectRedis } from './redis-connection.js';
 import { RedisKeys } from './redis-keys.js';
-import { assertCursor, compareStreamIds, rangeStartAfter } from './stream-id.js';
+import { assertCursor, compareStreamIds } from './stream-id.js';
 
 const RESOLVED = Promise.resolve();
 /** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
@@ -82,7 +83,9 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     super();
     this.keys = new RedisKeys(options.redis.prefix);
     this.scripts = new JobScripts(connections.commands);
-    this.reader = new EventStreamReader(connections.blocking, connections.commands);
+    this.reader = new EventStreamReader(connections.blocking, connections.commands, {
+      liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
+    });
     this.queue = new Queue(RedisKeys.QUEUE_NAME, { connection: connections.commands, prefix: options.redis.prefix });
     this.queue.on('error', (error) => this.logger.warn(`Queue: ${error.message}`));
   }
@@ -234,8 +237,8 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
 
   async getJob(id: string, options: JobAccessOptions = {}): Promise<JobInfo> {
     this.assertWellFormed(id);
-    const meta = await this.guard(() => this.connections.commands.hgetall(this.keys.meta(id)));
-    this.assertVisible(id, meta.owner, options);
+    const meta = await this.guard(() => this.scripts.readJob(this.keys.meta(id), options.owner));
+    if (!meta) throw new JobNotFoundError(id);
     return this.toInfo(id, meta);
   }
 
@@ -246,16 +249,12 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     this.assertWellFormed(id);
     assertCursor(options.after);
     const eventsKey = this.keys.events(id);
-    const [[metaError, meta], [rangeError, entries]] = (await this.guard(() =>
-      this.connections.commands
-        .pipeline()
-        .hmget(this.keys.meta(id), 'owner', 'terminal')
-        .xrange(eventsKey, rangeStartAfter(options.after), '+', 'COUNT', options.limit)
-        .exec(),
-    )) as [[Error | null, Array<string | null>], [Error | null, Array<[string, string[]]>]];
-    if (metaError || rangeError) throw this.unavailable(metaError ?? rangeError);
-    const [owner, terminal] = meta;
-    this.assertVisible(id, owner, options);
+    const page = await this.guard(() =>
+      this.scripts.readEvents(this.keys.meta(id), eventsKey, options.owner, options.after, options.limit),
+    );
+    if (page.status === 'gone') throw new JobNotFoundError(id);
+    if (page.status === 'cursor') throw new InvalidCursorError(options.after);
+    const { terminal, entries } = page;
     let events = toEvents(entries);
     if (!events.length && !terminal && options.waitMs > 0 && !this.stopped) {
       const subscription = this.reader.subscribe(eventsKey, options.after);
@@ -266,16 +265,19 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       }
     }
     const last = events.length ? events[events.length - 1].id : options.after;
-    const done = events.some((event) => isTerminalEventType(event.type)) || (terminal !== null && compareStreamIds(terminal, last) <= 0);
+    const done =
+      events.some((event) => isTerminalEventType(event.type)) || (terminal !== undefined && compareStreamIds(terminal, last) <= 0);
     return { events, next: last, done };
   }
 
   /** Follows through the shared reader: no Redis connection and no polling per follower. */
-  override async *followPages(id: string, options: FollowOptions = {}): AsyncGenerator<JobEvent[], void, undefined> {
-    const first = await this.readEvents(id, { ...options, waitMs: 0 });
-    if (first.events.length) yield first.events;
-    if (first.done) return;
-    const subscription = this.reader.subscribe(this.keys.events(id), first.next);
+  override async *followPagesAfter(
+    id: string,
+    page: JobEventPage,
+    options: FollowOptions = {},
+  ): AsyncGenerator<JobEvent[], void, undefined> {
+    if (page.done || options.signal?.aborted || this.stopped) return;
+    const subscription = this.reader.subscribe(this.keys.events(id), page.next);
     // Closing the subscription ends its wait: one listener for the whole follow, none per wait.
     const stop = (): void => subscription.close();
     options.signal?.addEventListener('abort', stop, { once: true });
@@ -291,12 +293,14 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       options.signal?.removeEventListener('abort', stop);
       subscription.close();
     }
+    // Expired or lost while followed: say so, rather than end as if the stream were complete.
+    if (subscription.gone) throw new JobNotFoundError(id);
   }
 
   async cancel(id: string, options: CancelOptions = {}): Promise<JobInfo> {
     this.assertWellFormed(id);
-    const meta = await this.guard(() => this.connections.commands.hgetall(this.keys.meta(id)));
-    this.assertVisible(id, meta.owner, options);
+    const owner = await this.guard(() => this.connections.commands.hget(this.keys.meta(id), 'owner'));
+    this.assertVisible(id, owner, options);
     const reason = options.reason ?? 'cancelled';
     const reply = await this.guard(() =>
       this.scripts.finishJob(

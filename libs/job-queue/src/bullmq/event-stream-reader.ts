@@ -48,6 +48,8 @@ export class StreamSubscription {
   /** True while fed by the shared reader; false after overflow, until it catches up. */
   attached = true;
   closed = false;
+  /** Set when the job vanished (expired, or Redis lost it) while followed: nothing will ever come. */
+  gone = false;
 
   constructor(
     readonly key: string,
@@ -131,7 +133,27 @@ export class StreamSubscription {
     this.reader.detach(this);
     this.wake?.();
   }
+
+  /** Closes it because its job no longer exists: its follower ends instead of waiting forever. */
+  markGone(): void {
+    this.gone = true;
+    this.close();
+  }
 }
+
+/** Options of {@link EventStreamReader}. */
+export interface EventStreamReaderOptions {
+  /**
+   * The key whose existence says that a followed stream's job still exists (the job's metadata: a
+   * queued job has no stream yet). Followers of a job that vanished are closed as gone, since no
+   * entry will ever wake them.
+   */
+  liveKeyOf: (streamKey: string) => string;
+  /** How often followed jobs are checked for existence (default 5000 ms). */
+  sweepMs?: number;
+}
+
+const SWEEP_MS = 5000;
 
 /**
  * The one blocking reader of a process: a single connection runs `XREAD BLOCK` over the streams
@@ -147,10 +169,12 @@ export class EventStreamReader {
   private inFlightKeys?: ReadonlyMap<string, number>;
   private clientId?: number;
   private unblocking = false;
+  private lastSweep = Date.now();
 
   constructor(
     private readonly blocking: Redis,
     private readonly commands: Redis,
+    private readonly options: EventStreamReaderOptions,
   ) {
     // After a reconnect ioredis resends the XREAD that was in flight ahead of any new command,
     // so a CLIENT ID sent at 'ready' is answered only once that XREAD returns (up to BLOCK_MS);
@@ -229,6 +253,30 @@ export class EventStreamReader {
     if (inFlight && [...this.byKey.keys()].some((key) => !inFlight.has(key))) void this.interrupt();
   }
 
+  /**
+   * Closes the followers of jobs that no longer exist. An expired job (or one Redis lost) gets no
+   * more entries, so nothing else would ever end a wait on it. Runs between two XREADs, at most
+   * every `sweepMs`; a failed check (Redis away) is simply tried again next time.
+   */
+  private async sweep(): Promise<void> {
+    this.lastSweep = Date.now();
+    const keys = [...this.byKey.keys()];
+    if (!keys.length) return;
+    let replies: Array<[Error | null, unknown]> | null;
+    try {
+      const pipeline = this.commands.pipeline();
+      for (const key of keys) pipeline.exists(this.options.liveKeyOf(key));
+      replies = await pipeline.exec();
+    } catch {
+      return;
+    }
+    keys.forEach((key, index) => {
+      const [error, exists] = replies?.[index] ?? [null, 1];
+      if (error || exists !== 0) return;
+      for (const subscription of [...(this.byKey.get(key) ?? [])]) subscription.markGone();
+    });
+  }
+
   /** Ends the XREAD in flight early so the next one includes newly followed keys. */
   private async interrupt(): Promise<void> {
     if (this.unblocking) return;
@@ -291,6 +339,7 @@ export class EventStreamReader {
         continue;
       }
       this.inFlightKeys = undefined;
+      if (Date.now() - this.lastSweep >= (this.options.sweepMs ?? SWEEP_MS)) await this.sweep();
       if (!reply) continue;
       for (const [key, entries] of reply) {
         const set = this.byKey.get(key);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
-const SCRIPT_NAMES = ['start-attempt', 'append-events', 'finish-job', 'requeue-job'] as const;
+const SCRIPT_NAMES = ['start-attempt', 'append-events', 'finish-job', 'requeue-job', 'read-events', 'read-job'] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const KEY_COUNTS: Record<ScriptName, number> = {
@@ -9,6 +9,8 @@ const KEY_COUNTS: Record<ScriptName, number> = {
   'append-events': 2,
   'finish-job': 2,
   'requeue-job': 1,
+  'read-events': 2,
+  'read-job': 1,
 };
 
 const sources = new Map<ScriptName, string>();
@@ -23,6 +25,18 @@ function source(name: ScriptName): string {
 }
 
 type ScriptReply = Array<string | number>;
+
+/** A stream entry as Redis returns it. */
+export type RawStreamEntry = [id: string, fields: string[]];
+
+/** What `read-events` found: the page, or why there is none. */
+export type ReadEventsReply =
+  { status: 'gone' } | { status: 'cursor' } | { status: 'ok'; terminal: string | undefined; entries: RawStreamEntry[] };
+
+/** `'1', owner` checks the owner; `'0', ''` is system access. */
+function ownerArgs(owner: string | undefined): [string, string] {
+  return owner === undefined ? ['0', ''] : ['1', owner];
+}
 
 /** The Lua scripts of the backend, one per command (see `scripts/*.lua` for KEYS and ARGV). */
 export class JobScripts {
@@ -70,5 +84,21 @@ export class JobScripts {
 
   requeueJob(meta: string, attempt: number): Promise<string> {
     return this.run('requeue-job', [meta], [attempt]);
+  }
+
+  /** A page of events after `cursor`, read only when `owner` (if given) owns the job and the cursor is one of its ids. */
+  async readEvents(meta: string, events: string, owner: string | undefined, cursor: string, limit: number): Promise<ReadEventsReply> {
+    const reply = await this.run<[string, string?, RawStreamEntry[]?]>('read-events', [meta, events], [...ownerArgs(owner), cursor, limit]);
+    if (reply[0] === 'gone' || reply[0] === 'cursor') return { status: reply[0] };
+    return { status: 'ok', terminal: reply[1] || undefined, entries: reply[2] ?? [] };
+  }
+
+  /** The job's metadata hash, or `undefined` when unknown or (with `owner`) not the caller's. */
+  async readJob(meta: string, owner: string | undefined): Promise<Record<string, string> | undefined> {
+    const pairs = await this.run<string[]>('read-job', [meta], ownerArgs(owner));
+    if (!pairs.length) return undefined;
+    const hash: Record<string, string> = {};
+    for (let i = 0; i < pairs.length; i += 2) hash[pairs[i]] = pairs[i + 1];
+    return hash;
   }
 }

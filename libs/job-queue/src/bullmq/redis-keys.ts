@@ -15,6 +15,11 @@ export class RedisKeys {
     return `${this.prefix}:{${jobId}}:events`;
   }
 
+  /** The meta hash of the job whose events stream is `eventsKey`. */
+  metaOfEvents(eventsKey: string): string {
+    return `${eventsKey.slice(0, -':events'.length)}:meta`;
+  }
+
   /** Pub/sub channel on which cancels reach the worker running the job. */
   cancelChannel(): string {
     return `${this.prefix}:cancel`;

@@ -109,10 +109,11 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
     // this, the stream would follow the job (and hold a reader) for a connection that is gone.
     if (response.destroyed) abort.abort();
     const untrack = this.track(abort);
+    // No `Connection` header of ours: Node keeps the connection alive, or closes it after this
+    // response when the client (or a server shutting down) asked for `Connection: close`.
     response.writeHead(200, {
       'Content-Type': format.contentType,
       'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
       'X-Accel-Buffering': 'no',
     });
     let lastWrite = Date.now();
@@ -133,7 +134,7 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
       response.flushHeaders();
       if (page.events.length) await write(page.events);
       if (!page.done && !abort.signal.aborted) {
-        for await (const events of this.queue.followPages(jobId, { owner: options.owner, after: page.next, signal: abort.signal })) {
+        for await (const events of this.queue.followPagesAfter(jobId, page, { owner: options.owner, signal: abort.signal })) {
           await write(events);
           if (abort.signal.aborted) break;
         }

@@ -88,6 +88,8 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     const job = this.lookup(id, options);
     if (!CURSOR_PATTERN.test(options.after)) throw new InvalidCursorError(options.after);
     const after = Number(options.after);
+    // Only ids this job issued: a cursor beyond its last event would wait for an event that never comes.
+    if (after > job.events.length) throw new InvalidCursorError(options.after);
     if (after >= job.events.length && !job.finished && options.waitMs > 0) {
       await this.waitForEvent(job, options.waitMs, options.signal);
       this.assertRunning();
@@ -239,7 +241,11 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   private expireLater(job: MemoryJob): void {
-    job.expiry = setTimeout(() => this.jobs.delete(job.id), this.options.retentionMs);
+    job.expiry = setTimeout(() => {
+      this.jobs.delete(job.id);
+      // Followers waiting on it read again and find it gone, instead of waiting out their wait.
+      for (const wake of job.waiters) wake();
+    }, this.options.retentionMs);
     job.expiry.unref();
   }
 }

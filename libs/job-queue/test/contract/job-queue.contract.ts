@@ -529,6 +529,25 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
           await expect(queue.readEvents(info.id, { owner: OWNER, ...options })).rejects.toBeInstanceOf(InvalidArgumentError);
         }
       });
+      it('a cursor beyond the last event is InvalidCursorError for running and ended jobs, even long-polled or followed', async () => {
+        const running = await startGatedJob(queue);
+        const ended = await enqueue(queue, JOBS.emit, { count: 1 });
+        await readAll(queue, ended.id);
+        // A later job with more events: its last id lies beyond the end of both (cursors stay opaque).
+        const later = await enqueue(queue, JOBS.emit, { count: 5 });
+        const beyond = (await readAll(queue, later.id)).at(-1)!.id;
+        for (const id of [running.id, ended.id]) {
+          await expect(queue.readEvents(id, { owner: OWNER, after: beyond })).rejects.toBeInstanceOf(InvalidCursorError);
+          await expect(queue.readEvents(id, { owner: OWNER, after: beyond, waitMs: LONG_WAIT_MS })).rejects.toBeInstanceOf(
+            InvalidCursorError,
+          );
+          await expect(queue.follow(id, { owner: OWNER, after: beyond }).next()).rejects.toBeInstanceOf(InvalidCursorError);
+        }
+        // Ownership comes first: to a stranger the job is unknown, whatever the cursor.
+        await expect(queue.readEvents(ended.id, { owner: STRANGER, after: beyond })).rejects.toBeInstanceOf(JobNotFoundError);
+        running.gate.open();
+        expect(typesOf(await readAll(queue, running.id, running.next))).toEqual(['opened', 'completed']);
+      });
     });
 
     describe('long-poll', () => {

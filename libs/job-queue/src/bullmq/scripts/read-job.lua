@@ -1,0 +1,13 @@
+--[[
+  Reads a job's metadata for one caller; the owner is checked before anything else is returned
+  (the result or error of another owner's job never leaves Redis).
+
+  KEYS[1] meta hash
+  ARGV[1] '1' to check the owner, '0' for system access (no ownership check)
+  ARGV[2] the caller's owner (when checked)
+
+  Returns {} when the job is unknown or not the caller's, else the hash as field, value pairs.
+]]
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if not owner or (ARGV[1] == '1' and owner ~= ARGV[2]) then return {} end
+return redis.call('HGETALL', KEYS[1])
