@@ -210,7 +210,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       // BullMQ's job exists: no worker starts a job whose metadata is missing, and no instance
       // sees a queued job it cannot describe. (A MULTI would make the pair atomic, but building an
       // ioredis transaction copies every script BullMQ defines and doubled the producer's CPU.)
-      const client = await this.queue.client;
+      const client = await this.queue.getBackend().client;
       const created = this.connections.commands.hset(metaKey, {
         owner: options.owner,
         name,
