@@ -127,7 +127,7 @@ const libraryProducerRawConsumer: Contender = {
       async run(n, rate, skip) {
         const id = await producer.call<string>('enqueue', { mode: rate ? 'paced' : 'burst', n, rate });
         // The job may have started already: the consumer reads its stream from the beginning.
-        await consumer.call('arm', { key: `${prefix}:{${id}}:events`, n });
+        await consumer.call('arm', { key: `${prefix}:{jobs:${id}}:events`, n });
         return consumer.call('collect', { timeoutMs: TIMEOUT_MS, skip, keep: !!rate });
       },
     };

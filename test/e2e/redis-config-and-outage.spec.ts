@@ -93,8 +93,8 @@ describe('REDIS_URL with a password and a database index (bullmq backend)', () =
       connectClient(urlOf(`:${ENCODED_PASSWORD}@`, '3'), clients),
       connectClient(urlOf(`:${ENCODED_PASSWORD}@`, '0'), clients),
     ]);
-    const meta = `${prefix}:{${id}}:meta`;
-    const stream = `${prefix}:{${id}}:events`;
+    const meta = `${prefix}:{jobs:${id}}:meta`;
+    const stream = `${prefix}:{jobs:${id}}:events`;
     expect(await db3.exists(meta, stream)).toBe(2);
     expect(await db3.hget(meta, 'state')).toBe('completed');
     expect(await db3.xlen(stream)).toBe(events.length);
@@ -480,7 +480,7 @@ describe('Redis lost while running: an api (JOB_QUEUE_WORKER=false) and a worker
 
     // The refused POST left nothing behind; a new build runs end to end.
     const db = await connectClient(`redis://:${ENCODED_PASSWORD}@127.0.0.1:${port}/2`, clients);
-    expect(await db.keys(`${prefix}:{*}:meta`)).toEqual([`${prefix}:{${id}}:meta`]);
+    expect(await db.keys(`${prefix}:{*}:meta`)).toEqual([`${prefix}:{jobs:${id}}:meta`]);
     const next = await api.start({ steps: 3, stepMs: 10, tokensPerStep: 1 });
     expect(typesAndData(await api.follow(next, 'ndjson').ended)).toEqual(expectedBuildEvents(3, 1));
 

@@ -380,7 +380,7 @@ export async function runLoad(profile: LoadProfile, log: (line: string) => void 
       KINDS.map((kind) => [kind, { ...NO_DELIVERY, clients: 0, requests: 0, retries: 0 }]),
     ) as LoadReport['byDelivery'];
     for (const round of rounds) {
-      const stored = await mapLimit(round.jobIds, 10, (id) => readStoredEvents(commands!, `${prefix}:{${id}}:events`));
+      const stored = await mapLimit(round.jobIds, 10, (id) => readStoredEvents(commands!, `${prefix}:{jobs:${id}}:events`));
       buildsAsExpected += stored.filter((storedEvents) => isDeepStrictEqual(typesAndData(storedEvents), expected)).length;
       for (const run of round.runs) {
         const counts = auditDelivery(stored[run.build], run.events);

@@ -150,7 +150,7 @@ describe('slow and vanished clients (bullmq backend: an api and a worker as proc
   let startedJobs: string[] = [];
   let monitor: RedisMonitor | undefined;
 
-  const eventsKey = (id: string): string => `${prefix}:{${id}}:events`;
+  const eventsKey = (id: string): string => `${prefix}:{jobs:${id}}:events`;
   const start = async (body: BuildBody): Promise<string> => {
     const id = await api.start(body);
     startedJobs.push(id);

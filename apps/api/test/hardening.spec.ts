@@ -149,7 +149,7 @@ describe.each(['memory', 'bullmq'] as const)('event streams resumed at or past t
       const lines = readLines(response);
       const redisClient = new Redis(redis!.url);
       try {
-        await redisClient.del(`hardening:{${id}}:meta`, `hardening:{${id}}:events`);
+        await redisClient.del(`hardening:{jobs:${id}}:meta`, `hardening:{jobs:${id}}:events`);
       } finally {
         redisClient.disconnect();
       }

@@ -1,6 +1,7 @@
 export { JobQueueModule } from './job-queue.module.js';
 export {
   JobQueue,
+  DEFAULT_QUEUE,
   START_CURSOR,
   MAX_READ_LIMIT,
   MAX_WAIT_MS,
@@ -21,6 +22,8 @@ export {
 export { validateJobQueueOptions } from './options/validate-job-queue-options.js';
 export { jobQueueOptionsFromEnv, type ConfigReader } from './options/job-queue-options-from-env.js';
 export { JobHandler } from './handlers/job-handler.decorator.js';
+export { JobQueueWorker } from './bridge/job-queue-worker.js';
+export { BridgedJob } from './bridge/bridged-job.js';
 export type { JobContext, JobHandlerFn } from './job-context.js';
 export {
   TERMINAL_EVENT_TYPES,
@@ -35,6 +38,7 @@ export { JobQueueError } from './errors/job-queue.error.js';
 export { JobNotFoundError } from './errors/job-not-found.error.js';
 export { JobAlreadyFinishedError } from './errors/job-already-finished.error.js';
 export { UnknownJobNameError } from './errors/unknown-job-name.error.js';
+export { UnknownQueueError } from './errors/unknown-queue.error.js';
 export { InvalidCursorError } from './errors/invalid-cursor.error.js';
 export { InvalidArgumentError } from './errors/invalid-argument.error.js';
 export { InvalidEventError } from './errors/invalid-event.error.js';

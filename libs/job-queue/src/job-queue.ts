@@ -2,15 +2,29 @@ import { InvalidArgumentError } from './errors/invalid-argument.error.js';
 import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
 import type { JobQueueBackendName } from './options/job-queue-module-options.js';
+import { QUEUE_NAME } from './options/validate-job-queue-options.js';
 
-/** Who may see a job. Omit `owner` only for trusted, system-level access (no ownership check). */
+/** The queue of `@JobHandler` jobs, and of every call that names no queue. */
+export const DEFAULT_QUEUE = 'jobs';
+
+/** Which job, and who may see it. Omit `owner` only for trusted, system-level access (no ownership check). */
 export interface JobAccessOptions {
-  /** The caller's identity; a job enqueued by another owner is reported as not found. */
+  /**
+   * The BullMQ queue of the job (job ids are unique per queue). Default: the queue of the
+   * `@JobHandler` jobs.
+   */
+  queue?: string;
+  /** The caller's identity; a job enqueued by another owner, or added without one, is reported as not found. */
   owner?: string;
 }
 
 /** Options of {@link JobQueue.enqueue}. */
 export interface EnqueueOptions {
+  /**
+   * The BullMQ queue to add the job to, processed by a `@Processor` of that queue. Default: the
+   * queue of the `@JobHandler` jobs, where `name` selects the handler.
+   */
+  queue?: string;
   /** The owner of the job; only this owner can read or cancel it through owner-checked calls. */
   owner: string;
   /** Attempts in all (1..100); defaults to the module's `defaultAttempts`. */
@@ -53,6 +67,12 @@ export const MAX_WAIT_MS = 30_000;
 const MAX_PRIORITY = 2_097_151;
 const FOLLOW_WAIT_MS = MAX_WAIT_MS;
 
+function checkQueue(queue: unknown): void {
+  if (queue !== undefined && (typeof queue !== 'string' || !QUEUE_NAME.test(queue))) {
+    throw new InvalidArgumentError('queue must be a queue name of 1 to 64 letters, digits, "_", "." or "-"');
+  }
+}
+
 function checkInteger(name: string, value: unknown, min: number, max: number): void {
   if (value === undefined) return;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -84,6 +104,7 @@ export abstract class JobQueue {
     if (typeof options?.owner !== 'string' || options.owner.length === 0) {
       throw new InvalidArgumentError('owner must be a non-empty string');
     }
+    checkQueue(options.queue);
     checkInteger('attempts', options.attempts, 1, 100);
     checkInteger('priority', options.priority, 1, MAX_PRIORITY);
     let json: string | undefined;
@@ -93,7 +114,7 @@ export abstract class JobQueue {
       throw new InvalidArgumentError(`data must be JSON-serializable: ${(error as Error).message}`);
     }
     if (json === undefined) throw new InvalidArgumentError('data must be JSON-serializable');
-    return this.addJob(name, json, options);
+    return this.addJob(name, json, { ...options, queue: options.queue ?? DEFAULT_QUEUE });
   }
 
   /**
@@ -110,6 +131,7 @@ export abstract class JobQueue {
    * @throws JobNotFoundError, InvalidCursorError, InvalidArgumentError.
    */
   async readEvents(id: string, options: ReadEventsOptions = {}): Promise<JobEventPage> {
+    checkQueue(options.queue);
     checkInteger('limit', options.limit, 1, MAX_READ_LIMIT);
     checkInteger('waitMs', options.waitMs, 0, MAX_WAIT_MS);
     return this.readEventPage(id, {
@@ -169,7 +191,7 @@ export abstract class JobQueue {
   abstract checkHealth(): Promise<void>;
 
   /** Stores a validated job; `data` is its JSON text. */
-  protected abstract addJob(name: string, data: string, options: EnqueueOptions): Promise<JobInfo>;
+  protected abstract addJob(name: string, data: string, options: EnqueueOptions & { queue: string }): Promise<JobInfo>;
 
   /** Reads a page once options are validated and defaulted. */
   protected abstract readEventPage(

@@ -2,19 +2,22 @@ import { randomUUID } from 'node:crypto';
 import { Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { DelayedError, Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { encodeHandlerEvent, errorMessageOf } from '../encode-event.js';
-import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
+import { JobQueueWorker } from '../bridge/job-queue-worker.js';
+import { ProcessorBridge } from '../bridge/processor-bridge.js';
+import { encodeHandlerEvent } from '../encode-event.js';
 import { InvalidCursorError } from '../errors/invalid-cursor.error.js';
 import { JobAlreadyFinishedError } from '../errors/job-already-finished.error.js';
 import { JobNotFoundError } from '../errors/job-not-found.error.js';
 import { JobQueueError } from '../errors/job-queue.error.js';
 import { JobQueueUnavailableError } from '../errors/job-queue-unavailable.error.js';
 import { UnknownJobNameError } from '../errors/unknown-job-name.error.js';
+import { UnknownQueueError } from '../errors/unknown-queue.error.js';
 import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
 import type { JobContext } from '../job-context.js';
 import { isTerminalEventType, type JobEvent, type JobEventPage } from '../job-event.js';
 import type { JobInfo, JobState } from '../job-info.js';
 import {
+  DEFAULT_QUEUE,
   JobQueue,
   type CancelOptions,
   type EnqueueOptions,
@@ -23,7 +26,7 @@ import {
   type ReadEventsOptions,
 } from '../job-queue.js';
 import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
-import { EventAppender } from './event-appender.js';
+import { AttemptLifecycle, type AttemptOutcome } from './attempt-lifecycle.js';
 import { EventStreamReader, toEvents } from './event-stream-reader.js';
 import { JobScripts } from './job-scripts.js';
 import { ProgressReporter } from './progress-reporter.js';
@@ -31,9 +34,10 @@ import { connectRedis } from './redis-connection.js';
 import { RedisKeys } from './redis-keys.js';
 import { assertCursor, compareStreamIds } from './stream-id.js';
 
-const RESOLVED = Promise.resolve();
 /** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** Ids of jobs other code added to a processor queue (BullMQ's numbers, or custom ids of safe characters). */
+const FOREIGN_JOB_ID = /^[A-Za-z0-9_.~-]{1,200}$/;
 
 /** The reason running handlers are aborted with when this worker shuts down. */
 class WorkerShutdown extends Error {
@@ -65,7 +69,11 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
   private readonly keys: RedisKeys;
   private readonly scripts: JobScripts;
   private readonly reader: EventStreamReader;
-  private readonly queue: Queue;
+  private readonly lifecycle: AttemptLifecycle;
+  /** Bridges the jobs of `@nestjs/bullmq` processors (JobQueueWorker) run in this process. */
+  private readonly bridge: ProcessorBridge;
+  /** BullMQ queues by name, for enqueue and the removal of cancelled jobs. */
+  private readonly queues = new Map<string, Queue>();
   private worker?: Worker;
   /** Running attempts in this process, by job id, to abort on cancel. */
   private readonly running = new Map<string, AbortController>();
@@ -86,8 +94,19 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     this.reader = new EventStreamReader(connections.blocking, connections.commands, {
       liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
     });
-    this.queue = new Queue(RedisKeys.QUEUE_NAME, { connection: connections.commands, prefix: options.redis.prefix });
-    this.queue.on('error', (error) => this.logger.warn(`Queue: ${error.message}`));
+    this.lifecycle = new AttemptLifecycle(this.scripts, this.keys, options, this.logger, () => this.abandoned);
+    this.bridge = new ProcessorBridge(this.lifecycle, { queues: options.queues, maxEventBytes: options.maxEventBytes });
+  }
+
+  /** The BullMQ queue `name` (made on first use, on the command connection). */
+  private queueNamed(name: string): Queue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: this.connections.commands, prefix: this.options.redis.prefix });
+      queue.on('error', (error) => this.logger.warn(`Queue ${name}: ${error.message}`));
+      this.queues.set(name, queue);
+    }
+    return queue;
   }
 
   /**
@@ -121,10 +140,13 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
 
   async onApplicationBootstrap(): Promise<void> {
     if (!this.options.worker) return;
+    ProcessorBridge.register(this.options.redis.prefix, this.bridge);
     const subscriber = this.connections.subscriber!;
     await subscriber.subscribe(this.keys.cancelChannel());
-    subscriber.on('message', (_channel: string, jobId: string) => {
-      this.running.get(jobId)?.abort(new Error('Job cancelled'));
+    subscriber.on('message', (_channel: string, message: string) => {
+      const [queue, jobId] = message.split('\n');
+      if (queue === DEFAULT_QUEUE) this.running.get(jobId)?.abort(new Error('Job cancelled'));
+      for (const worker of JobQueueWorker.openWorkers(queue, this.options.redis.prefix)) worker.cancelJob(jobId, 'Job cancelled');
     });
     // BullMQ does not close a connection it was given; it is ours to close at shutdown.
     this.connections.worker = this.connections.commands.duplicate({
@@ -134,7 +156,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       commandTimeout: undefined,
     });
     this.connections.worker.on('error', this.connectionErrorLogger());
-    this.worker = new Worker(RedisKeys.QUEUE_NAME, (job, token) => this.runJob(job, token), {
+    this.worker = new Worker(DEFAULT_QUEUE, (job, token) => this.runJob(job, token), {
       connection: this.connections.worker,
       prefix: this.options.redis.prefix,
       concurrency: this.options.concurrency,
@@ -157,6 +179,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
    */
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
+    ProcessorBridge.unregister(this.options.redis.prefix, this.bridge);
     this.reader.close();
     if (this.worker) {
       const closing = this.worker.close().catch((error: Error) => this.logger.warn(`Closing the worker: ${error.message}`));
@@ -174,7 +197,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       clearTimeout(timer);
     }
     this.abandoned = true;
-    await this.queue.close().catch(() => undefined);
+    await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
     const { commands, blocking, subscriber, worker } = this.connections;
     for (const client of [commands, blocking, subscriber, worker]) client?.disconnect();
   }
@@ -183,17 +206,22 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     await this.guard(() => this.connections.commands.ping());
   }
 
-  protected async addJob(name: string, data: string, options: EnqueueOptions): Promise<JobInfo> {
-    if (!this.handlers.has(name) && !this.options.jobNames.includes(name)) {
+  protected async addJob(name: string, data: string, options: EnqueueOptions & { queue: string }): Promise<JobInfo> {
+    const queueName = options.queue;
+    if (queueName === DEFAULT_QUEUE && !this.handlers.has(name) && !this.options.jobNames.includes(name)) {
       throw new UnknownJobNameError(name, [...new Set([...this.handlers.names(), ...this.options.jobNames])]);
+    }
+    if (queueName !== DEFAULT_QUEUE && this.options.queues !== undefined && !this.options.queues.includes(queueName)) {
+      throw new UnknownQueueError(queueName, this.options.queues);
     }
     const id = randomUUID();
     const maxAttempts = options.attempts ?? this.options.defaultAttempts;
     const createdAt = Date.now();
     const retentionSeconds = Math.ceil(this.options.retentionMs / 1000);
-    const metaKey = this.keys.meta(id);
+    const metaKey = this.keys.meta(queueName, id);
+    const queue = this.queueNamed(queueName);
     const job = new Job(
-      this.queue,
+      queue,
       name,
       JSON.parse(data),
       {
@@ -210,7 +238,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       // BullMQ's job exists: no worker starts a job whose metadata is missing, and no instance
       // sees a queued job it cannot describe. (A MULTI would make the pair atomic, but building an
       // ioredis transaction copies every script BullMQ defines and doubled the producer's CPU.)
-      const client = await this.queue.getBackend().client;
+      const client = await queue.getBackend().client;
       const created = this.connections.commands.hset(metaKey, {
         owner: options.owner,
         name,
@@ -236,22 +264,36 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   async getJob(id: string, options: JobAccessOptions = {}): Promise<JobInfo> {
-    this.assertWellFormed(id);
-    const meta = await this.guard(() => this.scripts.readJob(this.keys.meta(id), options.owner));
+    const queue = this.queueOf(options);
+    this.assertWellFormed(queue, id);
+    const read = () => this.scripts.readJob(this.keys.meta(queue, id), options.owner);
+    let meta = await this.guard(read);
+    if (!meta && (await this.adopted(queue, id, options))) meta = await this.guard(read);
     if (!meta) throw new JobNotFoundError(id);
     return this.toInfo(id, meta);
+  }
+
+  /**
+   * A processor job added with plain BullMQ (no owner) has no metadata of ours until a worker
+   * starts it; a system-level read (no owner) gives it one when BullMQ has the job, so that it can
+   * be followed from the start. True when it now has one.
+   */
+  private async adopted(queue: string, id: string, options: JobAccessOptions): Promise<boolean> {
+    if (queue === DEFAULT_QUEUE || options.owner !== undefined) return false;
+    return this.guard(() => this.scripts.ensureJob(this.keys.meta(queue, id), this.keys.bullJob(queue, id), Date.now()));
   }
 
   protected async readEventPage(
     id: string,
     options: ReadEventsOptions & { after: string; limit: number; waitMs: number },
   ): Promise<JobEventPage> {
-    this.assertWellFormed(id);
+    const queue = this.queueOf(options);
+    this.assertWellFormed(queue, id);
     assertCursor(options.after);
-    const eventsKey = this.keys.events(id);
-    const page = await this.guard(() =>
-      this.scripts.readEvents(this.keys.meta(id), eventsKey, options.owner, options.after, options.limit),
-    );
+    const eventsKey = this.keys.events(queue, id);
+    const read = () => this.scripts.readEvents(this.keys.meta(queue, id), eventsKey, options.owner, options.after, options.limit);
+    let page = await this.guard(read);
+    if (page.status === 'gone' && (await this.adopted(queue, id, options))) page = await this.guard(read);
     if (page.status === 'gone') throw new JobNotFoundError(id);
     if (page.status === 'cursor') throw new InvalidCursorError(options.after);
     const { terminal, entries } = page;
@@ -277,7 +319,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     options: FollowOptions = {},
   ): AsyncGenerator<JobEvent[], void, undefined> {
     if (page.done || options.signal?.aborted || this.stopped) return;
-    const subscription = this.reader.subscribe(this.keys.events(id), page.next);
+    const subscription = this.reader.subscribe(this.keys.events(this.queueOf(options), id), page.next);
     // Closing the subscription ends its wait: one listener for the whole follow, none per wait.
     const stop = (): void => subscription.close();
     options.signal?.addEventListener('abort', stop, { once: true });
@@ -298,14 +340,15 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   async cancel(id: string, options: CancelOptions = {}): Promise<JobInfo> {
-    this.assertWellFormed(id);
-    const owner = await this.guard(() => this.connections.commands.hget(this.keys.meta(id), 'owner'));
-    this.assertVisible(id, owner, options);
+    const queue = this.queueOf(options);
+    this.assertWellFormed(queue, id);
+    // Existence and ownership first (a plain BullMQ job is adopted for a system-level cancel).
+    await this.getJob(id, options);
     const reason = options.reason ?? 'cancelled';
     const reply = await this.guard(() =>
       this.scripts.finishJob(
-        this.keys.meta(id),
-        this.keys.events(id),
+        this.keys.meta(queue, id),
+        this.keys.events(queue, id),
         'cancelled',
         JSON.stringify({ reason }),
         Date.now(),
@@ -319,8 +362,10 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     // The terminal event is written: now make the worker stop. Both steps are best effort; a
     // worker also sees the terminal event at its next start or append.
     await this.guard(async () => {
-      await this.connections.commands.publish(this.keys.cancelChannel(), id);
-      await this.queue.remove(id).catch(() => 0);
+      await this.connections.commands.publish(this.keys.cancelChannel(), `${queue}\n${id}`);
+      await this.queueNamed(queue)
+        .remove(id)
+        .catch(() => 0);
     }).catch((error: unknown) =>
       this.logger.warn(`Cancel of ${id} is recorded, but notifying workers failed: ${(error as Error).message}`),
     );
@@ -350,66 +395,30 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     }
   }
 
+  /** Runs one attempt of a `@JobHandler` job: the handler gets `emit`, whose events go to the job's stream. */
   private async process(job: Job, token?: string): Promise<unknown> {
     const id = job.id!;
-    const metaKey = this.keys.meta(id);
-    const eventsKey = this.keys.events(id);
     const handler = this.handlers.get(job.name);
-    const runId = randomUUID();
-    const started = await this.retrying(() =>
-      this.scripts.startAttempt(metaKey, eventsKey, Date.now(), this.options.maxEventsPerJob, runId),
-    );
-    if (started[0] === 'limit') {
-      const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
-      await this.finish(id, 'failed', { error: limitError });
-      throw new UnrecoverableError(limitError.message);
-    }
-    if (started[0] !== 'ok') return undefined; // cancelled before it ran, or expired: nothing to do
-    const attempt = Number(started[1]);
-    // Only this attempt appends from now on, so counting here enforces the cap at `emit`, synchronously.
-    let eventCount = Number(started[3]);
-    const abort = new AbortController();
+    const progress = new ProgressReporter(job);
+    const started = await this.lifecycle.start(DEFAULT_QUEUE, job, {
+      onFlushed: (last) => progress.report({ eventId: last.id, type: last.type, events: last.appended }),
+    });
+    if (started.status !== 'ok') return undefined; // cancelled before it ran, or expired: nothing to do
+    const running = started.attempt;
+    const abort = running.abort;
     // An older run of this job in this process lost its lock and is superseded (its appends are refused).
     this.running.get(id)?.abort(new Error('Attempt superseded'));
     this.running.set(id, abort);
-    let limitError: EventLimitExceededError | undefined;
-    const progress = new ProgressReporter(job);
-    const appender = new EventAppender(
-      this.scripts,
-      metaKey,
-      eventsKey,
-      attempt,
-      this.options.maxEventsPerJob,
-      (reason) => {
-        if (reason === 'limit') limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
-        abort.abort(limitError ?? new Error(reason === 'final' ? 'Job cancelled' : 'Attempt superseded'));
-      },
-      (last) => progress.report({ eventId: last.id, type: last.type, events: last.appended }),
-      this.logger,
-      () => this.abandoned,
-    );
     const context: JobContext = {
       id,
       name: job.name,
       data: job.data as unknown,
-      attempt,
+      attempt: running.attempt,
       signal: abort.signal,
-      emit: (type: string, data?: unknown) => {
-        const json = encodeHandlerEvent(type, data, this.options.maxEventBytes);
-        if (limitError) throw limitError;
-        if (appender.stopped) return RESOLVED;
-        // Keep one slot for the terminal event.
-        if (eventCount + 1 >= this.options.maxEventsPerJob) {
-          limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
-          abort.abort(limitError);
-          throw limitError;
-        }
-        eventCount++;
-        return appender.push(type, json);
-      },
+      emit: (type: string, data?: unknown) => running.append(type, encodeHandlerEvent(type, data, this.options.maxEventBytes)),
     };
 
-    let outcome: { ok: true; value: unknown } | { ok: false; error: unknown };
+    let outcome: AttemptOutcome;
     try {
       if (!handler) throw new UnrecoverableError(`No handler for job name "${job.name}" in this worker`);
       outcome = { ok: true, value: await handler(context) };
@@ -417,93 +426,35 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
       outcome = { ok: false, error };
     }
     // Everything the handler emitted goes in before the terminal event.
-    await appender.close();
+    await running.appender.close();
     progress.flush();
     if (this.running.get(id) === abort) this.running.delete(id);
-    if (appender.stopped === 'final' || appender.stopped === 'stale') return undefined;
-    if (!outcome.ok && abort.signal.reason instanceof WorkerShutdown) {
+    if (!running.ended && !outcome.ok && abort.signal.reason instanceof WorkerShutdown) {
       // Hand the job back without using up an attempt: it is delayed by 0 ms, i.e. waiting again.
-      await this.retrying(() => this.scripts.requeueJob(metaKey, attempt));
+      await this.lifecycle.requeue(DEFAULT_QUEUE, id, running.attempt);
       await job.moveToDelayed(Date.now(), token);
       throw new DelayedError();
     }
-
-    if (limitError) {
-      await this.finish(id, 'failed', { error: limitError }, attempt);
-      throw new UnrecoverableError(limitError.message);
-    }
-    if (outcome.ok) {
-      let result: string;
-      try {
-        result = JSON.stringify(outcome.value ?? null);
-      } catch (error) {
-        const failure = new Error(`The handler's result is not JSON-serializable: ${(error as Error).message}`);
-        await this.finish(id, 'failed', { error: failure }, attempt);
-        throw new UnrecoverableError(failure.message);
-      }
-      await this.finish(id, 'completed', { result }, attempt);
-      return outcome.value;
-    }
-    const lastAttempt = outcome.error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    if (lastAttempt) {
-      await this.finish(id, 'failed', { error: outcome.error }, attempt);
-    } else {
-      const requeued = await this.retrying(() => this.scripts.requeueJob(metaKey, attempt));
-      if (requeued !== 'ok') return undefined; // cancelled meanwhile: no retry
-    }
-    throw outcome.error instanceof Error ? outcome.error : new Error(errorMessageOf(outcome.error));
-  }
-
-  /** Writes the terminal event of an attempt (retried through Redis blips; idempotent). `result` is JSON text. */
-  private async finish(
-    id: string,
-    state: 'completed' | 'failed',
-    outcome: { result: string } | { error: unknown },
-    attempt?: number,
-  ): Promise<void> {
-    let data: string;
-    let field: { field: 'result' | 'error'; value: string };
-    if ('result' in outcome) {
-      data = `{"result":${outcome.result}}`;
-      field = { field: 'result', value: outcome.result };
-    } else {
-      const error = JSON.stringify({ message: errorMessageOf(outcome.error) });
-      data = `{"error":${error}}`;
-      field = { field: 'error', value: error };
-    }
-    await this.retrying(() =>
-      this.scripts.finishJob(this.keys.meta(id), this.keys.events(id), state, data, Date.now(), this.options.retentionMs, field, attempt),
-    );
+    return this.lifecycle.conclude(job, running, outcome, 'handler');
   }
 
   /** BullMQ failed a job without our processor finishing it (e.g. stalled too often): end its stream. */
   private async onBullFailed(job: Job | undefined, error: Error): Promise<void> {
     if (!job?.id || (job.attemptsMade < (job.opts.attempts ?? 1) && !/stalled/i.test(error.message))) return;
     try {
-      await this.finish(job.id, 'failed', { error });
+      await this.lifecycle.finish(DEFAULT_QUEUE, job.id, 'failed', { error });
     } catch (cause) {
       this.logger.warn(`Could not record the failure of job ${job.id}: ${(cause as Error).message}`);
     }
   }
 
-  private async retrying<T>(operation: () => Promise<T>): Promise<T> {
-    for (let tries = 0; ; tries++) {
-      try {
-        return await operation();
-      } catch (error) {
-        if (tries >= 100 || this.abandoned) throw error;
-        if (tries % 20 === 0) this.logger.warn(`Redis command failed (${(error as Error).message}); retrying`);
-        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(tries, 5), 1000)));
-      }
-    }
+  private queueOf(options: JobAccessOptions): string {
+    return options.queue ?? DEFAULT_QUEUE;
   }
 
-  private assertWellFormed(id: string): void {
-    if (typeof id !== 'string' || !JOB_ID.test(id)) throw new JobNotFoundError(String(id));
-  }
-
-  private assertVisible(id: string, owner: string | null | undefined, options: JobAccessOptions): asserts owner is string {
-    if (!owner || (options.owner !== undefined && owner !== options.owner)) throw new JobNotFoundError(id);
+  /** Ids that could never be a job of `queue` are unknown without asking Redis (and never become keys). */
+  private assertWellFormed(queue: string, id: string): void {
+    if (typeof id !== 'string' || !(queue === DEFAULT_QUEUE ? JOB_ID : FOREIGN_JOB_ID).test(id)) throw new JobNotFoundError(String(id));
   }
 
   private toInfo(id: string, meta: Record<string, string>): JobInfo {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Logger } from '@nestjs/common';
+import type { Logger } from '@nestjs/common';
 import type { JobScripts } from './job-scripts.js';
 
 /** Why an appender stopped taking events. */
@@ -10,9 +10,34 @@ const BATCH_EVENTS = 500;
 const HIGH_WATER = 5000;
 const RESOLVED = Promise.resolve();
 
+/** The last event an appender got into the stream. */
+export interface AppendedEvent {
+  id: string;
+  type: string;
+  /** Events this appender has appended in all. */
+  appended: number;
+}
+
+/** What an {@link EventAppender} writes to, and whom it tells. */
+export interface EventAppenderOptions {
+  scripts: JobScripts;
+  metaKey: string;
+  eventsKey: string;
+  /** The attempt it writes for: the stream refuses it once a newer attempt started. */
+  attempt: number;
+  maxEvents: number;
+  logger: Logger;
+  /** Called once when the stream refuses further events. */
+  onStop: (reason: AppenderStop) => void;
+  /** Called after each batch that appended something. */
+  onFlushed?: (last: AppendedEvent) => void;
+  /** True once retrying is pointless (the process is shutting down past its grace period). */
+  abandoned: () => boolean;
+}
+
 /**
- * Writes one attempt's handler events to the job's stream: in order, in batches (one script call
- * per batch, while the previous one is in flight the next one fills up), retried with the same
+ * Writes one attempt's events to the job's stream: in order, in batches (one script call per
+ * batch, while the previous one is in flight the next one fills up), retried with the same
  * sequence number after errors so that a batch is never appended twice.
  */
 export class EventAppender {
@@ -23,22 +48,11 @@ export class EventAppender {
   private drainWaiters: Array<() => void> = [];
   /** Set once the stream refuses events; later events are dropped. */
   stopped?: AppenderStop;
-  /** Id and type of the last appended event (for BullMQ progress). */
-  last?: { id: string; type: string; appended: number };
+  /** The last appended event. */
+  last?: AppendedEvent;
   private appended = 0;
 
-  constructor(
-    private readonly scripts: JobScripts,
-    private readonly metaKey: string,
-    private readonly eventsKey: string,
-    private readonly attempt: number,
-    private readonly maxEvents: number,
-    private readonly onStop: (reason: AppenderStop) => void,
-    private readonly onFlushed: (last: { id: string; type: string; appended: number }) => void,
-    private readonly logger: Logger,
-    /** True once retrying is pointless (the process is shutting down past its grace period). */
-    private readonly abandoned: () => boolean,
-  ) {}
+  constructor(private readonly options: EventAppenderOptions) {}
 
   /** Queues an event; resolves at once unless too many are unflushed. */
   push(type: string, json: string): Promise<void> {
@@ -67,7 +81,7 @@ export class EventAppender {
           this.appended += appended;
           if (appended > 0) {
             this.last = { id: String(reply[2]), type: types[appended - 1], appended: this.appended };
-            this.onFlushed(this.last);
+            this.options.onFlushed?.(this.last);
           }
           if (status === 'limit') this.stop('limit');
         } else if (status === 'final' || status === 'stale') {
@@ -85,13 +99,16 @@ export class EventAppender {
   private async appendWithRetry(seq: number, batch: string[]): Promise<Array<string | number>> {
     for (let tries = 0; ; tries++) {
       try {
-        return await this.scripts.appendEvents(this.metaKey, this.eventsKey, this.writer, seq, this.maxEvents, this.attempt, batch);
+        const { scripts, metaKey, eventsKey, maxEvents, attempt } = this.options;
+        return await scripts.appendEvents(metaKey, eventsKey, this.writer, seq, maxEvents, attempt, batch);
       } catch (error) {
-        if (this.abandoned()) {
-          this.logger.warn(`Dropping unflushed events of ${this.eventsKey}: shutting down while Redis fails (${(error as Error).message})`);
+        if (this.options.abandoned()) {
+          this.options.logger.warn(
+            `Dropping unflushed events of ${this.options.eventsKey}: shutting down while Redis fails (${(error as Error).message})`,
+          );
           return ['stale'];
         }
-        if (tries % 20 === 0) this.logger.warn(`Appending events failed (${(error as Error).message}); retrying`);
+        if (tries % 20 === 0) this.options.logger.warn(`Appending events failed (${(error as Error).message}); retrying`);
         await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(tries, 5), 1000)));
       }
     }
@@ -101,7 +118,7 @@ export class EventAppender {
     if (this.stopped) return;
     this.stopped = reason;
     this.buffer = [];
-    this.onStop(reason);
+    this.options.onStop(reason);
   }
 
   private releaseWaiters(): void {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
-const SCRIPT_NAMES = ['start-attempt', 'append-events', 'finish-job', 'requeue-job', 'read-events', 'read-job'] as const;
+const SCRIPT_NAMES = ['start-attempt', 'append-events', 'finish-job', 'requeue-job', 'read-events', 'read-job', 'ensure-job'] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const KEY_COUNTS: Record<ScriptName, number> = {
@@ -11,6 +11,7 @@ const KEY_COUNTS: Record<ScriptName, number> = {
   'requeue-job': 1,
   'read-events': 2,
   'read-job': 1,
+  'ensure-job': 2,
 };
 
 const sources = new Map<ScriptName, string>();
@@ -25,6 +26,20 @@ function source(name: ScriptName): string {
 }
 
 type ScriptReply = Array<string | number>;
+
+/** What `start-attempt` decided. */
+export type StartAttemptReply =
+  | { status: 'ok'; attempt: number; eventId: string; eventCount: number }
+  | { status: 'final'; state: string; result: string | undefined }
+  | { status: 'gone' }
+  | { status: 'limit' };
+
+/** Metadata for a job that has none yet (a processor job added with plain BullMQ). */
+export interface NewJobMeta {
+  name: string;
+  maxAttempts: number;
+  createdAt: number;
+}
 
 /** A stream entry as Redis returns it. */
 export type RawStreamEntry = [id: string, fields: string[]];
@@ -49,8 +64,32 @@ export class JobScripts {
     return command.call(this.redis, ...keys, ...args);
   }
 
-  startAttempt(meta: string, events: string, now: number, maxEvents: number, runId: string): Promise<ScriptReply> {
-    return this.run('start-attempt', [meta, events], [now, maxEvents, runId]);
+  async startAttempt(
+    meta: string,
+    events: string,
+    now: number,
+    maxEvents: number,
+    runId: string,
+    create?: NewJobMeta,
+  ): Promise<StartAttemptReply> {
+    const reply = await this.run<ScriptReply>(
+      'start-attempt',
+      [meta, events],
+      [now, maxEvents, runId, create ? '1' : '0', create?.name ?? '', create?.maxAttempts ?? 1, create?.createdAt ?? now],
+    );
+    switch (reply[0]) {
+      case 'ok':
+        return { status: 'ok', attempt: Number(reply[1]), eventId: String(reply[2]), eventCount: Number(reply[3]) };
+      case 'final':
+        return { status: 'final', state: String(reply[1]), result: reply[2] === '' ? undefined : String(reply[2]) };
+      default:
+        return { status: reply[0] as 'gone' | 'limit' };
+    }
+  }
+
+  /** Gives a job BullMQ has (`bullJob`) metadata of its own when it has none; false when BullMQ has no such job either. */
+  async ensureJob(meta: string, bullJob: string, now: number): Promise<boolean> {
+    return (await this.run<number>('ensure-job', [meta, bullJob], [now])) === 1;
   }
 
   appendEvents(

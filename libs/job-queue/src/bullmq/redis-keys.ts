@@ -1,18 +1,19 @@
 /**
- * Key names. Every key of one job shares the hash tag `{<jobId>}`, so a job's scripts touch one
- * slot. (That alone does not make Redis Cluster work: the shared reader's `XREAD` spans many jobs.)
+ * Key names. Every key of one job shares the hash tag `{<queue>:<jobId>}` (job ids are unique per
+ * BullMQ queue only), so a job's scripts touch one slot. (That alone does not make Redis Cluster
+ * work: the shared reader's `XREAD` spans many jobs.)
  */
 export class RedisKeys {
   constructor(readonly prefix: string) {}
 
-  /** Hash: owner, name, state, attempt, counters, terminal event id, result or error. */
-  meta(jobId: string): string {
-    return `${this.prefix}:{${jobId}}:meta`;
+  /** Hash: name, owner (empty for jobs added without one), state, attempt, counters, terminal event id, result or error. */
+  meta(queue: string, jobId: string): string {
+    return `${this.prefix}:{${queue}:${jobId}}:meta`;
   }
 
   /** Stream: the job's events. */
-  events(jobId: string): string {
-    return `${this.prefix}:{${jobId}}:events`;
+  events(queue: string, jobId: string): string {
+    return `${this.prefix}:{${queue}:${jobId}}:events`;
   }
 
   /** The meta hash of the job whose events stream is `eventsKey`. */
@@ -20,11 +21,13 @@ export class RedisKeys {
     return `${eventsKey.slice(0, -':events'.length)}:meta`;
   }
 
-  /** Pub/sub channel on which cancels reach the worker running the job. */
+  /** BullMQ's own hash of a job (BullMQ's key layout: `<prefix>:<queue>:<id>`). */
+  bullJob(queue: string, jobId: string): string {
+    return `${this.prefix}:${queue}:${jobId}`;
+  }
+
+  /** Pub/sub channel on which cancels reach the worker running the job (message: `<queue>\n<id>`). */
   cancelChannel(): string {
     return `${this.prefix}:cancel`;
   }
-
-  /** BullMQ queue name (BullMQ adds the prefix itself). */
-  static readonly QUEUE_NAME = 'jobs';
 }

@@ -63,7 +63,7 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
     request.once('close', onClose);
     const untrack = this.track(abort);
     try {
-      return await this.queue.readEvents(jobId, { owner: options.owner, ...query, signal: abort.signal });
+      return await this.queue.readEvents(jobId, { queue: options.queue, owner: options.owner, ...query, signal: abort.signal });
     } finally {
       untrack();
       request.off('close', onClose);
@@ -96,7 +96,7 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
   ): Promise<void> {
     const after = parseEventQuery({ after: JobEventStreamer.resumeCursor(request, options.after) }).after;
     // The first read throws (404, 400) before anything is written, so the client gets a real status.
-    const page = await this.queue.readEvents(jobId, { owner: options.owner, after });
+    const page = await this.queue.readEvents(jobId, { queue: options.queue, owner: options.owner, after });
     if (format.noContentWhenDone && page.done && page.events.length === 0) {
       response.writeHead(204).end();
       return;
@@ -134,7 +134,11 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
       response.flushHeaders();
       if (page.events.length) await write(page.events);
       if (!page.done && !abort.signal.aborted) {
-        for await (const events of this.queue.followPagesAfter(jobId, page, { owner: options.owner, signal: abort.signal })) {
+        for await (const events of this.queue.followPagesAfter(jobId, page, {
+          queue: options.queue,
+          owner: options.owner,
+          signal: abort.signal,
+        })) {
           await write(events);
           if (abort.signal.aborted) break;
         }

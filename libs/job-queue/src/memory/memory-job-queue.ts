@@ -7,11 +7,19 @@ import { JobAlreadyFinishedError } from '../errors/job-already-finished.error.js
 import { JobNotFoundError } from '../errors/job-not-found.error.js';
 import { JobQueueUnavailableError } from '../errors/job-queue-unavailable.error.js';
 import { UnknownJobNameError } from '../errors/unknown-job-name.error.js';
+import { UnknownQueueError } from '../errors/unknown-queue.error.js';
 import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
 import type { JobContext } from '../job-context.js';
 import type { JobEventPage } from '../job-event.js';
 import type { JobInfo } from '../job-info.js';
-import { JobQueue, type CancelOptions, type EnqueueOptions, type JobAccessOptions, type ReadEventsOptions } from '../job-queue.js';
+import {
+  DEFAULT_QUEUE,
+  JobQueue,
+  type CancelOptions,
+  type EnqueueOptions,
+  type JobAccessOptions,
+  type ReadEventsOptions,
+} from '../job-queue.js';
 import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
 import { MemoryJob } from './memory-job.js';
 
@@ -60,8 +68,9 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     if (this.stopped) throw new JobQueueUnavailableError('The job queue is shutting down');
   }
 
-  protected async addJob(name: string, data: string, options: EnqueueOptions): Promise<JobInfo> {
+  protected async addJob(name: string, data: string, options: EnqueueOptions & { queue: string }): Promise<JobInfo> {
     this.assertRunning();
+    if (options.queue !== DEFAULT_QUEUE) throw new UnknownQueueError(options.queue, []);
     if (!this.handlers.has(name)) throw new UnknownJobNameError(name, this.handlers.names());
     const job = new MemoryJob(
       randomUUID(),
@@ -115,7 +124,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   private lookup(id: string, options: JobAccessOptions): MemoryJob {
-    const job = typeof id === 'string' ? this.jobs.get(id) : undefined;
+    const job = typeof id === 'string' && (options.queue ?? DEFAULT_QUEUE) === DEFAULT_QUEUE ? this.jobs.get(id) : undefined;
     if (!job || (options.owner !== undefined && job.owner !== options.owner)) throw new JobNotFoundError(String(id));
     return job;
   }

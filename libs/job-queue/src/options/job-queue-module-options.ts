@@ -38,6 +38,12 @@ export interface JobQueueModuleOptions {
    * `memory` backend ignores it: there, enqueue needs a handler in the same process.
    */
   jobNames?: readonly string[];
+  /**
+   * `bullmq`: the BullMQ queues whose processors' jobs get event streams (when they run on a
+   * `JobQueueWorker`) and that `enqueue` may name. Default: every queue. The `@JobHandler` queue
+   * (`jobs`) is always served.
+   */
+  queues?: readonly string[];
   /** Redis connection, for the `bullmq` backend. */
   redis?: {
     /** `redis://[user:password@]host:port[/db]` or `rediss://...` (default `redis://127.0.0.1:6379`). */
@@ -59,6 +65,8 @@ export interface ResolvedJobQueueOptions {
   shutdownGraceMs: number;
   lockDurationMs: number;
   jobNames: readonly string[];
+  /** Bridged queues; `undefined` for every queue. */
+  queues: readonly string[] | undefined;
   redis: { url: string; prefix: string };
 }
 

@@ -51,6 +51,7 @@ export function jobQueueOptionsFromEnv(config: ConfigReader): JobQueueModuleOpti
     shutdownGraceMs: integer(get('JOB_SHUTDOWN_GRACE_MS')),
     lockDurationMs: integer(get('JOB_LOCK_DURATION_MS')),
     jobNames: list(get('JOB_NAMES')),
+    queues: list(get('JOB_QUEUES')),
     redis: { url: get('REDIS_URL') || undefined, prefix: get('JOB_QUEUE_PREFIX') || undefined },
   };
 }

@@ -27,6 +27,9 @@ const INTEGER_RULES: Record<
   lockDurationMs: [1000, 10 * 60 * 1000],
 };
 
+/** What a BullMQ queue name may be here (it becomes part of Redis keys). */
+export const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (value === null || typeof value !== 'object') return String(value);
@@ -67,6 +70,11 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     problems.push(`"jobNames" must be an array of job names of 1 to 200 characters (got ${describe(jobNames)})`);
   }
 
+  const queues = input.queues;
+  if (queues !== undefined && (!Array.isArray(queues) || queues.some((name) => typeof name !== 'string' || !QUEUE_NAME.test(name)))) {
+    problems.push(`"queues" must be an array of queue names of 1 to 64 letters, digits, "_", "." or "-" (got ${describe(queues)})`);
+  }
+
   const redisInput = (input.redis ?? {}) as Record<string, unknown>;
   if (typeof redisInput !== 'object' || Array.isArray(redisInput))
     problems.push(`"redis" must be an object (got ${describe(input.redis)})`);
@@ -86,6 +94,7 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     worker: worker as boolean,
     ...numbers,
     jobNames: [...new Set(jobNames as string[])],
+    queues: queues === undefined ? undefined : [...new Set(queues as string[])],
     redis: { url: url as string, prefix: prefix as string },
   };
 }

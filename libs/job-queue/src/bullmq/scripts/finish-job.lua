@@ -15,7 +15,7 @@
 
   Returns {'ok', eventId} | {'final', state} | {'stale'} | {'gone'}.
 ]]
-local meta = redis.call('HMGET', KEYS[1], 'owner', 'terminal', 'state', 'attempt', 'count')
+local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'state', 'attempt', 'count')
 if not meta[1] then return {'gone'} end
 if meta[2] then return {'final', meta[3]} end
 if ARGV[7] ~= '' and meta[4] ~= ARGV[7] then return {'stale'} end

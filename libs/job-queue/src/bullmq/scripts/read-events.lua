@@ -13,11 +13,11 @@
 
   Returns {'gone'} | {'cursor'} | {'ok', terminalEventId or '', entries}.
 ]]
-local meta = redis.call('HMGET', KEYS[1], 'owner', 'terminal')
-if not meta[1] or (ARGV[1] == '1' and meta[1] ~= ARGV[2]) then return {'gone'} end
+local meta = redis.call('HMGET', KEYS[1], 'name', 'owner', 'terminal')
+if not meta[1] or (ARGV[1] == '1' and meta[2] ~= ARGV[2]) then return {'gone'} end
 local start = '-'
 if ARGV[3] ~= '0' then
   if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then return {'cursor'} end
   start = '(' .. ARGV[3]
 end
-return {'ok', meta[2] or '', redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[4])}
+return {'ok', meta[3] or '', redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[4])}

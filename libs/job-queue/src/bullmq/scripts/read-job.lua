@@ -8,6 +8,6 @@
 
   Returns {} when the job is unknown or not the caller's, else the hash as field, value pairs.
 ]]
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if not owner or (ARGV[1] == '1' and owner ~= ARGV[2]) then return {} end
+local meta = redis.call('HMGET', KEYS[1], 'name', 'owner')
+if not meta[1] or (ARGV[1] == '1' and meta[2] ~= ARGV[2]) then return {} end
 return redis.call('HGETALL', KEYS[1])

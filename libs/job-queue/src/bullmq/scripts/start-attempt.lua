@@ -9,12 +9,19 @@
           does not start ('limit'), the caller fails the job instead
   ARGV[3] run id, unique per attempt run: a call retried after its reply was lost returns the
           first call's answer instead of starting the attempt twice
+  ARGV[4] '1' to create the metadata of a job that has none (a processor job added with plain
+          BullMQ, without an owner), '0' to treat a missing one as gone (expired)
+  ARGV[5] job name, ARGV[6] max attempts, ARGV[7] created at (epoch ms): for that creation
 
-  Returns {'ok', attempt, eventId, eventCount} | {'final'} | {'gone'} | {'limit'}.
+  Returns {'ok', attempt, eventId, eventCount} | {'final', state, result or ''} | {'gone'} | {'limit'}.
 ]]
-local meta = redis.call('HMGET', KEYS[1], 'owner', 'terminal', 'run', 'attempt', 'startedId', 'count')
-if not meta[1] then return {'gone'} end
-if meta[2] then return {'final'} end
+if redis.call('HEXISTS', KEYS[1], 'name') == 0 then
+  if ARGV[4] ~= '1' then return {'gone'} end
+  redis.call('HSET', KEYS[1], 'name', ARGV[5], 'owner', '', 'state', 'queued', 'attempt', 0,
+    'maxAttempts', ARGV[6], 'createdAt', ARGV[7], 'count', 0)
+end
+local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'count', 'state', 'result')
+if meta[2] then return {'final', meta[7], meta[8] or ''} end
 if meta[3] == ARGV[3] then return {'ok', tonumber(meta[4]), meta[5], tonumber(meta[6])} end
 local count = tonumber(meta[6]) + 1
 if count >= tonumber(ARGV[2]) then return {'limit'} end

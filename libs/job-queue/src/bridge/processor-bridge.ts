@@ -1,0 +1,162 @@
+import { Logger } from '@nestjs/common';
+import { UnrecoverableError, type Job } from 'bullmq';
+import { encodeHandlerEvent } from '../encode-event.js';
+import type { AttemptLifecycle, AttemptOutcome, RunningAttempt } from '../bullmq/attempt-lifecycle.js';
+import { DEFAULT_QUEUE } from '../job-queue.js';
+import type { BridgedJob, ProgressSink } from './bridged-job.js';
+
+const RESOLVED = Promise.resolve();
+/** A worker that waits this long for its bridge says so in the log (it keeps waiting). */
+const WAIT_WARNING_MS = 10_000;
+
+/**
+ * Appends one attempt's `updateProgress` and `log` calls to the job's stream, each after BullMQ
+ * stored it and in call order (BullMQ replays a sandboxed processor's calls concurrently, so the
+ * order is taken when the call is made, never when its write comes back).
+ */
+class AttemptProgressSink implements ProgressSink {
+  private chain: Promise<void> = RESOLVED;
+
+  constructor(
+    private readonly running: RunningAttempt,
+    private readonly maxEventBytes: number,
+  ) {}
+
+  record(stored: Promise<unknown>, type: 'progress' | 'log', data: unknown): void {
+    let eventType: string = type;
+    let json: string;
+    try {
+      json = encodeHandlerEvent(type, data, this.maxEventBytes);
+    } catch (error) {
+      // BullMQ took the value; the stream says what it could not carry instead of hiding it.
+      eventType = 'gap';
+      json = JSON.stringify({ reason: `a ${type} call was not bridged: ${(error as Error).message}` });
+    }
+    this.chain = this.chain.then(() =>
+      stored.then(
+        () => {
+          try {
+            void this.running.append(eventType, json);
+          } catch {
+            // The cap is reached: the attempt is aborted and the job fails visibly at its end.
+          }
+        },
+        () => undefined, // BullMQ refused the call: there is nothing to bridge
+      ),
+    );
+  }
+
+  /** Resolves once every call made so far is appended (or known refused). */
+  settled(): Promise<void> {
+    return this.chain;
+  }
+}
+
+/**
+ * The worker side of the bridge for the jobs of `@nestjs/bullmq` processors and other
+ * {@link JobQueueWorker}s in this process: `started` when an attempt begins, each `updateProgress`
+ * and `log` call once BullMQ stored it, then one terminal event from BullMQ's outcome. One bridge
+ * per BullMQ key prefix is registered by the `bullmq` backend; workers find it by their prefix.
+ */
+export class ProcessorBridge {
+  private static readonly byPrefix = new Map<string, ProcessorBridge>();
+  private static readonly waiting = new Map<string, Array<(bridge: ProcessorBridge) => void>>();
+  private readonly logger = new Logger('JobQueue');
+
+  constructor(
+    private readonly lifecycle: AttemptLifecycle,
+    private readonly options: {
+      /** Queues to bridge; every queue when undefined. */
+      queues?: readonly string[];
+      maxEventBytes: number;
+    },
+  ) {}
+
+  /** Makes `bridge` the one of `prefix` and hands it to the workers waiting for it. */
+  static register(prefix: string, bridge: ProcessorBridge): void {
+    ProcessorBridge.byPrefix.set(prefix, bridge);
+    for (const resolve of ProcessorBridge.waiting.get(prefix) ?? []) resolve(bridge);
+    ProcessorBridge.waiting.delete(prefix);
+  }
+
+  static unregister(prefix: string, bridge: ProcessorBridge): void {
+    if (ProcessorBridge.byPrefix.get(prefix) === bridge) ProcessorBridge.byPrefix.delete(prefix);
+  }
+
+  /**
+   * The bridge of `prefix`, once the job queue module has started (a worker may be created, and
+   * get its first job, before the module is ready: `registerQueue({ processors })` starts workers
+   * while the application is still being built).
+   */
+  static forPrefix(prefix: string, queue: string): Promise<ProcessorBridge> {
+    const bridge = ProcessorBridge.byPrefix.get(prefix);
+    if (bridge) return Promise.resolve(bridge);
+    return new Promise((resolve) => {
+      const timer = setTimeout(
+        () =>
+          new Logger('JobQueue').warn(
+            `A JobQueueWorker of queue "${queue}" waits for JobQueueModule (backend bullmq, prefix "${prefix}") to process its job`,
+          ),
+        WAIT_WARNING_MS,
+      );
+      timer.unref();
+      const waiters = ProcessorBridge.waiting.get(prefix) ?? [];
+      waiters.push((found) => {
+        clearTimeout(timer);
+        resolve(found);
+      });
+      ProcessorBridge.waiting.set(prefix, waiters);
+    });
+  }
+
+  /** True when the jobs of `queue` get event streams (the `@JobHandler` queue has its own runner). */
+  bridges(queue: string): boolean {
+    return queue !== DEFAULT_QUEUE && (this.options.queues === undefined || this.options.queues.includes(queue));
+  }
+
+  /**
+   * Runs one attempt of a processor job: `started`, the processor (`work`) with its progress and
+   * log calls bridged, then the terminal event or the retry. `cancel` stops the processor through
+   * BullMQ (`Worker#cancelJob`) when the job is cancelled or reaches the event cap.
+   */
+  async run(queue: string, job: BridgedJob, work: () => Promise<unknown>, cancel: (reason: string) => void): Promise<unknown> {
+    const started = await this.lifecycle.start(queue, job, {
+      create: { name: job.name, maxAttempts: Math.max(1, job.opts.attempts ?? 1), createdAt: job.timestamp || Date.now() },
+    });
+    if (started.status === 'gone') return undefined;
+    if (started.status === 'final') {
+      // Completed already (BullMQ lost the news, e.g. the worker died right after): same result, no rerun.
+      if (started.state === 'completed') return started.result === undefined ? undefined : JSON.parse(started.result);
+      throw new UnrecoverableError(`The job has already ended (${started.state})`);
+    }
+    const running = started.attempt;
+    running.abort.signal.addEventListener('abort', () => cancel(String((running.abort.signal.reason as Error)?.message ?? 'cancelled')), {
+      once: true,
+    });
+    const sink = new AttemptProgressSink(running, this.options.maxEventBytes);
+    job.progressSink = sink;
+    let outcome: AttemptOutcome;
+    try {
+      outcome = { ok: true, value: await work() };
+    } catch (error) {
+      outcome = { ok: false, error };
+    }
+    // Every call the processor made goes in before the terminal event.
+    await sink.settled();
+    job.progressSink = undefined;
+    return this.lifecycle.conclude(job, running, outcome, 'processor');
+  }
+
+  /**
+   * BullMQ failed a job for good without the processor's outcome (stalled too often, or a retry
+   * BullMQ refused): end its stream. Idempotent: a stream that already ended is left as it is.
+   */
+  async onFailed(queue: string, job: Job, error: Error): Promise<void> {
+    if (!job.id || !job.finishedOn) return;
+    try {
+      await this.lifecycle.finish(queue, job.id, 'failed', { error });
+    } catch (cause) {
+      this.logger.warn(`Could not record the failure of job ${job.id} of queue ${queue}: ${(cause as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,228 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '@nestjs/common';
+import { UnrecoverableError, type Job } from 'bullmq';
+import { errorMessageOf } from '../encode-event.js';
+import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
+import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
+import { EventAppender, type AppendedEvent } from './event-appender.js';
+import type { JobScripts, NewJobMeta } from './job-scripts.js';
+import type { RedisKeys } from './redis-keys.js';
+
+const RESOLVED = Promise.resolve();
+
+/** How the work of an attempt ended. */
+export type AttemptOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** True for an error after which BullMQ does not retry (by class, or by name across package copies). */
+function isUnrecoverable(error: unknown): boolean {
+  return error instanceof UnrecoverableError || (error instanceof Error && error.name === 'UnrecoverableError');
+}
+
+/**
+ * One attempt of a job that runs in this process. Every event it produces (a handler's `emit`, a
+ * processor's `updateProgress` and `log`) goes through {@link append}: in order, batched, under
+ * the per-job cap (one slot always stays free for the terminal event).
+ */
+export class RunningAttempt {
+  /** Fires when the job is cancelled, the attempt is superseded, or the cap is reached. */
+  readonly abort = new AbortController();
+  /** Set once the attempt reached `maxEventsPerJob`: the job fails with it. */
+  limitError?: EventLimitExceededError;
+  readonly appender: EventAppender;
+
+  constructor(
+    readonly queue: string,
+    readonly jobId: string,
+    readonly attempt: number,
+    /** Events the job's stream holds already (its `started` included). */
+    private eventCount: number,
+    private readonly maxEvents: number,
+    appenderFor: (attempt: RunningAttempt) => EventAppender,
+  ) {
+    this.appender = appenderFor(this);
+  }
+
+  /** True when the stream refuses this attempt's events: the job ended (cancelled) or a newer run took over. */
+  get ended(): boolean {
+    return this.appender.stopped === 'final' || this.appender.stopped === 'stale';
+  }
+
+  /**
+   * Appends one event (its data already validated JSON text). Resolves at once unless too many
+   * are unflushed. @throws EventLimitExceededError when the cap is reached (and aborts the attempt).
+   */
+  append(type: string, json: string): Promise<void> {
+    if (this.limitError) throw this.limitError;
+    if (this.appender.stopped) return RESOLVED;
+    if (this.eventCount + 1 >= this.maxEvents) {
+      this.limitError = new EventLimitExceededError(this.maxEvents);
+      this.abort.abort(this.limitError);
+      throw this.limitError;
+    }
+    this.eventCount++;
+    return this.appender.push(type, json);
+  }
+}
+
+/** What {@link AttemptLifecycle.start} found. */
+export type AttemptStart =
+  | { status: 'ok'; attempt: RunningAttempt }
+  /** The job already ended (cancelled before it ran, or completed before BullMQ recorded it). */
+  | { status: 'final'; state: string; result: string | undefined }
+  /** Its metadata expired: nothing to do. */
+  | { status: 'gone' };
+
+/**
+ * The life of one attempt of a BullMQ job in this process, shared by `@JobHandler` jobs and by the
+ * jobs of bridged `@nestjs/bullmq` processors: `started`, the attempt's events, then exactly one
+ * terminal event (or the retry), each written so that a retried Redis call never doubles it.
+ */
+export class AttemptLifecycle {
+  constructor(
+    private readonly scripts: JobScripts,
+    private readonly keys: RedisKeys,
+    private readonly options: ResolvedJobQueueOptions,
+    private readonly logger: Logger,
+    /** True once retrying is pointless (the process is shutting down past its grace period). */
+    private readonly abandoned: () => boolean,
+  ) {}
+
+  /**
+   * Starts an attempt of `job` in `queue`: appends `started` unless the job already ended. With
+   * `create`, a job without metadata (added with plain BullMQ) gets it, without an owner.
+   *
+   * @throws UnrecoverableError when a retry would leave no slot for the terminal event (the job is failed first).
+   */
+  async start(
+    queue: string,
+    job: Job,
+    options: { create?: NewJobMeta; onFlushed?: (last: AppendedEvent) => void } = {},
+  ): Promise<AttemptStart> {
+    const id = job.id!;
+    const runId = randomUUID();
+    const started = await this.retrying(() =>
+      this.scripts.startAttempt(
+        this.keys.meta(queue, id),
+        this.keys.events(queue, id),
+        Date.now(),
+        this.options.maxEventsPerJob,
+        runId,
+        options.create,
+      ),
+    );
+    if (started.status === 'limit') {
+      const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
+      await this.finish(queue, id, 'failed', { error: limitError });
+      throw new UnrecoverableError(limitError.message);
+    }
+    if (started.status !== 'ok') return started;
+    const attempt = new RunningAttempt(
+      queue,
+      id,
+      started.attempt,
+      started.eventCount,
+      this.options.maxEventsPerJob,
+      (running) =>
+        new EventAppender({
+          scripts: this.scripts,
+          metaKey: this.keys.meta(queue, id),
+          eventsKey: this.keys.events(queue, id),
+          attempt: started.attempt,
+          maxEvents: this.options.maxEventsPerJob,
+          logger: this.logger,
+          abandoned: this.abandoned,
+          onStop: (reason) => {
+            if (reason === 'limit') running.limitError ??= new EventLimitExceededError(this.options.maxEventsPerJob);
+            running.abort.abort(running.limitError ?? new Error(reason === 'final' ? 'Job cancelled' : 'Attempt superseded'));
+          },
+          onFlushed: options.onFlushed,
+        }),
+    );
+    return { status: 'ok', attempt };
+  }
+
+  /**
+   * Ends an attempt whose work returned or threw, once all its events are in: writes the terminal
+   * event (or marks the job queued for BullMQ's retry) and returns what BullMQ should record, or
+   * throws what BullMQ should see. `what` names the work in messages ("handler", "processor").
+   */
+  async conclude(job: Job, running: RunningAttempt, outcome: AttemptOutcome, what: string): Promise<unknown> {
+    await running.appender.close();
+    const { queue, jobId: id, attempt } = running;
+    if (running.ended) return undefined; // cancelled meanwhile, or superseded: its end is not ours to write
+    if (running.limitError) {
+      await this.finish(queue, id, 'failed', { error: running.limitError }, attempt);
+      throw new UnrecoverableError(running.limitError.message);
+    }
+    if (outcome.ok) {
+      let result: string;
+      try {
+        result = JSON.stringify(outcome.value ?? null);
+      } catch (error) {
+        const failure = new Error(`The ${what}'s result is not JSON-serializable: ${(error as Error).message}`);
+        await this.finish(queue, id, 'failed', { error: failure }, attempt);
+        throw new UnrecoverableError(failure.message);
+      }
+      await this.finish(queue, id, 'completed', { result }, attempt);
+      return outcome.value;
+    }
+    const lastAttempt = isUnrecoverable(outcome.error) || job.attemptsMade + 1 >= Math.max(1, job.opts.attempts ?? 1);
+    if (lastAttempt) {
+      await this.finish(queue, id, 'failed', { error: outcome.error }, attempt);
+    } else {
+      const requeued = await this.requeue(queue, id, attempt);
+      if (requeued !== 'ok') return undefined; // cancelled meanwhile: no retry
+    }
+    throw outcome.error instanceof Error ? outcome.error : new Error(errorMessageOf(outcome.error));
+  }
+
+  /** Marks the job queued again (BullMQ will run it once more); `'final'` when it ended meanwhile. */
+  requeue(queue: string, id: string, attempt: number): Promise<string> {
+    return this.retrying(() => this.scripts.requeueJob(this.keys.meta(queue, id), attempt));
+  }
+
+  /** Writes the terminal event of an attempt (retried through Redis blips; idempotent). `result` is JSON text. */
+  async finish(
+    queue: string,
+    id: string,
+    state: 'completed' | 'failed',
+    outcome: { result: string } | { error: unknown },
+    attempt?: number,
+  ): Promise<void> {
+    let data: string;
+    let field: { field: 'result' | 'error'; value: string };
+    if ('result' in outcome) {
+      data = `{"result":${outcome.result}}`;
+      field = { field: 'result', value: outcome.result };
+    } else {
+      const error = JSON.stringify({ message: errorMessageOf(outcome.error) });
+      data = `{"error":${error}}`;
+      field = { field: 'error', value: error };
+    }
+    await this.retrying(() =>
+      this.scripts.finishJob(
+        this.keys.meta(queue, id),
+        this.keys.events(queue, id),
+        state,
+        data,
+        Date.now(),
+        this.options.retentionMs,
+        field,
+        attempt,
+      ),
+    );
+  }
+
+  /** Runs a Redis operation until it succeeds (Redis blips), unless the process gave up on its work. */
+  async retrying<T>(operation: () => Promise<T>): Promise<T> {
+    for (let tries = 0; ; tries++) {
+      try {
+        return await operation();
+      } catch (error) {
+        if (tries >= 100 || this.abandoned()) throw error;
+        if (tries % 20 === 0) this.logger.warn(`Redis command failed (${(error as Error).message}); retrying`);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(tries, 5), 1000)));
+      }
+    }
+  }
+}

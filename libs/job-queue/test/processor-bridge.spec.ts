@@ -1,0 +1,212 @@
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as delay } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Module, type INestApplicationContext } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { BullModule, Processor, WorkerHost, getQueueToken } from '@nestjs/bullmq';
+import { QueueEvents, type Job, type Queue } from 'bullmq';
+import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, type JobEvent } from '@app/job-queue';
+import { RedisServer } from '../../../test/support/redis-server.js';
+
+// What a team with an @nestjs/bullmq stack adds: workers are made from the bridging subclass.
+BullModule.workerClass = JobQueueWorker;
+
+interface ReportData {
+  pages: number;
+  pageMs?: number;
+  failAtPage?: number;
+}
+
+/** A plain @nestjs/bullmq processor: it knows nothing of the job queue module. */
+@Processor('reports')
+class ReportProcessor extends WorkerHost {
+  async process(job: Job<ReportData>, _token?: string, signal?: AbortSignal): Promise<{ pages: number }> {
+    const { pages, pageMs = 0, failAtPage } = job.data;
+    for (let page = 1; page <= pages; page++) {
+      if (pageMs) await delay(pageMs, undefined, { signal });
+      await job.updateProgress({ page, pages });
+      await job.log(`page ${page} of ${pages}`);
+      if (page === failAtPage) throw new Error(`Report failed at page ${page}`);
+    }
+    return { pages };
+  }
+}
+
+const SANDBOXED = fileURLToPath(new URL('./fixtures/sandboxed-report.cjs', import.meta.url));
+
+function reportEvents(pages: number): Array<[string, unknown]> {
+  const events: Array<[string, unknown]> = [];
+  for (let page = 1; page <= pages; page++) events.push(['progress', { page, pages }], ['log', { message: `page ${page} of ${pages}` }]);
+  return events;
+}
+
+function simplify(events: JobEvent[]): Array<[string, unknown]> {
+  return events.map((event) => [event.type, event.data]);
+}
+
+describe('the bridge: @nestjs/bullmq processors get per-job event streams (bullmq backend)', () => {
+  let redis: RedisServer;
+  let app: INestApplicationContext;
+  let queue: JobQueue;
+  let reports: Queue;
+  let prefix: string;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    prefix = `b${randomUUID().slice(0, 8)}`;
+    @Module({
+      imports: [
+        BullModule.forRoot({ connection: { url: redis.url }, prefix }),
+        BullModule.registerQueue({ name: 'reports' }, { name: 'sandboxed', processors: [SANDBOXED] }),
+        JobQueueModule.forRoot({ backend: 'bullmq', redis: { url: redis.url, prefix } }),
+      ],
+      providers: [ReportProcessor],
+    })
+    class BridgedAppModule {}
+    app = await NestFactory.createApplicationContext(BridgedAppModule, { logger: false, abortOnError: false });
+    await app.init();
+    queue = app.get(JobQueue);
+    reports = app.get<Queue>(getQueueToken('reports'));
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await redis?.destroy();
+  });
+
+  async function follow(id: string, options: { queue: string; owner?: string }): Promise<JobEvent[]> {
+    const events: JobEvent[] = [];
+    for await (const event of queue.follow(id, options)) events.push(event);
+    return events;
+  }
+
+  it("a processor's updateProgress and log calls become its job's stream, in call order, once; BullMQ sees exactly the same", async () => {
+    const queueEvents = new QueueEvents('reports', { connection: { url: redis.url }, prefix });
+    await queueEvents.waitUntilReady();
+    try {
+      const job = await queue.enqueue('report', { pages: 5 }, { queue: 'reports', owner: 'alice' });
+      const seenByQueueEvents: unknown[] = [];
+      queueEvents.on('progress', ({ jobId, data }) => {
+        if (jobId === job.id) seenByQueueEvents.push(data);
+      });
+      const completed = new Promise((resolve) => queueEvents.on('completed', ({ jobId }) => jobId === job.id && resolve(jobId)));
+
+      const events = await follow(job.id, { queue: 'reports', owner: 'alice' });
+      expect(simplify(events)).toEqual([['started', { attempt: 1 }], ...reportEvents(5), ['completed', { result: { pages: 5 } }]]);
+      expect(await follow(job.id, { queue: 'reports', owner: 'alice' })).toEqual(events);
+      expect(await queue.getJob(job.id, { queue: 'reports', owner: 'alice' })).toMatchObject({ state: 'completed', result: { pages: 5 } });
+
+      await completed;
+      const bullJob = (await reports.getJob(job.id))!;
+      expect(bullJob.progress).toEqual({ page: 5, pages: 5 });
+      expect(bullJob.returnvalue).toEqual({ pages: 5 });
+      expect((await reports.getJobLogs(job.id)).logs).toEqual(
+        reportEvents(5)
+          .filter(([type]) => type === 'log')
+          .map(([, data]) => (data as { message: string }).message),
+      );
+      expect(seenByQueueEvents).toEqual(
+        reportEvents(5)
+          .filter(([type]) => type === 'progress')
+          .map(([, data]) => data),
+      );
+    } finally {
+      await queueEvents.close();
+    }
+  });
+
+  it('a job added with plain BullMQ is followed by system calls (no owner) and is unknown to owners; an id never added is unknown', async () => {
+    const added = await reports.add('report', { pages: 2 });
+    const events = await follow(added.id!, { queue: 'reports' });
+    expect(simplify(events)).toEqual([['started', { attempt: 1 }], ...reportEvents(2), ['completed', { result: { pages: 2 } }]]);
+    await expect(queue.getJob(added.id!, { queue: 'reports', owner: 'alice' })).rejects.toBeInstanceOf(JobNotFoundError);
+    await expect(queue.readEvents(added.id!, { queue: 'reports', owner: 'alice' })).rejects.toBeInstanceOf(JobNotFoundError);
+    for (const id of ['999999', 'never-added', '{x}:meta', '']) {
+      await expect(queue.getJob(id, { queue: 'reports' })).rejects.toBeInstanceOf(JobNotFoundError);
+      await expect(queue.follow(id, { queue: 'reports' }).next()).rejects.toBeInstanceOf(JobNotFoundError);
+    }
+  });
+
+  it('a failed attempt is followed by the next started; only the last one ends the stream, with failed', async () => {
+    const job = await queue.enqueue('report', { pages: 2, failAtPage: 1 }, { queue: 'reports', owner: 'alice', attempts: 2 });
+    const events = await follow(job.id, { queue: 'reports', owner: 'alice' });
+    expect(simplify(events)).toEqual([
+      ['started', { attempt: 1 }],
+      ...reportEvents(2).slice(0, 2),
+      ['started', { attempt: 2 }],
+      ...reportEvents(2).slice(0, 2),
+      ['failed', { error: { message: 'Report failed at page 1' } }],
+    ]);
+  });
+
+  it('cancel reaches a running processor through its AbortSignal; a waiting job is removed and never runs', async () => {
+    const queueEvents = new QueueEvents('reports', { connection: { url: redis.url }, prefix });
+    await queueEvents.waitUntilReady();
+    try {
+      const running = await queue.enqueue('report', { pages: 3, pageMs: 60_000 }, { queue: 'reports', owner: 'alice' });
+      const started: JobEvent[] = [];
+      for await (const event of queue.follow(running.id, { queue: 'reports', owner: 'alice' })) {
+        started.push(event);
+        break;
+      }
+      expect(simplify(started)).toEqual([['started', { attempt: 1 }]]);
+      // The processor runs one job at a time (BullMQ's default concurrency): this one waits.
+      const waiting = await queue.enqueue('report', { pages: 1 }, { queue: 'reports', owner: 'alice' });
+      await queue.cancel(waiting.id, { queue: 'reports', owner: 'alice', reason: 'not needed' });
+      expect(simplify(await follow(waiting.id, { queue: 'reports', owner: 'alice' }))).toEqual([['cancelled', { reason: 'not needed' }]]);
+      expect(await reports.getJob(waiting.id)).toBeUndefined();
+
+      const left = new Promise((resolve) => {
+        const done = ({ jobId }: { jobId: string }) => jobId === running.id && resolve(jobId);
+        queueEvents.on('failed', done);
+        queueEvents.on('completed', done);
+      });
+      await queue.cancel(running.id, { queue: 'reports', owner: 'alice', reason: 'stop' });
+      expect(simplify(await follow(running.id, { queue: 'reports', owner: 'alice' }))).toEqual([
+        ['started', { attempt: 1 }],
+        ['cancelled', { reason: 'stop' }],
+      ]);
+      // Its page would have taken a minute: the signal stopped it.
+      await left;
+      expect(await queue.getJob(running.id, { queue: 'reports', owner: 'alice' })).toMatchObject({ state: 'cancelled' });
+    } finally {
+      await queueEvents.close();
+    }
+  });
+
+  it('a sandboxed processor (registerQueue processors: [file]) is bridged the same way', async () => {
+    const job = await queue.enqueue('report', { pages: 3 }, { queue: 'sandboxed', owner: 'alice' });
+    const events = await follow(job.id, { queue: 'sandboxed', owner: 'alice' });
+    expect(simplify(events)).toEqual([
+      ['started', { attempt: 1 }],
+      ...reportEvents(3),
+      ['completed', { result: { pages: 3, sandboxed: true } }],
+    ]);
+  });
+
+  it('a Worker made from the exported JobQueueWorker is bridged the same way', async () => {
+    const worker = new JobQueueWorker(
+      'exports',
+      async (job: Job<{ rows: number }>) => {
+        for (let row = 1; row <= job.data.rows; row++) void job.updateProgress(row); // not awaited: order still holds
+        await job.log('exported');
+        return { rows: job.data.rows };
+      },
+      { connection: { url: redis.url }, prefix },
+    );
+    try {
+      const job = await queue.enqueue('export', { rows: 20 }, { queue: 'exports', owner: 'alice' });
+      const events = await follow(job.id, { queue: 'exports', owner: 'alice' });
+      expect(simplify(events)).toEqual([
+        ['started', { attempt: 1 }],
+        ...Array.from({ length: 20 }, (_, index): [string, unknown] => ['progress', index + 1]),
+        ['log', { message: 'exported' }],
+        ['completed', { result: { rows: 20 } }],
+      ]);
+    } finally {
+      await worker.close();
+    }
+  });
+});
