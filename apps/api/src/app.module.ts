@@ -1,7 +1,7 @@
-import { Module } from '@nestjs/common';
-import { ConfigModule, ConfigService } from '@nestjs/config';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { ConditionalModule, ConfigModule, ConfigService } from '@nestjs/config';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
-import { BuildsModule } from '@app/builds';
+import { BuildsModule, ReportsModule, ReportsQueueModule } from '@app/builds';
 import { JobQueueExceptionFilter, JobQueueModule, jobQueueOptionsFromEnv } from '@app/job-queue';
 import { API_SETTINGS, apiSettingsFromEnv } from './api-settings.js';
 import { AuthTokens } from './auth/auth-tokens.js';
@@ -10,22 +10,48 @@ import { BodyErrorInterceptor } from './body-error.interceptor.js';
 import { BuildsController } from './builds.controller.js';
 import { HealthController } from './health.controller.js';
 import { HttpErrorFilter } from './http-error.filter.js';
+import { ReportsController } from './reports.controller.js';
 
-/** The demo build API. */
-@Module({
-  imports: [
-    ConfigModule.forRoot({ isGlobal: true }),
-    JobQueueModule.forRootAsync({ inject: [ConfigService], useFactory: jobQueueOptionsFromEnv }),
-    BuildsModule,
-  ],
-  controllers: [BuildsController, HealthController],
-  providers: [
-    { provide: AUTH_TOKENS, inject: [ConfigService], useFactory: (config: ConfigService) => AuthTokens.parse(config.get('AUTH_TOKENS')) },
-    { provide: API_SETTINGS, inject: [ConfigService], useFactory: apiSettingsFromEnv },
-    { provide: APP_GUARD, useClass: TokenAuthGuard },
-    { provide: APP_INTERCEPTOR, useClass: BodyErrorInterceptor },
-    { provide: APP_FILTER, useClass: JobQueueExceptionFilter },
-    { provide: APP_FILTER, useClass: HttpErrorFilter },
-  ],
-})
-export class AppModule {}
+/** `JOB_QUEUE_WORKER` as the job queue module reads it: false for false, 0 and no. */
+function isFalse(value: string | undefined): boolean {
+  return ['false', '0', 'no'].includes((value ?? '').trim().toLowerCase());
+}
+
+/**
+ * The demo API (builds and reports). Built per application by {@link AppModule.register}: the
+ * backend-dependent imports are decided from the environment of the application being created
+ * (an import-time decision would hold for every later application in the same process).
+ */
+@Module({})
+export class AppModule {
+  static register(): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot({ isGlobal: true }),
+        JobQueueModule.forRootAsync({ inject: [ConfigService], useFactory: jobQueueOptionsFromEnv }),
+        BuildsModule,
+        // The @nestjs/bullmq setup exists on the bullmq backend only: on memory, no Redis is needed
+        // and the job queue module runs the report processor itself.
+        ConditionalModule.registerWhen(ReportsQueueModule, (env) => env.JOB_QUEUE_BACKEND === 'bullmq', { debug: false }),
+        // An api-only instance (JOB_QUEUE_WORKER=false) runs no processor: its workers do.
+        ConditionalModule.registerWhen(ReportsModule, (env) => env.JOB_QUEUE_BACKEND !== 'bullmq' || !isFalse(env.JOB_QUEUE_WORKER), {
+          debug: false,
+        }),
+      ],
+      controllers: [BuildsController, ReportsController, HealthController],
+      providers: [
+        {
+          provide: AUTH_TOKENS,
+          inject: [ConfigService],
+          useFactory: (config: ConfigService) => AuthTokens.parse(config.get('AUTH_TOKENS')),
+        },
+        { provide: API_SETTINGS, inject: [ConfigService], useFactory: apiSettingsFromEnv },
+        { provide: APP_GUARD, useClass: TokenAuthGuard },
+        { provide: APP_INTERCEPTOR, useClass: BodyErrorInterceptor },
+        { provide: APP_FILTER, useClass: JobQueueExceptionFilter },
+        { provide: APP_FILTER, useClass: HttpErrorFilter },
+      ],
+    };
+  }
+}

@@ -27,7 +27,7 @@ function closeConnectionsOnShutdown(server: Server): void {
 
 /** Builds the API application (not yet listening), as `main.ts` and the tests use it. */
 export async function createApiApp(options: { logger?: false | LoggerService } = {}): Promise<NestExpressApplication> {
-  const app = await NestFactory.create<NestExpressApplication>(AppModule, {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.register(), {
     bodyParser: false,
     abortOnError: false,
     ...(options.logger === undefined ? {} : { logger: options.logger }),

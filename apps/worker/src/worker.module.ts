@@ -1,9 +1,9 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
-import { BuildsModule } from '@app/builds';
+import { BuildsModule, ReportsModule, ReportsQueueModule } from '@app/builds';
 import { JobQueueModule, jobQueueOptionsFromEnv } from '@app/job-queue';
 
-/** A process that only runs handlers: no HTTP server. */
+/** A process that only runs jobs (`@JobHandler` builds, `@Processor` reports): no HTTP server. */
 @Module({
   imports: [
     ConfigModule.forRoot({ isGlobal: true }),
@@ -12,6 +12,8 @@ import { JobQueueModule, jobQueueOptionsFromEnv } from '@app/job-queue';
       useFactory: (config: ConfigService) => ({ ...jobQueueOptionsFromEnv(config), worker: true }),
     }),
     BuildsModule,
+    ReportsQueueModule,
+    ReportsModule,
   ],
 })
 export class WorkerModule {}

@@ -1,4 +1,5 @@
 import type { JobHandlerRegistry } from './handlers/job-handler-registry.js';
+import type { ProcessorRegistry } from './handlers/processor-registry.js';
 import type { JobQueue } from './job-queue.js';
 import type { ResolvedJobQueueOptions } from './options/job-queue-module-options.js';
 
@@ -6,11 +7,15 @@ import type { ResolvedJobQueueOptions } from './options/job-queue-module-options
  * Picks the backend named by the options. Backends are loaded on demand, so an application on
  * the in-memory backend never loads the Redis client.
  */
-export async function createJobQueue(options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry): Promise<JobQueue> {
+export async function createJobQueue(
+  options: ResolvedJobQueueOptions,
+  handlers: JobHandlerRegistry,
+  processors: ProcessorRegistry,
+): Promise<JobQueue> {
   switch (options.backend) {
     case 'memory': {
       const { MemoryJobQueue } = await import('./memory/memory-job-queue.js');
-      return new MemoryJobQueue(options, handlers);
+      return new MemoryJobQueue(options, handlers, processors);
     }
     case 'bullmq': {
       const { BullMqJobQueue } = await import('./bullmq/bullmq-job-queue.js');

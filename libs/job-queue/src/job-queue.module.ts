@@ -3,6 +3,7 @@ import { DiscoveryModule } from '@nestjs/core';
 import { createJobQueue } from './create-job-queue.js';
 import { JobHandlerExplorer } from './handlers/job-handler-explorer.js';
 import { JobHandlerRegistry } from './handlers/job-handler-registry.js';
+import { ProcessorRegistry } from './handlers/processor-registry.js';
 import { JobEventStreamer } from './http/job-event-streamer.js';
 import { JOB_QUEUE_OPTIONS } from './job-queue.constants.js';
 import { JobQueue } from './job-queue.js';
@@ -11,8 +12,9 @@ import { validateJobQueueOptions } from './options/validate-job-queue-options.js
 
 const queueProvider: Provider = {
   provide: JobQueue,
-  useFactory: (options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry) => createJobQueue(options, handlers),
-  inject: [JOB_QUEUE_OPTIONS, JobHandlerRegistry],
+  useFactory: (options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry, processors: ProcessorRegistry) =>
+    createJobQueue(options, handlers, processors),
+  inject: [JOB_QUEUE_OPTIONS, JobHandlerRegistry, ProcessorRegistry],
 };
 
 /**
@@ -52,7 +54,7 @@ export class JobQueueModule {
       module: JobQueueModule,
       global: true,
       imports: [DiscoveryModule, ...imports],
-      providers: [optionsProvider, JobHandlerRegistry, JobHandlerExplorer, queueProvider, JobEventStreamer],
+      providers: [optionsProvider, JobHandlerRegistry, ProcessorRegistry, JobHandlerExplorer, queueProvider, JobEventStreamer],
       exports: [JobQueue, JobEventStreamer, JOB_QUEUE_OPTIONS],
     };
   }

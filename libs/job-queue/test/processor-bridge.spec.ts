@@ -7,7 +7,7 @@ import { Module, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { BullModule, Processor, WorkerHost, getQueueToken } from '@nestjs/bullmq';
 import { QueueEvents, type Job, type Queue } from 'bullmq';
-import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, type JobEvent } from '@app/job-queue';
+import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, UnknownQueueError, type JobEvent } from '@app/job-queue';
 import { RedisServer } from '../../../test/support/redis-server.js';
 
 // What a team with an @nestjs/bullmq stack adds: workers are made from the bridging subclass.
@@ -45,6 +45,103 @@ function reportEvents(pages: number): Array<[string, unknown]> {
 function simplify(events: JobEvent[]): Array<[string, unknown]> {
   return events.map((event) => [event.type, event.data]);
 }
+
+describe.each(['memory', 'bullmq'] as const)('processor jobs keep the contract (%s backend)', (backend) => {
+  let redis: RedisServer | undefined;
+  let app: INestApplicationContext;
+  let queue: JobQueue;
+
+  beforeAll(async () => {
+    const imports = [];
+    if (backend === 'bullmq') {
+      redis = await RedisServer.start();
+      const prefix = `p${randomUUID().slice(0, 8)}`;
+      imports.push(
+        BullModule.forRoot({ connection: { url: redis.url }, prefix }),
+        BullModule.registerQueue({ name: 'reports' }),
+        JobQueueModule.forRoot({ backend: 'bullmq', redis: { url: redis.url, prefix } }),
+      );
+    } else {
+      // No Redis and no BullModule: the memory backend runs the same @Processor class itself.
+      imports.push(JobQueueModule.forRoot({ backend: 'memory' }));
+    }
+    @Module({ imports, providers: [ReportProcessor] })
+    class ProcessorAppModule {}
+    app = await NestFactory.createApplicationContext(ProcessorAppModule, { logger: false, abortOnError: false });
+    await app.init();
+    queue = app.get(JobQueue);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await redis?.destroy();
+  });
+
+  async function follow(id: string, owner = 'alice'): Promise<JobEvent[]> {
+    const events: JobEvent[] = [];
+    for await (const event of queue.follow(id, { queue: 'reports', owner })) events.push(event);
+    return events;
+  }
+
+  it('started, one progress and one log event per call in call order, one completed; resumable after any event', async () => {
+    const job = await queue.enqueue('report', { pages: 4 }, { queue: 'reports', owner: 'alice' });
+    const events = await follow(job.id);
+    expect(simplify(events)).toEqual([['started', { attempt: 1 }], ...reportEvents(4), ['completed', { result: { pages: 4 } }]]);
+    for (let index = 0; index < events.length; index++) {
+      const rest = await queue.readEvents(job.id, { queue: 'reports', owner: 'alice', after: events[index].id });
+      expect(rest.events).toEqual(events.slice(index + 1));
+    }
+    expect(await queue.getJob(job.id, { queue: 'reports', owner: 'alice' })).toMatchObject({ state: 'completed', result: { pages: 4 } });
+    await expect(queue.getJob(job.id, { queue: 'reports', owner: 'mallory' })).rejects.toBeInstanceOf(JobNotFoundError);
+    await expect(queue.getJob(job.id, { owner: 'alice' })).rejects.toBeInstanceOf(JobNotFoundError); // another queue
+  });
+
+  it('retries: each attempt starts with started; only the last failure ends the stream', async () => {
+    const job = await queue.enqueue('report', { pages: 2, failAtPage: 2 }, { queue: 'reports', owner: 'alice', attempts: 2 });
+    expect(simplify(await follow(job.id))).toEqual([
+      ['started', { attempt: 1 }],
+      ...reportEvents(2),
+      ['started', { attempt: 2 }],
+      ...reportEvents(2),
+      ['failed', { error: { message: 'Report failed at page 2' } }],
+    ]);
+  });
+
+  it('cancel: a running processor is stopped through its signal, a waiting job never runs', async () => {
+    const running = await queue.enqueue('report', { pages: 2, pageMs: 60_000 }, { queue: 'reports', owner: 'alice' });
+    const page = await queue.readEvents(running.id, { queue: 'reports', owner: 'alice', waitMs: 10_000 });
+    expect(simplify(page.events)).toEqual([['started', { attempt: 1 }]]);
+    const waiting = await queue.enqueue('report', { pages: 1 }, { queue: 'reports', owner: 'alice' });
+    await queue.cancel(waiting.id, { queue: 'reports', owner: 'alice', reason: 'not needed' });
+    await queue.cancel(running.id, { queue: 'reports', owner: 'alice', reason: 'stop' });
+    expect(simplify(await follow(waiting.id))).toEqual([['cancelled', { reason: 'not needed' }]]);
+    expect(simplify(await follow(running.id))).toEqual([
+      ['started', { attempt: 1 }],
+      ['cancelled', { reason: 'stop' }],
+    ]);
+    // The processor is free again at once (its minute-long page was aborted): the next job runs.
+    const next = await queue.enqueue('report', { pages: 1 }, { queue: 'reports', owner: 'alice' });
+    expect(simplify(await follow(next.id)).at(-1)).toEqual(['completed', { result: { pages: 1 } }]);
+  });
+
+  it('a queue it does not serve is refused at enqueue (memory: no processor; bullmq: not in `queues` when that is set)', async () => {
+    if (backend === 'memory') {
+      await expect(queue.enqueue('report', {}, { queue: 'no-such-queue', owner: 'alice' })).rejects.toBeInstanceOf(UnknownQueueError);
+      return;
+    }
+    const limited = await NestFactory.createApplicationContext(
+      JobQueueModule.forRoot({ backend: 'bullmq', worker: false, queues: ['reports'], redis: { url: redis!.url, prefix: 'limited' } }),
+      { logger: false, abortOnError: false },
+    );
+    try {
+      const other = limited.get(JobQueue);
+      await expect(other.enqueue('report', {}, { queue: 'no-such-queue', owner: 'alice' })).rejects.toBeInstanceOf(UnknownQueueError);
+      expect((await other.enqueue('report', { pages: 1 }, { queue: 'reports', owner: 'alice' })).state).toBe('queued');
+    } finally {
+      await limited.close();
+    }
+  });
+});
 
 describe('the bridge: @nestjs/bullmq processors get per-job event streams (bullmq backend)', () => {
   let redis: RedisServer;
@@ -207,6 +304,38 @@ describe('the bridge: @nestjs/bullmq processors get per-job event streams (bullm
       ]);
     } finally {
       await worker.close();
+    }
+  });
+});
+
+/** A processor that uses a part of BullMQ's Job the memory backend does not offer. */
+@Processor('changes')
+class DataChangingProcessor extends WorkerHost {
+  async process(job: Job<{ step: number }>): Promise<string> {
+    await job.updateProgress(job.data.step);
+    await job.updateData({ step: job.data.step + 1 });
+    return 'changed';
+  }
+}
+
+describe('the memory backend runs processors with an in-memory Job', () => {
+  it('offers the commonly used members and refuses the rest with an error naming the member and the backend', async () => {
+    @Module({ imports: [JobQueueModule.forRoot({ backend: 'memory' })], providers: [DataChangingProcessor] })
+    class MemoryProcessorModule {}
+    const app = await NestFactory.createApplicationContext(MemoryProcessorModule, { logger: false, abortOnError: false });
+    try {
+      await app.init();
+      const queue = app.get(JobQueue);
+      const job = await queue.enqueue('change', { step: 1 }, { queue: 'changes', owner: 'alice' });
+      const events: JobEvent[] = [];
+      for await (const event of queue.follow(job.id, { queue: 'changes', owner: 'alice' })) events.push(event);
+      expect(simplify(events)).toEqual([
+        ['started', { attempt: 1 }],
+        ['progress', 1],
+        ['failed', { error: { message: expect.stringMatching(/^Job#updateData is not supported by the memory backend/) } }],
+      ]);
+    } finally {
+      await app.close();
     }
   });
 });

@@ -20,6 +20,8 @@ export class ApiClient {
   constructor(
     readonly baseUrl: string,
     readonly token?: string,
+    /** The kind of job the helpers below address: `builds` or `reports`. */
+    readonly resource: 'builds' | 'reports' = 'builds',
   ) {}
 
   /** `fetch` on the API, with the client's token (unless `headers.Authorization` is given). */
@@ -29,28 +31,33 @@ export class ApiClient {
     return fetch(`${this.baseUrl}${path}`, { ...init, headers });
   }
 
-  /** `POST /builds` with a JSON body (none when `body` is undefined). */
+  /** `POST /<resource>` with a JSON body (none when `body` is undefined). */
   postBuild(body?: unknown, query = ''): Promise<Response> {
-    return this.fetch(`/builds${query}`, {
+    return this.fetch(`/${this.resource}${query}`, {
       method: 'POST',
       ...(body === undefined ? {} : { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }),
     });
   }
 
   /** Starts a build and returns its id, asserting the 202 `{ jobId }` answer. */
-  async startBuild(body?: BuildBody): Promise<string> {
+  startBuild(body?: BuildBody): Promise<string> {
+    return this.startJob(body);
+  }
+
+  /** Starts a job of this client's resource and returns its id, asserting the 202 `{ jobId }` answer. */
+  async startJob(body?: unknown): Promise<string> {
     const response = await this.postBuild(body);
     const json = (await response.json()) as { jobId?: unknown };
     if (response.status !== 202 || typeof json.jobId !== 'string') {
-      throw new Error(`POST /builds answered ${response.status} ${JSON.stringify(json)}`);
+      throw new Error(`POST /${this.resource} answered ${response.status} ${JSON.stringify(json)}`);
     }
     return json.jobId;
   }
 
   async state(id: string): Promise<BuildState> {
-    const response = await this.fetch(`/builds/${encodeURIComponent(id)}`);
+    const response = await this.fetch(`/${this.resource}/${encodeURIComponent(id)}`);
     const json = (await response.json()) as BuildState;
-    if (response.status !== 200) throw new Error(`GET /builds/${id} answered ${response.status} ${JSON.stringify(json)}`);
+    if (response.status !== 200) throw new Error(`GET /${this.resource}/${id} answered ${response.status} ${JSON.stringify(json)}`);
     return json;
   }
 
@@ -58,7 +65,7 @@ export class ApiClient {
   async poll(id: string, query: { after?: string; limit?: number; waitMs?: number } = {}): Promise<EventPage> {
     const params = new URLSearchParams({ delivery: 'polling' });
     for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
-    const response = await this.fetch(`/builds/${encodeURIComponent(id)}/events?${params}`);
+    const response = await this.fetch(`/${this.resource}/${encodeURIComponent(id)}/events?${params}`);
     const json = (await response.json()) as EventPage;
     if (response.status !== 200) throw new Error(`polling ${id} answered ${response.status} ${JSON.stringify(json)}`);
     return json;
@@ -108,7 +115,7 @@ export class ApiClient {
   }
 
   cancel(id: string): Promise<Response> {
-    return this.fetch(`/builds/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+    return this.fetch(`/${this.resource}/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
   }
 }
 

@@ -9,6 +9,7 @@ import { JobQueueUnavailableError } from '../errors/job-queue-unavailable.error.
 import { UnknownJobNameError } from '../errors/unknown-job-name.error.js';
 import { UnknownQueueError } from '../errors/unknown-queue.error.js';
 import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
+import type { ProcessorRegistry } from '../handlers/processor-registry.js';
 import type { JobContext } from '../job-context.js';
 import type { JobEventPage } from '../job-event.js';
 import type { JobInfo } from '../job-info.js';
@@ -21,6 +22,7 @@ import {
   type ReadEventsOptions,
 } from '../job-queue.js';
 import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
+import { MemoryBullJob } from './memory-bull-job.js';
 import { MemoryJob } from './memory-job.js';
 
 const CURSOR_PATTERN = /^(0|[1-9][0-9]{0,14})$/;
@@ -33,17 +35,20 @@ const RESOLVED = Promise.resolve();
 export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
   readonly backend = 'memory' as const;
   private readonly logger = new Logger('JobQueue');
+  /** By `<queue>\n<id>`: ids are unique per queue. */
   private readonly jobs = new Map<string, MemoryJob>();
   /** Jobs without a priority run first, in order; then prioritized ones, lowest number first. */
   private readonly waiting: MemoryJob[] = [];
   private readonly prioritized: MemoryJob[] = [];
-  private running = 0;
+  /** Attempts running, by queue (each queue has its own concurrency, as each BullMQ worker does). */
+  private readonly running = new Map<string, number>();
   private accepting = false;
   private stopped = false;
 
   constructor(
     private readonly options: ResolvedJobQueueOptions,
     private readonly handlers: JobHandlerRegistry,
+    private readonly processors: ProcessorRegistry,
   ) {
     super();
   }
@@ -70,9 +75,13 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
 
   protected async addJob(name: string, data: string, options: EnqueueOptions & { queue: string }): Promise<JobInfo> {
     this.assertRunning();
-    if (options.queue !== DEFAULT_QUEUE) throw new UnknownQueueError(options.queue, []);
-    if (!this.handlers.has(name)) throw new UnknownJobNameError(name, this.handlers.names());
+    if (options.queue === DEFAULT_QUEUE) {
+      if (!this.handlers.has(name)) throw new UnknownJobNameError(name, this.handlers.names());
+    } else if (!this.processors.get(options.queue)) {
+      throw new UnknownQueueError(options.queue, this.processors.queues());
+    }
     const job = new MemoryJob(
+      options.queue,
       randomUUID(),
       name,
       options.owner,
@@ -81,7 +90,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
       options.priority,
       Date.now(),
     );
-    this.jobs.set(job.id, job);
+    this.jobs.set(MemoryJobQueue.keyOf(job.queue, job.id), job);
     this.schedule(job);
     return job.info();
   }
@@ -124,9 +133,18 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   private lookup(id: string, options: JobAccessOptions): MemoryJob {
-    const job = typeof id === 'string' && (options.queue ?? DEFAULT_QUEUE) === DEFAULT_QUEUE ? this.jobs.get(id) : undefined;
+    const job = typeof id === 'string' ? this.jobs.get(MemoryJobQueue.keyOf(options.queue ?? DEFAULT_QUEUE, id)) : undefined;
     if (!job || (options.owner !== undefined && job.owner !== options.owner)) throw new JobNotFoundError(String(id));
     return job;
+  }
+
+  private static keyOf(queue: string, id: string): string {
+    return `${queue}\n${id}`;
+  }
+
+  /** How many attempts of `queue` may run at once: `concurrency` for handlers, the processor's own for processors. */
+  private capacityOf(queue: string): number {
+    return queue === DEFAULT_QUEUE ? this.options.concurrency : (this.processors.get(queue)?.concurrency ?? 1);
   }
 
   private assertRunning(): void {
@@ -162,20 +180,30 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
   }
 
   private pump(): void {
-    while (this.accepting && this.running < this.options.concurrency) {
-      const job = this.waiting.shift() ?? this.prioritized.shift();
-      if (!job) return;
-      if (job.finished) continue; // cancelled while queued
-      this.running++;
-      void this.runAttempt(job).finally(() => {
-        this.running--;
-        this.pump();
-      });
+    if (!this.accepting) return;
+    for (const list of [this.waiting, this.prioritized]) {
+      for (let index = 0; index < list.length;) {
+        const job = list[index];
+        if (job.finished) {
+          list.splice(index, 1); // cancelled while queued
+          continue;
+        }
+        const running = this.running.get(job.queue) ?? 0;
+        if (running >= this.capacityOf(job.queue)) {
+          index++;
+          continue;
+        }
+        list.splice(index, 1);
+        this.running.set(job.queue, running + 1);
+        void this.runAttempt(job).finally(() => {
+          this.running.set(job.queue, (this.running.get(job.queue) ?? 1) - 1);
+          this.pump();
+        });
+      }
     }
   }
 
   private async runAttempt(job: MemoryJob): Promise<void> {
-    const handler = this.handlers.get(job.name)!;
     // A retry's `started` counts against the cap too; keep the last slot for the terminal event.
     if (job.events.length + 1 >= this.options.maxEventsPerJob)
       return this.fail(job, new EventLimitExceededError(this.options.maxEventsPerJob));
@@ -190,7 +218,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     // already ended (before a retry starts) must not land in the stream.
     let ended = false;
     const live = (): boolean => !ended && !job.finished && job.attempt === attempt && !abort.signal.aborted;
-    let limitError: EventLimitExceededError | undefined;
+    job.limitError = undefined;
 
     const context: JobContext = {
       id: job.id,
@@ -203,9 +231,9 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
         if (!live()) return RESOLVED;
         // Keep one slot for the terminal event.
         if (job.events.length + 1 >= this.options.maxEventsPerJob) {
-          limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
-          abort.abort(limitError);
-          throw limitError;
+          job.limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
+          abort.abort(job.limitError);
+          throw job.limitError;
         }
         job.append(type, JSON.parse(json));
         return RESOLVED;
@@ -214,7 +242,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
 
     let outcome: { ok: true; value: unknown } | { ok: false; error: unknown };
     try {
-      outcome = { ok: true, value: await handler(context) };
+      outcome = { ok: true, value: await this.work(job, context, live) };
     } catch (error) {
       outcome = { ok: false, error };
     }
@@ -222,25 +250,72 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     if (job.finished || job.attempt !== attempt) return; // cancelled meanwhile: the stream already ended
     job.abort = undefined;
 
-    if (limitError) return this.fail(job, limitError);
+    if (job.limitError) return this.fail(job, job.limitError);
     if (outcome.ok) {
       let result: unknown;
       try {
         result = JSON.parse(JSON.stringify(outcome.value ?? null));
       } catch (error) {
-        return this.fail(job, new Error(`The handler's result is not JSON-serializable: ${(error as Error).message}`));
+        return this.fail(
+          job,
+          new Error(
+            `The ${job.queue === DEFAULT_QUEUE ? 'handler' : 'processor'}'s result is not JSON-serializable: ${(error as Error).message}`,
+          ),
+        );
       }
       job.result = result;
       job.finish('completed', 'completed', { result });
       this.expireLater(job);
       return;
     }
-    if (job.attempt < job.maxAttempts && !this.stopped) {
+    const unrecoverable = outcome.error instanceof Error && outcome.error.name === 'UnrecoverableError';
+    if (job.attempt < job.maxAttempts && !this.stopped && !unrecoverable) {
       this.logger.warn(`Job ${job.id} (${job.name}) attempt ${attempt} failed, retrying: ${errorMessageOf(outcome.error)}`);
       this.schedule(job);
       return;
     }
     this.fail(job, outcome.error);
+  }
+
+  /**
+   * Runs the attempt's work: the `@JobHandler` with `context`, or the queue's `@Processor` with an
+   * in-memory BullMQ job whose `updateProgress` and `log` append `progress` and `log` events.
+   */
+  private async work(job: MemoryJob, context: JobContext, live: () => boolean): Promise<unknown> {
+    if (job.queue === DEFAULT_QUEUE) return this.handlers.get(job.name)!(context);
+    const append = (type: string, data: unknown): void => {
+      if (!live()) return;
+      let eventType = type;
+      let json: string;
+      try {
+        json = encodeHandlerEvent(type, data, this.options.maxEventBytes);
+      } catch (error) {
+        eventType = 'gap';
+        json = JSON.stringify({ reason: `a ${type} call was not bridged: ${(error as Error).message}` });
+      }
+      // As on Redis: the cap fails the job at its end (and stops the processor), never the call.
+      if (job.events.length + 1 >= this.options.maxEventsPerJob) {
+        const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
+        job.limitError ??= limitError;
+        job.abort?.abort(limitError);
+        return;
+      }
+      job.append(eventType, JSON.parse(json));
+    };
+    const bullJob = MemoryBullJob.create(
+      {
+        id: job.id,
+        name: job.name,
+        data: context.data,
+        attempts: job.maxAttempts,
+        priority: job.priority,
+        attemptsMade: job.attempt - 1,
+        timestamp: job.createdAt,
+        queue: job.queue,
+      },
+      { progress: (value) => append('progress', value), log: (line) => append('log', { message: line }) },
+    );
+    return this.processors.get(job.queue)!.process(bullJob, undefined, context.signal);
   }
 
   private fail(job: MemoryJob, error: unknown): void {
@@ -251,7 +326,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
 
   private expireLater(job: MemoryJob): void {
     job.expiry = setTimeout(() => {
-      this.jobs.delete(job.id);
+      this.jobs.delete(MemoryJobQueue.keyOf(job.queue, job.id));
       // Followers waiting on it read again and find it gone, instead of waiting out their wait.
       for (const wake of job.waiters) wake();
     }, this.options.retentionMs);

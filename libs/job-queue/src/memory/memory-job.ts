@@ -17,8 +17,12 @@ export class MemoryJob {
   /** Aborts the running attempt; replaced on each attempt. */
   abort?: AbortController;
   expiry?: NodeJS.Timeout;
+  /** Set when the running attempt reached the event cap: the job fails with it. */
+  limitError?: Error;
 
   constructor(
+    /** The BullMQ queue name it belongs to (ids are unique per queue). */
+    readonly queue: string,
     readonly id: string,
     readonly name: string,
     readonly owner: string,

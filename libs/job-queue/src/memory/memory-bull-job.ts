@@ -1,0 +1,92 @@
+import { Job } from 'bullmq';
+import { InvalidArgumentError } from '../errors/invalid-argument.error.js';
+
+/** What the in-memory job reports its progress and log calls to. */
+export interface MemoryBullJobSink {
+  progress(value: unknown): void;
+  log(line: string): void;
+}
+
+/**
+ * The BullMQ `Job` a `@Processor` gets on the `memory` backend: the part processors commonly use
+ * (`id`, `name`, `data`, `opts`, `attemptsMade`, `progress`, `updateProgress`, `log`,
+ * `returnvalue`, `failedReason`, timestamps). Every other member of BullMQ's `Job` throws an error
+ * naming it, instead of doing something subtly different from BullMQ.
+ */
+export class MemoryBullJob {
+  progress: unknown = 0;
+  returnvalue: unknown = null;
+  failedReason?: string;
+  finishedOn?: number;
+  processedOn?: number;
+  readonly queueName: string;
+  private logCount = 0;
+
+  private constructor(
+    readonly id: string,
+    readonly name: string,
+    readonly data: unknown,
+    readonly opts: { jobId: string; attempts: number; priority?: number },
+    readonly attemptsMade: number,
+    readonly timestamp: number,
+    queue: string,
+    private readonly sink: MemoryBullJobSink,
+  ) {
+    this.queueName = queue;
+    this.processedOn = Date.now();
+  }
+
+  /** A job for one attempt; members of BullMQ's `Job` it does not offer throw when used. */
+  static create(
+    fields: {
+      id: string;
+      name: string;
+      data: unknown;
+      attempts: number;
+      priority?: number;
+      attemptsMade: number;
+      timestamp: number;
+      queue: string;
+    },
+    sink: MemoryBullJobSink,
+  ): MemoryBullJob {
+    const job = new MemoryBullJob(
+      fields.id,
+      fields.name,
+      fields.data,
+      { jobId: fields.id, attempts: fields.attempts, ...(fields.priority === undefined ? {} : { priority: fields.priority }) },
+      fields.attemptsMade,
+      fields.timestamp,
+      fields.queue,
+      sink,
+    );
+    return new Proxy(job, {
+      get(target, property, receiver) {
+        if (typeof property === 'string' && !(property in target) && property in Job.prototype) {
+          return () => {
+            throw new Error(`Job#${property} is not supported by the memory backend (JOB_QUEUE_BACKEND=memory); use bullmq`);
+          };
+        }
+        return Reflect.get(target, property, receiver);
+      },
+    });
+  }
+
+  /** Stores the value (as BullMQ would: its JSON round trip) and appends a `progress` event. */
+  async updateProgress(progress: unknown): Promise<void> {
+    let stored: unknown;
+    try {
+      stored = JSON.parse(JSON.stringify(progress));
+    } catch (error) {
+      throw new InvalidArgumentError(`job.updateProgress needs a JSON-serializable value: ${(error as Error).message}`);
+    }
+    this.progress = stored;
+    this.sink.progress(stored);
+  }
+
+  /** Appends a `log` event; resolves with the number of log lines, as BullMQ does. */
+  async log(logRow: string): Promise<number> {
+    this.sink.log(String(logRow));
+    return ++this.logCount;
+  }
+}
