@@ -8,6 +8,7 @@ const config: Config = {
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
   moduleNameMapper: {
     '^@app/job-queue$': '<rootDir>/libs/job-queue/src/index.ts',
+    '^@app/job-queue/http$': '<rootDir>/libs/job-queue/src/http/index.ts',
     '^@app/builds$': '<rootDir>/libs/builds/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },

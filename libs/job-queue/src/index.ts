@@ -46,6 +46,5 @@ export { InvalidEventError } from './errors/invalid-event.error.js';
 export { EventLimitExceededError } from './errors/event-limit-exceeded.error.js';
 export { JobQueueUnavailableError } from './errors/job-queue-unavailable.error.js';
 export { InvalidJobQueueOptionsError } from './errors/invalid-options.error.js';
-export { JobEventStreamer, type StreamEventsOptions, type PollEventsOptions } from './http/job-event-streamer.js';
-export { JobQueueExceptionFilter, httpStatusOf } from './http/job-queue-exception.filter.js';
-export { parseEventQuery, type EventQuery, type RawEventQuery } from './http/parse-event-query.js';
+// The HTTP helpers, also importable alone from the `./http` subpath.
+export * from './http/index.js';
