@@ -1,5 +1,6 @@
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
+import { getSharedConfigToken } from '@nestjs/bullmq';
 import { createJobQueue } from './create-job-queue.js';
 import { JobHandlerExplorer } from './handlers/job-handler-explorer.js';
 import { JobHandlerRegistry } from './handlers/job-handler-registry.js';
@@ -8,7 +9,11 @@ import { JobEventStreamer } from './http/job-event-streamer.js';
 import { JOB_QUEUE_OPTIONS } from './job-queue.constants.js';
 import { JobQueue } from './job-queue.js';
 import type { JobQueueModuleAsyncOptions, JobQueueModuleOptions, ResolvedJobQueueOptions } from './options/job-queue-module-options.js';
+import { withBullSharedConfig, type BullSharedConfig } from './options/options-from-bull-config.js';
 import { validateJobQueueOptions } from './options/validate-job-queue-options.js';
+
+/** `BullModule.forRoot`'s shared configuration, when the application has one. */
+const BULL_SHARED_CONFIG = { token: getSharedConfigToken(), optional: true };
 
 const queueProvider: Provider = {
   provide: JobQueue,
@@ -34,7 +39,14 @@ const queueProvider: Provider = {
 export class JobQueueModule {
   /** Static options, validated at start. */
   static forRoot(options: JobQueueModuleOptions): DynamicModule {
-    return JobQueueModule.build({ provide: JOB_QUEUE_OPTIONS, useFactory: () => validateJobQueueOptions(options) }, []);
+    return JobQueueModule.build(
+      {
+        provide: JOB_QUEUE_OPTIONS,
+        useFactory: (bull?: BullSharedConfig) => validateJobQueueOptions(withBullSharedConfig(options, bull)),
+        inject: [BULL_SHARED_CONFIG],
+      },
+      [],
+    );
   }
 
   /** Options from a factory, typically reading `ConfigService`; validated at start. */
@@ -42,8 +54,9 @@ export class JobQueueModule {
     return JobQueueModule.build(
       {
         provide: JOB_QUEUE_OPTIONS,
-        useFactory: async (...args: never[]) => validateJobQueueOptions(await options.useFactory(...args)),
-        inject: options.inject ?? [],
+        useFactory: async (bull: BullSharedConfig | undefined, ...args: never[]) =>
+          validateJobQueueOptions(withBullSharedConfig(await options.useFactory(...args), bull)),
+        inject: [BULL_SHARED_CONFIG, ...(options.inject ?? [])],
       },
       options.imports ?? [],
     );

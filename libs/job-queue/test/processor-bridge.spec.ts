@@ -7,6 +7,7 @@ import { Module, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { BullModule, Processor, WorkerHost, getQueueToken } from '@nestjs/bullmq';
 import { QueueEvents, type Job, type Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, UnknownQueueError, type JobEvent } from '@app/job-queue';
 import { RedisServer } from '../../../test/support/redis-server.js';
 
@@ -336,6 +337,42 @@ describe('the memory backend runs processors with an in-memory Job', () => {
       ]);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe('one connection setting for both modules', () => {
+  it("JobQueueModule without redis options takes BullModule.forRoot's connection and prefix", async () => {
+    const redis = await RedisServer.start();
+    const prefix = `s${randomUUID().slice(0, 8)}`;
+    @Module({
+      imports: [
+        BullModule.forRoot({ connection: { host: '127.0.0.1', port: redis.port }, prefix }),
+        BullModule.registerQueue({ name: 'reports' }),
+        JobQueueModule.forRoot({ backend: 'bullmq' }),
+      ],
+      providers: [ReportProcessor],
+    })
+    class SharedConfigModule {}
+    const app = await NestFactory.createApplicationContext(SharedConfigModule, { logger: false, abortOnError: false });
+    try {
+      await app.init();
+      const queue = app.get(JobQueue);
+      const job = await queue.enqueue('report', { pages: 1 }, { queue: 'reports', owner: 'alice' });
+      const events: JobEvent[] = [];
+      for await (const event of queue.follow(job.id, { queue: 'reports', owner: 'alice' })) events.push(event);
+      expect(simplify(events)).toEqual([['started', { attempt: 1 }], ...reportEvents(1), ['completed', { result: { pages: 1 } }]]);
+      // The job and its stream live on that server, under BullModule's prefix.
+      expect(await app.get<Queue>(getQueueToken('reports')).getJob(job.id)).toBeDefined();
+      const keys = new Redis(redis.url);
+      try {
+        expect(await keys.exists(`${prefix}:{reports:${job.id}}:events`)).toBe(1);
+      } finally {
+        keys.disconnect();
+      }
+    } finally {
+      await app.close();
+      await redis.destroy();
     }
   });
 });
