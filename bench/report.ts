@@ -49,6 +49,7 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
   const pipelined = find(results.singleJob, 'raw-xadd-pipelined');
   const awaited = find(results.singleJob, 'raw-xadd-awaited');
   const queueEvents = find(results.singleJob, 'bullmq-queue-events');
+  const bridge = find(results.singleJob, 'processor-bridge');
   const libFan = find(results.fanOut, 'library').points;
   const qeFan = find(results.fanOut, 'bullmq-queue-events').points;
   const perEvent = (points: FanOutResult['points'], k: number): number => points.find((p) => p.k === k)!.cpuUsPerEvent;
@@ -93,6 +94,18 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
       'p99 latency at 1000 events/s vs raw XADD/XREAD',
       'library p99 / raw awaited XADD + XREAD p99',
       lib.latency.p99Ms / awaited.latency.p99Ms,
+      2,
+    ),
+    atMost(
+      'Bridge: cost of a processor job.updateProgress vs BullMQ alone',
+      'BullMQ updateProgress+QueueEvents updates/s / bridged updateProgress+follow updates/s',
+      queueEvents.throughput!.eventsPerSec / bridge.throughput!.eventsPerSec,
+      1.3,
+    ),
+    atMost(
+      'Bridge: p99 latency at 1000 updates/s vs raw XADD/XREAD',
+      'bridged updateProgress p99 / raw awaited XADD + XREAD p99',
+      bridge.latency.p99Ms / awaited.latency.p99Ms,
       2,
     ),
     atMost(`Fan-out CPU per delivered event, K=${kMax} vs K=${kMin}`, `library CPU/event at K=${kMax} / at K=${kMin}`, libGrowth, 1.5),

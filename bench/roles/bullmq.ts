@@ -1,17 +1,12 @@
 import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { now, paced, sleep, waitFor } from '../support/clock.js';
-import { EVENT_TYPE, Receipt, tokenData, type RunSummary, type TokenData } from '../support/payload.js';
+import { now, sleep, waitFor } from '../support/clock.js';
+import { EVENT_TYPE, Receipt, tokenData, type RunSummary } from '../support/payload.js';
+import { reportProgress, type ProgressValue } from './progress-processor.js';
 import { DeliveryMeter, enqueueConcurrently, type RunParams } from '../support/role-helpers.js';
 import type { RoleMethods } from '../support/rpc.js';
 
 const QUEUE = 'bench';
-
-/** Progress as the BullMQ contender reports it: the same event the library would store. */
-interface Progress {
-  type: string;
-  data: TokenData;
-}
 
 /**
  * Plain BullMQ, as a user would wire it without this library: a `Worker` whose processor reports
@@ -27,23 +22,18 @@ export async function bullmqRole(config: { redisUrl: string; worker: boolean; co
     worker = new Worker(
       QUEUE,
       async (job: Job) => {
-        const progress = (i: number, readyAt?: number): Promise<void> =>
-          job.updateProgress({ type: EVENT_TYPE, data: tokenData(i, readyAt) });
-        if (job.name === 'burst') for (let i = 0; i < job.data.n; i++) await progress(i);
-        else if (job.name === 'paced') await paced(job.data.n, job.data.rate, progress);
-        else if (job.name === 'fan-out') {
-          const interval = 1000 / job.data.rate;
-          fanOut.running++;
-          try {
-            await sleep(Math.random() * interval);
-            for (let i = 0; !fanOut.stop; i++) {
-              await progress(i);
-              fanOut.emitted++;
-              await sleep(interval);
-            }
-          } finally {
-            fanOut.running--;
+        if (job.name !== 'fan-out') return reportProgress(job);
+        const interval = 1000 / job.data.rate;
+        fanOut.running++;
+        try {
+          await sleep(Math.random() * interval);
+          for (let i = 0; !fanOut.stop; i++) {
+            await job.updateProgress({ type: EVENT_TYPE, data: tokenData(i) });
+            fanOut.emitted++;
+            await sleep(interval);
           }
+        } finally {
+          fanOut.running--;
         }
         return null;
       },
@@ -54,11 +44,11 @@ export async function bullmqRole(config: { redisUrl: string; worker: boolean; co
 
   // The consumer's side: one QueueEvents per process, dispatching progress events by job id.
   let events: QueueEvents | undefined;
-  const byJob = new Map<string, (progress: Progress, at: number) => void>();
+  const byJob = new Map<string, (progress: ProgressValue, at: number) => void>();
   const queueEvents = async (): Promise<QueueEvents> => {
     if (events) return events;
     events = new QueueEvents(QUEUE, { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }) });
-    events.on('progress', ({ jobId, data }) => byJob.get(jobId)?.(data as unknown as Progress, now()));
+    events.on('progress', ({ jobId, data }) => byJob.get(jobId)?.(data as unknown as ProgressValue, now()));
     await events.waitUntilReady();
     // Its first XREAD starts at '$': give it time to be in place before anything is emitted.
     await sleep(200);

@@ -1,12 +1,13 @@
 import 'reflect-metadata';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { JobQueue, JobQueueModule, isTerminalEventType, type JobQueueModuleOptions } from '@app/job-queue';
+import { JobQueue, JobQueueModule, JobQueueWorker, isTerminalEventType, type JobQueueModuleOptions } from '@app/job-queue';
 import { now, waitFor } from '../support/clock.js';
 import { Receipt, type RunSummary, type TokenData } from '../support/payload.js';
 import { DeliveryMeter, enqueueConcurrently, type RunParams } from '../support/role-helpers.js';
 import type { RoleMethods } from '../support/rpc.js';
 import { BENCH_JOBS, BenchHandlers, fanOutState } from './bench-handlers.js';
+import { reportProgress, type ProgressValue } from './progress-processor.js';
 
 @Module({})
 class BenchAppModule {
@@ -21,6 +22,8 @@ export interface LibraryConfig {
   prefix?: string;
   worker?: boolean;
   concurrency?: number;
+  /** On a bullmq worker: also run the BullMQ progress processor on a `JobQueueWorker` of this queue. */
+  bridgeQueue?: string;
 }
 
 const OWNER = 'bench';
@@ -41,6 +44,16 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
         };
   const app = await NestFactory.createApplicationContext(BenchAppModule.register(options), { logger: ['error', 'warn'] });
   const queue = app.get(JobQueue);
+  await app.init();
+  const bridgeWorker =
+    config.bridgeQueue && config.worker !== false && config.backend === 'bullmq'
+      ? new JobQueueWorker(config.bridgeQueue, reportProgress, {
+          connection: { url: config.redisUrl, maxRetriesPerRequest: null },
+          prefix: config.prefix,
+          concurrency: config.concurrency ?? 10,
+        })
+      : undefined;
+  await bridgeWorker?.waitUntilReady();
 
   let follower: { delivered: number; stop: AbortController } | undefined;
   const meter = new DeliveryMeter(() => follower?.delivered ?? 0);
@@ -57,6 +70,26 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
           const at = now();
           for (const event of page)
             if (!isTerminalEventType(event.type) && event.type !== 'started') receipt.add(event.data as TokenData, at);
+        }
+      })();
+      await Promise.race([following, receipt.wait(params.timeoutMs)]);
+      abort.abort();
+      await following;
+      return receipt.summary(params.skip, params.keep);
+    },
+
+    /**
+     * Enqueues one job of `mode` for the bridged BullMQ processor of `queue` and follows it to the
+     * end, timing every `progress` event (the processor's `updateProgress` calls).
+     */
+    async runBridged(params: RunParams & { queue: string }): Promise<RunSummary> {
+      const receipt = new Receipt(params.n);
+      const job = await queue.enqueue(params.mode, { n: params.n, rate: params.rate }, { queue: params.queue, owner: OWNER });
+      const abort = new AbortController();
+      const following = (async () => {
+        for await (const page of queue.followPages(job.id, { queue: params.queue, owner: OWNER, signal: abort.signal })) {
+          const at = now();
+          for (const event of page) if (event.type === 'progress') receipt.add((event.data as ProgressValue).data, at);
         }
       })();
       await Promise.race([following, receipt.wait(params.timeoutMs)]);
@@ -118,6 +151,7 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
 
     async close(): Promise<void> {
       follower?.stop.abort();
+      await bridgeWorker?.close();
       await app.close();
     },
   };

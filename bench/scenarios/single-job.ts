@@ -76,6 +76,32 @@ const bullmq: Contender = {
   },
 };
 
+/** The same BullMQ processor as {@link bullmq}, on a `JobQueueWorker`: its calls bridged into the job's stream. */
+const bridge: Contender = {
+  name: 'processor-bridge',
+  label: 'BullMQ job.updateProgress bridged by this library, read by JobQueue.follow',
+  n: 15_000,
+  async start(redisUrl) {
+    const redis = { redisUrl, prefix: 'bench-bridge', backend: 'bullmq', bridgeQueue: 'bench-reports', concurrency: 10 };
+    const consumer = await RoleProcess.start('library', { ...redis, worker: false });
+    const producer = await RoleProcess.start('library', { ...redis, worker: true });
+    return {
+      producer,
+      consumer,
+      run: (n, rate, skip) =>
+        consumer.call('runBridged', {
+          queue: 'bench-reports',
+          mode: rate ? 'paced' : 'burst',
+          n,
+          rate,
+          skip,
+          keep: !!rate,
+          timeoutMs: TIMEOUT_MS,
+        }),
+    };
+  },
+};
+
 const resumable: Contender = {
   name: 'resumable-stream',
   label: 'resumable-stream (Redis pub/sub)',
@@ -134,7 +160,7 @@ const libraryProducerRawConsumer: Contender = {
   },
 };
 
-export const CONTENDERS = [library, raw(false), raw(true), bullmq, resumable, libraryProducerRawConsumer];
+export const CONTENDERS = [library, raw(false), raw(true), bullmq, bridge, resumable, libraryProducerRawConsumer];
 
 export interface SingleJobResult {
   contender: string;
