@@ -94,6 +94,17 @@ export function expectedAttempt(attempt: number, steps: number, tokensPerStep: n
  * full run (nothing of an attempt after the next one started), and the last one a full run.
  */
 export function attemptsOf(events: readonly WireEvent[], steps: number, tokensPerStep: number): WireEvent[][] {
+  return attemptsMatching(events, (attempt) => expectedAttempt(attempt, steps, tokensPerStep));
+}
+
+/**
+ * {@link attemptsOf} for any job: `fullRun(attempt)` is what a whole run of attempt `attempt`
+ * emits, as `{ type, data }`, from its `started` to its terminal event.
+ */
+export function attemptsMatching(
+  events: readonly WireEvent[],
+  fullRun: (attempt: number) => Array<{ type: string; data: unknown }>,
+): WireEvent[][] {
   const attempts: WireEvent[][] = [];
   for (const event of events) {
     if (event.type === 'started') attempts.push([]);
@@ -101,7 +112,7 @@ export function attemptsOf(events: readonly WireEvent[], steps: number, tokensPe
     attempts.at(-1)!.push(event);
   }
   attempts.forEach((attempt, i) => {
-    const expected = expectedAttempt(i + 1, steps, tokensPerStep);
+    const expected = fullRun(i + 1);
     const actual = typesAndData(attempt);
     if (i === attempts.length - 1) {
       expect({ attempt: i + 1, events: actual }).toEqual({ attempt: i + 1, events: expected });

@@ -15,7 +15,7 @@ export interface EventPage {
   done: boolean;
 }
 
-/** `GET /builds/:id`. */
+/** `GET /builds/:id` (and `GET /reports/:id`). */
 export interface BuildState {
   id: string;
   state: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
@@ -31,6 +31,16 @@ export interface BuildBody {
   tokensPerStep?: number;
   failAtStep?: number;
 }
+
+/** The demo report's input. */
+export interface ReportBody {
+  pages?: number;
+  pageMs?: number;
+  failAtPage?: number;
+}
+
+/** The demo's job resources: `/builds` (run by a `@JobHandler`) and `/reports` (run by a plain `@Processor`). */
+export type JobResource = 'builds' | 'reports';
 
 export const TERMINAL_TYPES: readonly string[] = ['completed', 'failed', 'cancelled'];
 
@@ -69,21 +79,23 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   return results;
 }
 
-/** A small client of one demo API process (development mode: no token). */
+/** A small client of one demo API process (development mode: no token), for its builds or its reports. */
 export class BuildApi {
   constructor(
     readonly baseUrl: string,
     /** Names the process in failure messages ("api A"). */
     readonly label: string,
+    /** The resource whose jobs it starts, reads and follows. */
+    readonly resource: JobResource = 'builds',
   ) {}
 
   fetch(path: string, init: RequestInit = {}): Promise<Response> {
     return fetch(`${this.baseUrl}${path}`, init);
   }
 
-  /** Starts a build, asserting the 202 `{ jobId }` answer. */
-  async start(body: BuildBody): Promise<string> {
-    const response = await this.fetch('/builds', {
+  /** Starts a job of its resource (a build or a report), asserting the 202 `{ jobId }` answer. */
+  async start(body: BuildBody | ReportBody): Promise<string> {
+    const response = await this.fetch(`/${this.resource}`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(body),
@@ -91,15 +103,15 @@ export class BuildApi {
     const text = await response.text();
     const json = JSON.parse(text) as { jobId?: unknown };
     if (response.status !== 202 || typeof json.jobId !== 'string')
-      throw new Error(`${this.label}: POST /builds answered ${response.status} ${text}`);
+      throw new Error(`${this.label}: POST /${this.resource} answered ${response.status} ${text}`);
     return json.jobId;
   }
 
-  /** `GET /builds/:id`, asserting a 200. */
+  /** `GET /builds/:id` (`/reports/:id`), asserting a 200. */
   async state(id: string): Promise<BuildState> {
-    const response = await this.fetch(`/builds/${encodeURIComponent(id)}`);
+    const response = await this.fetch(`/${this.resource}/${encodeURIComponent(id)}`);
     const text = await response.text();
-    if (response.status !== 200) throw new Error(`${this.label}: GET /builds/${id} answered ${response.status} ${text}`);
+    if (response.status !== 200) throw new Error(`${this.label}: GET /${this.resource}/${id} answered ${response.status} ${text}`);
     return JSON.parse(text) as BuildState;
   }
 
@@ -107,14 +119,14 @@ export class BuildApi {
   async poll(id: string, query: { after?: string; limit?: number; waitMs?: number } = {}, signal?: AbortSignal): Promise<EventPage> {
     const params = new URLSearchParams({ delivery: 'polling' });
     for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
-    const response = await this.fetch(`/builds/${encodeURIComponent(id)}/events?${params}`, { signal });
+    const response = await this.fetch(`/${this.resource}/${encodeURIComponent(id)}/events?${params}`, { signal });
     const text = await response.text();
     if (response.status !== 200) throw new Error(`${this.label}: polling ${id} answered ${response.status} ${text}`);
     return JSON.parse(text) as EventPage;
   }
 
   cancel(id: string): Promise<Response> {
-    return this.fetch(`/builds/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+    return this.fetch(`/${this.resource}/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
   }
 
   /** Long-polls until an event matching `predicate` arrives (bounded by `timeoutMs`); returns it. */
@@ -272,7 +284,7 @@ export class EventFollower {
     const headers: Record<string, string> = { Accept: this.kind === 'sse' ? 'text/event-stream' : 'application/x-ndjson' };
     if (this.options.lastEventId !== undefined) headers['Last-Event-ID'] = this.options.lastEventId;
     const query = this.options.after === undefined ? '' : `?after=${encodeURIComponent(this.options.after)}`;
-    const response = await this.api.fetch(`/builds/${encodeURIComponent(this.jobId)}/events${query}`, {
+    const response = await this.api.fetch(`/${this.api.resource}/${encodeURIComponent(this.jobId)}/events${query}`, {
       headers,
       signal: this.abort.signal,
     });
@@ -376,7 +388,7 @@ export interface EventSourceRun {
   requests: Array<{ lastEventId: string | undefined; status: number }>;
 }
 
-const SSE_TYPES = ['started', 'step', 'token', 'completed', 'failed', 'cancelled', 'message'];
+const SSE_TYPES = ['started', 'step', 'token', 'progress', 'log', 'completed', 'failed', 'cancelled', 'message'];
 
 /**
  * Follows `url` with the `eventsource` package (reconnecting with `Last-Event-ID` as a browser
@@ -433,6 +445,21 @@ export function typesAndData(events: readonly WireEvent[]): Array<{ type: string
 /** `{ id, type, data }` of events: what every delivery (SSE included) must agree on. */
 export function withoutTs(events: readonly WireEvent[]): Array<Omit<WireEvent, 'ts'>> {
   return events.map(({ id, type, data }) => ({ id, type, data }));
+}
+
+/**
+ * Asserts that each reader got exactly `all`: NDJSON and polling readers whole, SSE readers (whose
+ * events carry no `ts`) without `ts`. `label` names the job in a failure.
+ */
+export function expectEveryReaderGot(
+  label: Record<string, unknown>,
+  all: readonly WireEvent[],
+  readers: { ndjson: unknown; polling: unknown; sse: unknown; eventSource: unknown },
+): void {
+  const expected = { ndjson: all, polling: all, sse: withoutTs(all), eventSource: withoutTs(all) };
+  for (const reader of ['ndjson', 'polling', 'sse', 'eventSource'] as const) {
+    expect({ ...label, reader, events: readers[reader] }).toEqual({ ...label, reader, events: expected[reader] });
+  }
 }
 
 /**

@@ -190,7 +190,10 @@ export class FailoverFollower {
     let query = '';
     if (cursor !== undefined && this.kind === 'sse') headers['Last-Event-ID'] = cursor;
     else if (cursor !== undefined) query = `?after=${encodeURIComponent(cursor)}`;
-    const response = await api.fetch(`/builds/${encodeURIComponent(this.jobId)}/events${query}`, { headers, signal: this.abort.signal });
+    const response = await api.fetch(`/${api.resource}/${encodeURIComponent(this.jobId)}/events${query}`, {
+      headers,
+      signal: this.abort.signal,
+    });
     connection.status = response.status;
     if (response.status === 503) {
       await response.text();
@@ -214,7 +217,7 @@ export class FailoverFollower {
   private async page(api: BuildApi, cursor: string | undefined, connection: FailoverConnection): Promise<ConnectionEnd> {
     const params = new URLSearchParams({ delivery: 'polling', waitMs: String(this.options.waitMs ?? 2000) });
     if (cursor !== undefined) params.set('after', cursor);
-    const response = await api.fetch(`/builds/${encodeURIComponent(this.jobId)}/events?${params}`, { signal: this.abort.signal });
+    const response = await api.fetch(`/${api.resource}/${encodeURIComponent(this.jobId)}/events?${params}`, { signal: this.abort.signal });
     connection.status = response.status;
     const text = await response.text();
     if (response.status === 503) return 'unavailable';
@@ -257,7 +260,7 @@ export interface EventSourceRequest {
   receivedBefore: number;
 }
 
-const SSE_TYPES = ['started', 'step', 'token', 'completed', 'failed', 'cancelled', 'message'];
+const SSE_TYPES = ['started', 'step', 'token', 'progress', 'log', 'completed', 'failed', 'cancelled', 'message'];
 
 /**
  * A browser's EventSource (the `eventsource` package: it reconnects by itself, with
@@ -280,7 +283,8 @@ export class FailoverEventSource {
     readonly jobId: string,
     timeoutMs = 40_000,
   ) {
-    const path = `/builds/${encodeURIComponent(jobId)}/events`;
+    // Every api of the list serves the same resource (builds or reports).
+    const path = `/${apis[0].resource}/${encodeURIComponent(jobId)}/events`;
     this.ended = new Promise<WireEvent[]>((resolve, reject) => {
       const source = new EventSource(`${apis[0].baseUrl}${path}`, { fetch: (_input, init) => this.route(path, init) });
       const fail = (message: string): void => {

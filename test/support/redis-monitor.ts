@@ -1,4 +1,6 @@
-import { Redis } from 'ioredis';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import type { Redis } from 'ioredis';
 import { tcpPortsOfProcess } from './redis-clients.js';
 
 /** One command as Redis `MONITOR` reports it. */
@@ -12,25 +14,67 @@ export interface MonitoredCommand {
   at: number;
 }
 
+/** A command in RESP, as any client sends it. */
+function resp(args: string[]): string {
+  return `*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`;
+}
+
+/**
+ * Parses one `MONITOR` line (`+<time> [<db> <source>] "cmd" "arg" ...`): the arguments are quoted
+ * as Redis' `sdscatrepr` writes them (`\\`, `\"`, `\n`, `\r`, `\t`, `\a`, `\b`, `\xhh`).
+ */
+export function parseMonitorLine(line: string): { source: string; args: string[] } | undefined {
+  const open = line.indexOf('[');
+  const close = line.indexOf(']', open);
+  if (!line.startsWith('+') || open < 0 || close < 0) return undefined;
+  const source = line.slice(line.indexOf(' ', open) + 1, close);
+  const args: string[] = [];
+  const escapes: Record<string, string> = { n: '\n', r: '\r', t: '\t', a: '\x07', b: '\b', '\\': '\\', '"': '"' };
+  for (let i = close + 1; i < line.length; i++) {
+    if (line[i] !== '"') continue;
+    const bytes: number[] = [];
+    for (i++; i < line.length && line[i] !== '"'; i++) {
+      if (line[i] !== '\\') {
+        bytes.push(...Buffer.from(line[i], 'latin1'));
+      } else if (line[i + 1] === 'x') {
+        bytes.push(parseInt(line.slice(i + 2, i + 4), 16));
+        i += 3;
+      } else {
+        bytes.push(...Buffer.from(escapes[line[i + 1]] ?? line[i + 1], 'latin1'));
+        i += 1;
+      }
+    }
+    args.push(Buffer.from(bytes).toString('utf8'));
+  }
+  return { source, args };
+}
+
 /**
  * Every command Redis executes while it runs, from Redis' own `MONITOR` feed: lets a test count
  * what a process really sends (e.g. how many stream reads an api makes) without any hook in the
  * product. Commands are matched to a process by the local ports of its sockets.
+ *
+ * It reads the feed on a plain socket: ioredis switches a connection to monitor mode only once the
+ * `+OK` of `MONITOR` is handled, so feed lines arriving in the same packet as that `+OK` (under
+ * load) made it fail with "Command queue state error".
  */
 export class RedisMonitor {
   readonly commands: MonitoredCommand[] = [];
   private listeners: Array<() => void> = [];
+  private buffered = '';
 
   private constructor(
-    private readonly monitor: Redis,
-    keep: (command: MonitoredCommand) => boolean,
-  ) {
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      const command = { name: String(args[0]).toUpperCase(), args: args.slice(1), source, at: Date.now() };
-      if (!keep(command)) return;
-      this.commands.push(command);
-      for (const listener of [...this.listeners]) listener();
-    });
+    private readonly socket: Socket,
+    private readonly keep: (command: MonitoredCommand) => boolean,
+  ) {}
+
+  private onLine(line: string): void {
+    const parsed = parseMonitorLine(line);
+    if (!parsed || !parsed.args.length) return;
+    const command = { name: parsed.args[0].toUpperCase(), args: parsed.args.slice(1), source: parsed.source, at: Date.now() };
+    if (!this.keep(command)) return;
+    this.commands.push(command);
+    for (const listener of [...this.listeners]) listener();
   }
 
   /**
@@ -38,8 +82,36 @@ export class RedisMonitor {
    * Only commands that `keep` accepts are recorded (and wake {@link until}).
    */
   static async start(url: string, keep: (command: MonitoredCommand) => boolean = () => true): Promise<RedisMonitor> {
-    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    return new RedisMonitor(await client.monitor(), keep);
+    const { hostname, port, username, password } = new URL(url);
+    const socket = connect(Number(port || 6379), hostname);
+    socket.setEncoding('latin1');
+    await once(socket, 'connect');
+    const monitor = new RedisMonitor(socket, keep);
+    const expectedOks = password ? 2 : 1;
+    let oks = 0;
+    const acknowledged = new Promise<void>((resolve, reject) => {
+      socket.on('data', (chunk: string) => {
+        monitor.buffered += chunk;
+        for (let end = monitor.buffered.indexOf('\r\n'); end >= 0; end = monitor.buffered.indexOf('\r\n')) {
+          const line = monitor.buffered.slice(0, end);
+          monitor.buffered = monitor.buffered.slice(end + 2);
+          if (oks < expectedOks) {
+            if (line !== '+OK') reject(new Error(`MONITOR refused: ${line}`));
+            if (++oks === expectedOks) resolve();
+            continue;
+          }
+          monitor.onLine(line);
+        }
+      });
+      socket.once('error', reject);
+    });
+    if (password) {
+      const user = decodeURIComponent(username);
+      socket.write(resp(user ? ['AUTH', user, decodeURIComponent(password)] : ['AUTH', decodeURIComponent(password)]));
+    }
+    socket.write(resp(['MONITOR']));
+    await acknowledged;
+    return monitor;
   }
 
   /** A filter for commands sent by any socket of process `pid` (read now: call it after the process connected). */
@@ -94,7 +166,7 @@ export class RedisMonitor {
 
   stop(): void {
     this.listeners = [];
-    this.monitor.disconnect();
+    this.socket.destroy();
   }
 }
 
