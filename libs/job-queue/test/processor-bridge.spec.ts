@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Module, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { BullModule, Processor, WorkerHost, getQueueToken } from '@nestjs/bullmq';
-import { QueueEvents, type Job, type Queue } from 'bullmq';
+import { DelayedError, Queue, QueueEvents, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, UnknownQueueError, type JobEvent } from '@app/job-queue';
 import { RedisServer } from '../../../test/support/redis-server.js';
@@ -221,7 +221,9 @@ describe('the bridge: @nestjs/bullmq processors get per-job event streams (bullm
     expect(simplify(events)).toEqual([['started', { attempt: 1 }], ...reportEvents(2), ['completed', { result: { pages: 2 } }]]);
     await expect(queue.getJob(added.id!, { queue: 'reports', owner: 'alice' })).rejects.toBeInstanceOf(JobNotFoundError);
     await expect(queue.readEvents(added.id!, { queue: 'reports', owner: 'alice' })).rejects.toBeInstanceOf(JobNotFoundError);
-    for (const id of ['999999', 'never-added', '{x}:meta', '']) {
+    await expect(queue.getJob(added.id!, { queue: 'reports', owner: '' })).rejects.toBeInstanceOf(JobNotFoundError);
+    // Ids that name BullMQ's own keys of the queue (lists, streams) are no jobs either.
+    for (const id of ['999999', 'never-added', '{x}:meta', '', 'wait', 'events', 'meta', 'id', 'completed']) {
       await expect(queue.getJob(id, { queue: 'reports' })).rejects.toBeInstanceOf(JobNotFoundError);
       await expect(queue.follow(id, { queue: 'reports' }).next()).rejects.toBeInstanceOf(JobNotFoundError);
     }
@@ -266,8 +268,10 @@ describe('the bridge: @nestjs/bullmq processors get per-job event streams (bullm
         ['started', { attempt: 1 }],
         ['cancelled', { reason: 'stop' }],
       ]);
-      // Its page would have taken a minute: the signal stopped it.
+      // Its page would have taken a minute: the signal stopped it. BullMQ records what the
+      // processor did (it threw on the abort) and does not retry a cancelled job.
       await left;
+      expect(await reports.getJobState(running.id)).toBe('failed');
       expect(await queue.getJob(running.id, { queue: 'reports', owner: 'alice' })).toMatchObject({ state: 'cancelled' });
     } finally {
       await queueEvents.close();
@@ -373,6 +377,108 @@ describe('one connection setting for both modules', () => {
     } finally {
       await app.close();
       await redis.destroy();
+    }
+  });
+});
+
+describe('the bridge and BullMQ control flow (bullmq backend)', () => {
+  let redis: RedisServer;
+  let app: INestApplicationContext;
+  let queue: JobQueue;
+  const prefix = `f${randomUUID().slice(0, 8)}`;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    app = await NestFactory.createApplicationContext(JobQueueModule.forRoot({ backend: 'bullmq', redis: { url: redis.url, prefix } }), {
+      logger: false,
+      abortOnError: false,
+    });
+    queue = app.get(JobQueue);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await redis?.destroy();
+  });
+
+  async function follow(id: string, queueName: string): Promise<JobEvent[]> {
+    const events: JobEvent[] = [];
+    for await (const event of queue.follow(id, { queue: queueName })) events.push(event);
+    return events;
+  }
+
+  it('a job the processor delays (moveToDelayed + DelayedError) runs again later: no failed in between', async () => {
+    const worker = new JobQueueWorker(
+      'delays',
+      async (job: Job<{ delayed?: boolean }>, token?: string) => {
+        await job.log(job.data.delayed ? 'second run' : 'first run');
+        if (!job.data.delayed) {
+          await job.updateData({ delayed: true });
+          await job.moveToDelayed(Date.now() + 50, token);
+          throw new DelayedError();
+        }
+        return 'done';
+      },
+      { connection: { url: redis.url }, prefix },
+    );
+    try {
+      const job = await queue.enqueue('delayed', {}, { queue: 'delays', owner: 'alice' });
+      const events: JobEvent[] = [];
+      for await (const event of queue.follow(job.id, { queue: 'delays', owner: 'alice' })) events.push(event);
+      expect(simplify(events)).toEqual([
+        ['started', { attempt: 1 }],
+        ['log', { message: 'first run' }],
+        ['started', { attempt: 2 }],
+        ['log', { message: 'second run' }],
+        ['completed', { result: 'done' }],
+      ]);
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it('a custom job id added again after the first job was removed gets a stream of its own', async () => {
+    const worker = new JobQueueWorker('reruns', async (job: Job<{ run: number }>) => ({ run: job.data.run }), {
+      connection: { url: redis.url },
+      prefix,
+    });
+    const bull = new Queue('reruns', { connection: { url: redis.url }, prefix });
+    try {
+      const first = await bull.add('rerun', { run: 1 }, { jobId: 'nightly' });
+      expect(simplify(await follow(first.id!, 'reruns')).at(-1)).toEqual(['completed', { result: { run: 1 } }]);
+      await bull.remove('nightly');
+      const events = new QueueEvents('reruns', { connection: { url: redis.url }, prefix });
+      await events.waitUntilReady();
+      const second = await bull.add('rerun', { run: 2 }, { jobId: 'nightly' });
+      // The processor really runs it (it is not answered with the earlier job's result). Until it
+      // starts, a reader still sees the earlier job's ended stream under that id.
+      expect(await second.waitUntilFinished(events, 10_000)).toEqual({ run: 2 });
+      await events.close();
+      expect(simplify(await follow(second.id!, 'reruns'))).toEqual([
+        ['started', { attempt: 1 }],
+        ['completed', { result: { run: 2 } }],
+      ]);
+    } finally {
+      await worker.close();
+      await bull.close();
+    }
+  });
+
+  it('a job BullMQ finished whose stream is gone (expired) is unknown, not adopted as queued', async () => {
+    const worker = new JobQueueWorker('expiring', async () => 'ok', { connection: { url: redis.url }, prefix });
+    const bull = new Queue('expiring', { connection: { url: redis.url }, prefix });
+    const keys = new Redis(redis.url);
+    try {
+      const job = await bull.add('expire', {});
+      expect(simplify(await follow(job.id!, 'expiring')).at(-1)).toEqual(['completed', { result: 'ok' }]);
+      await keys.del(`${prefix}:{expiring:${job.id}}:meta`, `${prefix}:{expiring:${job.id}}:events`); // as when retention ran out
+      await expect(queue.getJob(job.id!, { queue: 'expiring' })).rejects.toBeInstanceOf(JobNotFoundError);
+      await expect(queue.follow(job.id!, { queue: 'expiring' }).next()).rejects.toBeInstanceOf(JobNotFoundError);
+      expect(await keys.exists(`${prefix}:{expiring:${job.id}}:meta`)).toBe(0);
+    } finally {
+      keys.disconnect();
+      await worker.close();
+      await bull.close();
     }
   });
 });

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { encodeHandlerEvent } from '../encode-event.js';
+import { encodeHandlerEvent, errorMessageOf } from '../encode-event.js';
 import type { AttemptLifecycle, AttemptOutcome, RunningAttempt } from '../bullmq/attempt-lifecycle.js';
 import { DEFAULT_QUEUE } from '../job-queue.js';
 import type { BridgedJob, ProgressSink } from './bridged-job.js';
@@ -130,9 +130,15 @@ export class ProcessorBridge {
       throw new UnrecoverableError(`The job has already ended (${started.state})`);
     }
     const running = started.attempt;
-    running.abort.signal.addEventListener('abort', () => cancel(String((running.abort.signal.reason as Error)?.message ?? 'cancelled')), {
-      once: true,
-    });
+    running.abort.signal.addEventListener(
+      'abort',
+      () => {
+        // A superseded run must not stop the job by id: the run that superseded it has that id too.
+        if (running.appender.stopped === 'stale') return;
+        cancel(String((running.abort.signal.reason as Error)?.message ?? 'cancelled'));
+      },
+      { once: true },
+    );
     const sink = new AttemptProgressSink(running, this.options.maxEventBytes);
     job.progressSink = sink;
     let outcome: AttemptOutcome;
@@ -144,6 +150,13 @@ export class ProcessorBridge {
     // Every call the processor made goes in before the terminal event.
     await sink.settled();
     job.progressSink = undefined;
+    await running.appender.close();
+    if (running.ended) {
+      // Cancelled (or superseded) meanwhile: the stream has its end. BullMQ records what the
+      // processor did, as it would without the bridge, but a cancelled job is not retried.
+      if (outcome.ok) return outcome.value;
+      throw new UnrecoverableError(errorMessageOf(outcome.error));
+    }
     return this.lifecycle.conclude(job, running, outcome, 'processor');
   }
 

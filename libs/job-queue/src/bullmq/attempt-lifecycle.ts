@@ -13,6 +13,12 @@ const RESOLVED = Promise.resolve();
 /** How the work of an attempt ended. */
 export type AttemptOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
+/**
+ * Errors a processor throws to tell BullMQ "not now" (delayed, rate limited, waiting for children):
+ * BullMQ runs the job again later without counting a failure, so they end no stream.
+ */
+const CONTROL_FLOW_ERRORS = new Set(['DelayedError', 'RateLimitError', 'WaitingError', 'WaitingChildrenError']);
+
 /** True for an error after which BullMQ does not retry (by class, or by name across package copies). */
 function isUnrecoverable(error: unknown): boolean {
   return error instanceof UnrecoverableError || (error instanceof Error && error.name === 'UnrecoverableError');
@@ -166,7 +172,8 @@ export class AttemptLifecycle {
       await this.finish(queue, id, 'completed', { result }, attempt);
       return outcome.value;
     }
-    const lastAttempt = isUnrecoverable(outcome.error) || job.attemptsMade + 1 >= Math.max(1, job.opts.attempts ?? 1);
+    const controlFlow = outcome.error instanceof Error && CONTROL_FLOW_ERRORS.has(outcome.error.name);
+    const lastAttempt = !controlFlow && (isUnrecoverable(outcome.error) || job.attemptsMade + 1 >= Math.max(1, job.opts.attempts ?? 1));
     if (lastAttempt) {
       await this.finish(queue, id, 'failed', { error: outcome.error }, attempt);
     } else {

@@ -265,7 +265,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
 
   async getJob(id: string, options: JobAccessOptions = {}): Promise<JobInfo> {
     const queue = this.queueOf(options);
-    this.assertWellFormed(queue, id);
+    this.assertWellFormed(queue, id, options);
     const read = () => this.scripts.readJob(this.keys.meta(queue, id), options.owner);
     let meta = await this.guard(read);
     if (!meta && (await this.adopted(queue, id, options))) meta = await this.guard(read);
@@ -280,6 +280,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
    */
   private async adopted(queue: string, id: string, options: JobAccessOptions): Promise<boolean> {
     if (queue === DEFAULT_QUEUE || options.owner !== undefined) return false;
+    if (this.options.queues !== undefined && !this.options.queues.includes(queue)) return false;
     return this.guard(() => this.scripts.ensureJob(this.keys.meta(queue, id), this.keys.bullJob(queue, id), Date.now()));
   }
 
@@ -288,7 +289,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     options: ReadEventsOptions & { after: string; limit: number; waitMs: number },
   ): Promise<JobEventPage> {
     const queue = this.queueOf(options);
-    this.assertWellFormed(queue, id);
+    this.assertWellFormed(queue, id, options);
     assertCursor(options.after);
     const eventsKey = this.keys.events(queue, id);
     const read = () => this.scripts.readEvents(this.keys.meta(queue, id), eventsKey, options.owner, options.after, options.limit);
@@ -341,7 +342,7 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
 
   async cancel(id: string, options: CancelOptions = {}): Promise<JobInfo> {
     const queue = this.queueOf(options);
-    this.assertWellFormed(queue, id);
+    this.assertWellFormed(queue, id, options);
     // Existence and ownership first (a plain BullMQ job is adopted for a system-level cancel).
     await this.getJob(id, options);
     const reason = options.reason ?? 'cancelled';
@@ -452,9 +453,15 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     return options.queue ?? DEFAULT_QUEUE;
   }
 
-  /** Ids that could never be a job of `queue` are unknown without asking Redis (and never become keys). */
-  private assertWellFormed(queue: string, id: string): void {
-    if (typeof id !== 'string' || !(queue === DEFAULT_QUEUE ? JOB_ID : FOREIGN_JOB_ID).test(id)) throw new JobNotFoundError(String(id));
+  /**
+   * Ids that could never be a job of `queue` are unknown without asking Redis (and never become
+   * keys); so is every job to an empty owner (jobs added without an owner are stored with an empty
+   * one, and only system access, without `owner`, reaches them).
+   */
+  private assertWellFormed(queue: string, id: string, options: JobAccessOptions = {}): void {
+    if (typeof id !== 'string' || !(queue === DEFAULT_QUEUE ? JOB_ID : FOREIGN_JOB_ID).test(id) || options.owner === '') {
+      throw new JobNotFoundError(String(id));
+    }
   }
 
   private toInfo(id: string, meta: Record<string, string>): JobInfo {

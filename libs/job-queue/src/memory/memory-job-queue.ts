@@ -77,7 +77,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     this.assertRunning();
     if (options.queue === DEFAULT_QUEUE) {
       if (!this.handlers.has(name)) throw new UnknownJobNameError(name, this.handlers.names());
-    } else if (!this.processors.get(options.queue)) {
+    } else if (!this.processors.get(options.queue) || (this.options.queues && !this.options.queues.includes(options.queue))) {
       throw new UnknownQueueError(options.queue, this.processors.queues());
     }
     const job = new MemoryJob(

@@ -22,7 +22,8 @@ function urlOf(connection: BullSharedConfig['connection']): string | undefined {
   if (typeof connection.url === 'string') return connection.url;
   const settings = connection.options && typeof connection.options === 'object' ? connection.options : connection;
   if (typeof settings.host !== 'string' && typeof settings.port !== 'number') return undefined;
-  const url = new URL(`${settings.tls ? 'rediss' : 'redis'}://${settings.host ?? '127.0.0.1'}:${settings.port ?? 6379}`);
+  const host = settings.host ?? '127.0.0.1';
+  const url = new URL(`${settings.tls ? 'rediss' : 'redis'}://${host.includes(':') ? `[${host}]` : host}:${settings.port ?? 6379}`);
   if (settings.username) url.username = encodeURIComponent(settings.username);
   if (settings.password) url.password = encodeURIComponent(settings.password);
   if (settings.db) url.pathname = `/${settings.db}`;

@@ -20,7 +20,16 @@ if redis.call('HEXISTS', KEYS[1], 'name') == 0 then
   redis.call('HSET', KEYS[1], 'name', ARGV[5], 'owner', '', 'state', 'queued', 'attempt', 0,
     'maxAttempts', ARGV[6], 'createdAt', ARGV[7], 'count', 0)
 end
-local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'count', 'state', 'result')
+local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'count', 'state', 'result',
+  'owner', 'createdAt')
+if meta[2] and ARGV[4] == '1' and meta[9] == '' and meta[10] ~= ARGV[7] then
+  -- A job added without an owner whose id BullMQ was given again (a custom id re-added after the
+  -- first job was removed): the ended stream is the earlier job's, this one starts afresh.
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[1], 'name', ARGV[5], 'owner', '', 'state', 'queued', 'attempt', 0,
+    'maxAttempts', ARGV[6], 'createdAt', ARGV[7], 'count', 0)
+  meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'count', 'state', 'result')
+end
 if meta[2] then return {'final', meta[7], meta[8] or ''} end
 if meta[3] == ARGV[3] then return {'ok', tonumber(meta[4]), meta[5], tonumber(meta[6])} end
 local count = tonumber(meta[6]) + 1
