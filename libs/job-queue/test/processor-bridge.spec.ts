@@ -345,6 +345,25 @@ describe('the memory backend runs processors with an in-memory Job', () => {
   });
 });
 
+describe('the memory backend honours `queues`', () => {
+  it('refuses to enqueue into a queue outside `queues`, even when a processor for it exists', async () => {
+    @Module({
+      imports: [JobQueueModule.forRoot({ backend: 'memory', queues: ['reports'] })],
+      providers: [ReportProcessor, DataChangingProcessor],
+    })
+    class LimitedMemoryModule {}
+    const app = await NestFactory.createApplicationContext(LimitedMemoryModule, { logger: false, abortOnError: false });
+    try {
+      await app.init();
+      const queue = app.get(JobQueue);
+      await expect(queue.enqueue('change', { step: 1 }, { queue: 'changes', owner: 'alice' })).rejects.toBeInstanceOf(UnknownQueueError);
+      expect((await queue.enqueue('report', { pages: 1 }, { queue: 'reports', owner: 'alice' })).state).toMatch(/queued|running/);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('one connection setting for both modules', () => {
   it("JobQueueModule without redis options takes BullModule.forRoot's connection and prefix", async () => {
     const redis = await RedisServer.start();
