@@ -44,7 +44,6 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
         };
   const app = await NestFactory.createApplicationContext(BenchAppModule.register(options), { logger: ['error', 'warn'] });
   const queue = app.get(JobQueue);
-  await app.init();
   const bridgeWorker =
     config.bridgeQueue && config.worker !== false && config.backend === 'bullmq'
       ? new JobQueueWorker(config.bridgeQueue, reportProgress, {

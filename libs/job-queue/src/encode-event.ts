@@ -30,6 +30,19 @@ export function encodeHandlerEvent(type: unknown, data: unknown, maxEventBytes: 
   return json;
 }
 
+/**
+ * Encodes a processor's `updateProgress` or `log` call as an event. BullMQ has already taken the
+ * value, so a value the stream cannot carry (over `maxEventBytes`, not JSON) becomes a `gap` event
+ * that says so, instead of an error thrown into the processor or a silent hole.
+ */
+export function encodeProcessorCall(type: 'progress' | 'log', data: unknown, maxEventBytes: number): { type: string; json: string } {
+  try {
+    return { type, json: encodeHandlerEvent(type, data, maxEventBytes) };
+  } catch (error) {
+    return { type: 'gap', json: JSON.stringify({ reason: `a ${type} call was not bridged: ${(error as Error).message}` }) };
+  }
+}
+
 /** Turns a handler's thrown value into the `{ message }` of a `failed` event. */
 export function errorMessageOf(error: unknown): string {
   if (error instanceof Error) return error.message || error.name;

@@ -67,7 +67,8 @@ export const MAX_WAIT_MS = 30_000;
 const MAX_PRIORITY = 2_097_151;
 const FOLLOW_WAIT_MS = MAX_WAIT_MS;
 
-function checkQueue(queue: unknown): void {
+/** @throws InvalidArgumentError when `queue` is given and is not a valid queue name. */
+export function checkQueue(queue: unknown): void {
   if (queue !== undefined && (typeof queue !== 'string' || !QUEUE_NAME.test(queue))) {
     throw new InvalidArgumentError('queue must be a queue name of 1 to 64 letters, digits, "_", "." or "-"');
   }

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { encodeHandlerEvent, errorMessageOf } from '../encode-event.js';
+import { encodeProcessorCall, errorMessageOf } from '../encode-event.js';
 import type { AttemptLifecycle, AttemptOutcome, RunningAttempt } from '../bullmq/attempt-lifecycle.js';
 import { DEFAULT_QUEUE } from '../job-queue.js';
 import type { BridgedJob, ProgressSink } from './bridged-job.js';
@@ -23,20 +23,12 @@ class AttemptProgressSink implements ProgressSink {
   ) {}
 
   record(stored: Promise<unknown>, type: 'progress' | 'log', data: unknown): void {
-    let eventType: string = type;
-    let json: string;
-    try {
-      json = encodeHandlerEvent(type, data, this.maxEventBytes);
-    } catch (error) {
-      // BullMQ took the value; the stream says what it could not carry instead of hiding it.
-      eventType = 'gap';
-      json = JSON.stringify({ reason: `a ${type} call was not bridged: ${(error as Error).message}` });
-    }
+    const event = encodeProcessorCall(type, data, this.maxEventBytes);
     this.chain = this.chain.then(() =>
       stored.then(
         () => {
           try {
-            void this.running.append(eventType, json);
+            void this.running.append(event.type, event.json);
           } catch {
             // The cap is reached: the attempt is aborted and the job fails visibly at its end.
           }

@@ -19,6 +19,7 @@ import type { JobInfo, JobState } from '../job-info.js';
 import {
   DEFAULT_QUEUE,
   JobQueue,
+  checkQueue,
   type CancelOptions,
   type EnqueueOptions,
   type FollowOptions,
@@ -449,7 +450,9 @@ export class BullMqJobQueue extends JobQueue implements OnApplicationBootstrap, 
     }
   }
 
+  /** The job's queue; a name that is not one (it becomes part of Redis keys) is refused. */
   private queueOf(options: JobAccessOptions): string {
+    checkQueue(options.queue);
     return options.queue ?? DEFAULT_QUEUE;
   }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { encodeHandlerEvent, errorMessageOf } from '../encode-event.js';
+import { encodeHandlerEvent, encodeProcessorCall, errorMessageOf } from '../encode-event.js';
 import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
 import { InvalidCursorError } from '../errors/invalid-cursor.error.js';
 import { JobAlreadyFinishedError } from '../errors/job-already-finished.error.js';
@@ -228,14 +228,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
       signal: abort.signal,
       emit: (type: string, data?: unknown) => {
         const json = encodeHandlerEvent(type, data, this.options.maxEventBytes);
-        if (!live()) return RESOLVED;
-        // Keep one slot for the terminal event.
-        if (job.events.length + 1 >= this.options.maxEventsPerJob) {
-          job.limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
-          abort.abort(job.limitError);
-          throw job.limitError;
-        }
-        job.append(type, JSON.parse(json));
+        if (live() && !this.appendWithinCap(job, type, json)) throw job.limitError;
         return RESOLVED;
       },
     };
@@ -283,24 +276,11 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
    */
   private async work(job: MemoryJob, context: JobContext, live: () => boolean): Promise<unknown> {
     if (job.queue === DEFAULT_QUEUE) return this.handlers.get(job.name)!(context);
-    const append = (type: string, data: unknown): void => {
+    // As on Redis: at the cap a processor's call is not refused; the job fails at its end.
+    const append = (type: 'progress' | 'log', data: unknown): void => {
       if (!live()) return;
-      let eventType = type;
-      let json: string;
-      try {
-        json = encodeHandlerEvent(type, data, this.options.maxEventBytes);
-      } catch (error) {
-        eventType = 'gap';
-        json = JSON.stringify({ reason: `a ${type} call was not bridged: ${(error as Error).message}` });
-      }
-      // As on Redis: the cap fails the job at its end (and stops the processor), never the call.
-      if (job.events.length + 1 >= this.options.maxEventsPerJob) {
-        const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
-        job.limitError ??= limitError;
-        job.abort?.abort(limitError);
-        return;
-      }
-      job.append(eventType, JSON.parse(json));
+      const event = encodeProcessorCall(type, data, this.options.maxEventBytes);
+      this.appendWithinCap(job, event.type, event.json);
     };
     const bullJob = MemoryBullJob.create(
       {
@@ -316,6 +296,20 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
       { progress: (value) => append('progress', value), log: (line) => append('log', { message: line }) },
     );
     return this.processors.get(job.queue)!.process(bullJob, undefined, context.signal);
+  }
+
+  /**
+   * Appends an event unless it would take the slot kept for the terminal event; then the attempt
+   * is aborted with the job's `limitError` (the job fails with it) and false is returned.
+   */
+  private appendWithinCap(job: MemoryJob, type: string, json: string): boolean {
+    if (job.events.length + 1 >= this.options.maxEventsPerJob) {
+      job.limitError ??= new EventLimitExceededError(this.options.maxEventsPerJob);
+      job.abort?.abort(job.limitError);
+      return false;
+    }
+    job.append(type, JSON.parse(json));
+    return true;
   }
 
   private fail(job: MemoryJob, error: unknown): void {
