@@ -7,8 +7,8 @@ const config: Config = {
   testMatch: ['<rootDir>/{apps,libs,test}/**/*.spec.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
   moduleNameMapper: {
-    '^@app/job-queue$': '<rootDir>/libs/job-queue/src/index.ts',
-    '^@app/job-queue/http$': '<rootDir>/libs/job-queue/src/http/index.ts',
+    '^nestjs-job-streams$': '<rootDir>/libs/job-queue/src/index.ts',
+    '^nestjs-job-streams/http$': '<rootDir>/libs/job-queue/src/http/index.ts',
     '^@app/builds$': '<rootDir>/libs/builds/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { JobHandler, type JobContext } from '@app/job-queue';
+import { JobHandler, type JobContext } from 'nestjs-job-streams';
 import { paced, sleep } from '../support/clock.js';
 import { EVENT_TYPE, tokenData } from '../support/payload.js';
 

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { JobQueue, JobQueueModule, JobQueueWorker, isTerminalEventType, type JobQueueModuleOptions } from '@app/job-queue';
+import { JobQueue, JobQueueModule, JobQueueWorker, isTerminalEventType, type JobQueueModuleOptions } from 'nestjs-job-streams';
 import { now, waitFor } from '../support/clock.js';
 import { Receipt, type RunSummary, type TokenData } from '../support/payload.js';
 import { DeliveryMeter, enqueueConcurrently, type RunParams } from '../support/role-helpers.js';

@@ -4,8 +4,8 @@
 import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { JobHandler, JobQueue, JobQueueModule } from '@app/job-queue';
-import { JobEventStreamer } from '@app/job-queue/http';
+import { JobHandler, JobQueue, JobQueueModule } from 'nestjs-job-streams';
+import { JobEventStreamer } from 'nestjs-job-streams/http';
 
 class Greeter {
   async greet(context) {

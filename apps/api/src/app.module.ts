@@ -2,7 +2,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { ConditionalModule, ConfigModule, ConfigService } from '@nestjs/config';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { BuildsModule, ReportsModule, ReportsQueueModule } from '@app/builds';
-import { JobQueueExceptionFilter, JobQueueModule, jobQueueOptionsFromEnv } from '@app/job-queue';
+import { JobQueueExceptionFilter, JobQueueModule, jobQueueOptionsFromEnv } from 'nestjs-job-streams';
 import { API_SETTINGS, apiSettingsFromEnv } from './api-settings.js';
 import { AuthTokens } from './auth/auth-tokens.js';
 import { AUTH_TOKENS, TokenAuthGuard } from './auth/token-auth.guard.js';

@@ -1,7 +1,7 @@
 import { Body, Controller, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { BUILD_JOB, parseBuildInput } from '@app/builds';
-import { DEFAULT_QUEUE } from '@app/job-queue';
+import { DEFAULT_QUEUE } from 'nestjs-job-streams';
 import { Owner } from './auth/owner.decorator.js';
 import { JobRoutes, deliveryOf } from './job-routes.js';
 

@@ -1,6 +1,6 @@
 import { Controller, Get, Inject, Res } from '@nestjs/common';
 import type { Response } from 'express';
-import { JobQueue, JobQueueUnavailableError } from '@app/job-queue';
+import { JobQueue, JobQueueUnavailableError } from 'nestjs-job-streams';
 import { Public } from './auth/public.decorator.js';
 
 /** Liveness and backend reachability, for load balancers; needs no token. */

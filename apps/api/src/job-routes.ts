@@ -1,6 +1,6 @@
 import { BadRequestException, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { JobEventStreamer, JobQueue, type JobEventPage, type JobInfo } from '@app/job-queue';
+import { JobEventStreamer, JobQueue, type JobEventPage, type JobInfo } from 'nestjs-job-streams';
 import { Owner } from './auth/owner.decorator.js';
 import { API_SETTINGS, type ApiSettings } from './api-settings.js';
 

@@ -1,7 +1,7 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { BuildsModule, ReportsModule, ReportsQueueModule } from '@app/builds';
-import { JobQueueModule, jobQueueOptionsFromEnv } from '@app/job-queue';
+import { JobQueueModule, jobQueueOptionsFromEnv } from 'nestjs-job-streams';
 
 /** A process that only runs jobs (`@JobHandler` builds, `@Processor` reports): no HTTP server. */
 @Module({

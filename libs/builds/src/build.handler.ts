@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Injectable } from '@nestjs/common';
-import { JobHandler, type JobContext } from '@app/job-queue';
+import { JobHandler, type JobContext } from 'nestjs-job-streams';
 import type { BuildInput } from './build-input.js';
 
 /** Name under which the demo build job is enqueued. */

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@app/job-queue';
+import { InvalidArgumentError } from 'nestjs-job-streams';
 import { z } from 'zod';
 
 /** An integer field from `min` to `max`, with messages that name it. */

@@ -1,7 +1,7 @@
 import { Module } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { BullModule } from '@nestjs/bullmq';
-import { JobQueueWorker, bullModuleConnection } from '@app/job-queue';
+import { JobQueueWorker, bullModuleConnection } from 'nestjs-job-streams';
 import { REPORTS_QUEUE } from './report.processor.js';
 
 // The one line the bridge needs in an @nestjs/bullmq app: the workers @nestjs/bullmq makes for

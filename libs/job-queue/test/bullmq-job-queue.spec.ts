@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { JobQueue, JobQueueModule, UnknownJobNameError, type JobEvent, type JobQueueModuleOptions } from '@app/job-queue';
+import { JobQueue, JobQueueModule, UnknownJobNameError, type JobEvent, type JobQueueModuleOptions } from 'nestjs-job-streams';
 import { createContractApp, describeJobQueueContract, nestContractHarness } from './contract/job-queue.contract.js';
 import { JOBS } from './contract/test-handlers.js';
 import { RedisServer } from '../../../test/support/redis-server.js';

@@ -6,7 +6,7 @@ import {
   jobQueueOptionsFromEnv,
   validateJobQueueOptions,
   type JobQueueModuleOptions,
-} from '@app/job-queue';
+} from 'nestjs-job-streams';
 import { createContractApp, describeJobQueueContract, nestContractHarness } from './contract/job-queue.contract.js';
 import { JOBS, createGate, reportOf, uniqueKey, type FloodReport } from './contract/test-handlers.js';
 

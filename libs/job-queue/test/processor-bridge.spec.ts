@@ -8,7 +8,7 @@ import { NestFactory } from '@nestjs/core';
 import { BullModule, Processor, WorkerHost, getQueueToken } from '@nestjs/bullmq';
 import { DelayedError, Queue, QueueEvents, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, UnknownQueueError, type JobEvent } from '@app/job-queue';
+import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, UnknownQueueError, type JobEvent } from 'nestjs-job-streams';
 import { RedisServer } from '../../../test/support/redis-server.js';
 
 // What a team with an @nestjs/bullmq stack adds: workers are made from the bridging subclass.

@@ -16,7 +16,7 @@ import {
   type EnqueueOptions,
   type JobEvent,
   type JobQueueModuleOptions,
-} from '@app/job-queue';
+} from 'nestjs-job-streams';
 import {
   ContractTestHandlers,
   JOBS,

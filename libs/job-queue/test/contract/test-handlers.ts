@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { Injectable } from '@nestjs/common';
-import { EventLimitExceededError, InvalidEventError, JobHandler, type JobContext } from '@app/job-queue';
+import { EventLimitExceededError, InvalidEventError, JobHandler, type JobContext } from 'nestjs-job-streams';
 
 /**
  * Job handlers used by the contract suite, plus the in-process coordination they share with the
