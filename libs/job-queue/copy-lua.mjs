@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(fileURLToPath(import.meta.url));
-const from = join(root, 'src/bullmq/scripts');
-const to = join(root, 'dist/bullmq/scripts');
+const from = join(root, 'src/backends/bullmq/scripts');
+const to = join(root, 'dist/backends/bullmq/scripts');
 mkdirSync(to, { recursive: true });
 for (const file of readdirSync(from)) if (file.endsWith('.lua')) cpSync(join(from, file), join(to, file));

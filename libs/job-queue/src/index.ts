@@ -10,7 +10,7 @@ export {
   type ReadEventsOptions,
   type FollowOptions,
   type CancelOptions,
-} from './job-queue.js';
+} from './contract/job-queue.js';
 export { JOB_QUEUE_OPTIONS } from './job-queue.constants.js';
 export {
   JOB_QUEUE_BACKENDS,
@@ -24,8 +24,8 @@ export { jobQueueOptionsFromEnv, type ConfigReader } from './options/job-queue-o
 export { JobHandler } from './handlers/job-handler.decorator.js';
 export { JobQueueWorker } from './bridge/job-queue-worker.js';
 export { BridgedJob } from './bridge/bridged-job.js';
-export { bullModuleConnection, type BullModuleConnection } from './bullmq/bull-module-connection.js';
-export type { JobContext, JobHandlerFn } from './job-context.js';
+export { bullModuleConnection, type BullModuleConnection } from './backends/bullmq/bull-module-connection.js';
+export type { JobContext, JobHandlerFn } from './contract/job-context.js';
 export {
   TERMINAL_EVENT_TYPES,
   RESERVED_EVENT_TYPES,
@@ -33,8 +33,8 @@ export {
   type JobEvent,
   type JobEventPage,
   type TerminalEventType,
-} from './job-event.js';
-export { isFinalState, type JobInfo, type JobState } from './job-info.js';
+} from './contract/job-event.js';
+export { isFinalState, type JobInfo, type JobState } from './contract/job-info.js';
 export { JobQueueError } from './errors/job-queue.error.js';
 export { JobNotFoundError } from './errors/job-not-found.error.js';
 export { JobAlreadyFinishedError } from './errors/job-already-finished.error.js';

@@ -1,13 +1,13 @@
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { getSharedConfigToken } from '@nestjs/bullmq';
-import { createJobQueue } from './create-job-queue.js';
+import { createJobQueue } from './backends/create-backend.js';
 import { JobHandlerExplorer } from './handlers/job-handler-explorer.js';
 import { JobHandlerRegistry } from './handlers/job-handler-registry.js';
 import { ProcessorRegistry } from './handlers/processor-registry.js';
 import { JobEventStreamer } from './http/job-event-streamer.js';
 import { JOB_QUEUE_OPTIONS } from './job-queue.constants.js';
-import { JobQueue } from './job-queue.js';
+import { JobQueue } from './contract/job-queue.js';
 import type { JobQueueModuleAsyncOptions, JobQueueModuleOptions, ResolvedJobQueueOptions } from './options/job-queue-module-options.js';
 import { withBullSharedConfig, type BullSharedConfig } from './options/options-from-bull-config.js';
 import { validateJobQueueOptions } from './options/validate-job-queue-options.js';

@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { EventStreamReader, type StreamSubscription } from '../src/bullmq/event-stream-reader.js';
-import type { JobEvent } from '../src/job-event.js';
+import { EventStreamReader, type StreamSubscription } from '../src/reader/event-stream-reader.js';
+import type { JobEvent } from '../src/contract/job-event.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
 
 /**

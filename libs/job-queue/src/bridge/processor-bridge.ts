@@ -1,8 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { encodeProcessorCall, errorMessageOf } from '../encode-event.js';
-import type { AttemptLifecycle, AttemptOutcome, RunningAttempt } from '../bullmq/attempt-lifecycle.js';
-import { DEFAULT_QUEUE } from '../job-queue.js';
+import { encodeProcessorCall, errorMessageOf } from '../contract/encode-event.js';
+import type { AttemptLifecycle, AttemptOutcome, RunningAttempt } from '../backends/bullmq/attempt-lifecycle.js';
+import { DEFAULT_QUEUE } from '../contract/job-queue.js';
 import type { BridgedJob, ProgressSink } from './bridged-job.js';
 
 const RESOLVED = Promise.resolve();

@@ -1,7 +1,7 @@
 import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import { WorkerHost } from '@nestjs/bullmq';
-import type { JobHandlerFn } from '../job-context.js';
+import type { JobHandlerFn } from '../contract/job-context.js';
 import { JOB_HANDLER_METADATA } from './job-handler.decorator.js';
 import { JobHandlerRegistry } from './job-handler-registry.js';
 import { ProcessorRegistry, type ProcessorFn } from './processor-registry.js';

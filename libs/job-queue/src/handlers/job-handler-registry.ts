@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { JobHandlerFn } from '../job-context.js';
+import type { JobHandlerFn } from '../contract/job-context.js';
 
 /** Job names and their handlers, as found at start. */
 @Injectable()

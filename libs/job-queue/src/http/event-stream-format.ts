@@ -1,4 +1,4 @@
-import type { JobEvent } from '../job-event.js';
+import type { JobEvent } from '../contract/job-event.js';
 
 /** How a stream of job events is written on the wire. */
 export interface EventStreamFormat {

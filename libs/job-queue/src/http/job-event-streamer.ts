@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
 import { JobQueueError } from '../errors/job-queue.error.js';
-import type { JobEvent, JobEventPage } from '../job-event.js';
-import { JobQueue, type JobAccessOptions } from '../job-queue.js';
+import type { JobEvent, JobEventPage } from '../contract/job-event.js';
+import { JobQueue, type JobAccessOptions } from '../contract/job-queue.js';
 import { NDJSON_FORMAT, SSE_FORMAT, type EventStreamFormat } from './event-stream-format.js';
 import { parseEventQuery, type RawEventQuery } from './parse-event-query.js';
 

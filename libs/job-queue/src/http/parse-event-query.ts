@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../errors/invalid-argument.error.js';
-import { MAX_READ_LIMIT, MAX_WAIT_MS } from '../job-queue.js';
+import { MAX_READ_LIMIT, MAX_WAIT_MS } from '../contract/job-queue.js';
 
 /** Query parameters of an events request, as strings (or absent). */
 export interface RawEventQuery {

@@ -1,8 +1,8 @@
-import { InvalidArgumentError } from './errors/invalid-argument.error.js';
+import { InvalidArgumentError } from '../errors/invalid-argument.error.js';
 import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
-import type { JobQueueBackendName } from './options/job-queue-module-options.js';
-import { QUEUE_NAME } from './options/validate-job-queue-options.js';
+import type { JobQueueBackendName } from '../options/job-queue-module-options.js';
+import { QUEUE_NAME } from '../options/validate-job-queue-options.js';
 
 /** The queue of `@JobHandler` jobs, and of every call that names no queue. */
 export const DEFAULT_QUEUE = 'jobs';

@@ -1,5 +1,5 @@
 import { InvalidCursorError } from '../errors/invalid-cursor.error.js';
-import { START_CURSOR } from '../job-queue.js';
+import { START_CURSOR } from '../contract/job-queue.js';
 
 const STREAM_ID = /^([0-9]{1,15})-([0-9]{1,15})$/;
 

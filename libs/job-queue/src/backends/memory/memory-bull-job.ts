@@ -1,5 +1,5 @@
 import { Job } from 'bullmq';
-import { InvalidArgumentError } from '../errors/invalid-argument.error.js';
+import { InvalidArgumentError } from '../../errors/invalid-argument.error.js';
 
 /** What the in-memory job reports its progress and log calls to. */
 export interface MemoryBullJobSink {

@@ -1,7 +1,7 @@
-import type { JobHandlerRegistry } from './handlers/job-handler-registry.js';
-import type { ProcessorRegistry } from './handlers/processor-registry.js';
-import type { JobQueue } from './job-queue.js';
-import type { ResolvedJobQueueOptions } from './options/job-queue-module-options.js';
+import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
+import type { ProcessorRegistry } from '../handlers/processor-registry.js';
+import type { JobQueue } from '../contract/job-queue.js';
+import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
 
 /**
  * Picks the backend named by the options. Backends are loaded on demand, so an application on

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@nestjs/common';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { errorMessageOf } from '../encode-event.js';
-import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
-import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
+import { errorMessageOf } from '../../contract/encode-event.js';
+import { EventLimitExceededError } from '../../errors/event-limit-exceeded.error.js';
+import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { EventAppender, type AppendedEvent } from './event-appender.js';
 import type { JobScripts, NewJobMeta } from './job-scripts.js';
 import type { RedisKeys } from './redis-keys.js';

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import type { JobEvent } from '../job-event.js';
+import type { JobEvent } from '../contract/job-event.js';
 import { compareStreamIds, rangeStartAfter, readIdAfter, timestampOf } from './stream-id.js';
 
 type RawEntry = [id: string, fields: string[]];

@@ -1,4 +1,4 @@
-import { InvalidEventError } from './errors/invalid-event.error.js';
+import { InvalidEventError } from '../errors/invalid-event.error.js';
 import { RESERVED_EVENT_TYPES } from './job-event.js';
 
 const EVENT_TYPE_PATTERN = /^[A-Za-z0-9_.:-]{1,100}$/;

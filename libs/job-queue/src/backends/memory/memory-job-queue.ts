@@ -1,18 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { encodeHandlerEvent, encodeProcessorCall, errorMessageOf } from '../encode-event.js';
-import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
-import { InvalidCursorError } from '../errors/invalid-cursor.error.js';
-import { JobAlreadyFinishedError } from '../errors/job-already-finished.error.js';
-import { JobNotFoundError } from '../errors/job-not-found.error.js';
-import { JobQueueUnavailableError } from '../errors/job-queue-unavailable.error.js';
-import { UnknownJobNameError } from '../errors/unknown-job-name.error.js';
-import { UnknownQueueError } from '../errors/unknown-queue.error.js';
-import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
-import type { ProcessorRegistry } from '../handlers/processor-registry.js';
-import type { JobContext } from '../job-context.js';
-import type { JobEventPage } from '../job-event.js';
-import type { JobInfo } from '../job-info.js';
+import { encodeHandlerEvent, encodeProcessorCall, errorMessageOf } from '../../contract/encode-event.js';
+import { EventLimitExceededError } from '../../errors/event-limit-exceeded.error.js';
+import { InvalidCursorError } from '../../errors/invalid-cursor.error.js';
+import { JobAlreadyFinishedError } from '../../errors/job-already-finished.error.js';
+import { JobNotFoundError } from '../../errors/job-not-found.error.js';
+import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
+import { UnknownJobNameError } from '../../errors/unknown-job-name.error.js';
+import { UnknownQueueError } from '../../errors/unknown-queue.error.js';
+import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
+import type { ProcessorRegistry } from '../../handlers/processor-registry.js';
+import type { JobContext } from '../../contract/job-context.js';
+import type { JobEventPage } from '../../contract/job-event.js';
+import type { JobInfo } from '../../contract/job-info.js';
 import {
   DEFAULT_QUEUE,
   JobQueue,
@@ -20,8 +20,8 @@ import {
   type EnqueueOptions,
   type JobAccessOptions,
   type ReadEventsOptions,
-} from '../job-queue.js';
-import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
+} from '../../contract/job-queue.js';
+import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { MemoryBullJob } from './memory-bull-job.js';
 import { MemoryJob } from './memory-job.js';
 

@@ -1,5 +1,5 @@
-import type { JobEvent } from '../job-event.js';
-import type { JobInfo, JobState } from '../job-info.js';
+import type { JobEvent } from '../../contract/job-event.js';
+import type { JobInfo, JobState } from '../../contract/job-info.js';
 
 /** One job of the in-memory backend, with its events. */
 export class MemoryJob {

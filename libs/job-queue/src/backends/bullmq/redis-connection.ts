@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import { InvalidJobQueueOptionsError } from '../errors/invalid-options.error.js';
-import { JobQueueUnavailableError } from '../errors/job-queue-unavailable.error.js';
+import { InvalidJobQueueOptionsError } from '../../errors/invalid-options.error.js';
+import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
 
 /** The URL with any user name and password replaced, safe for logs and error messages. */
 export function redactRedisUrl(url: string): string {

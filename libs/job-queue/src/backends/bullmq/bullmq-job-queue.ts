@@ -2,20 +2,20 @@ import { randomUUID } from 'node:crypto';
 import { Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { DelayedError, Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { JobQueueWorker } from '../bridge/job-queue-worker.js';
-import { ProcessorBridge } from '../bridge/processor-bridge.js';
-import { encodeHandlerEvent } from '../encode-event.js';
-import { InvalidCursorError } from '../errors/invalid-cursor.error.js';
-import { JobAlreadyFinishedError } from '../errors/job-already-finished.error.js';
-import { JobNotFoundError } from '../errors/job-not-found.error.js';
-import { JobQueueError } from '../errors/job-queue.error.js';
-import { JobQueueUnavailableError } from '../errors/job-queue-unavailable.error.js';
-import { UnknownJobNameError } from '../errors/unknown-job-name.error.js';
-import { UnknownQueueError } from '../errors/unknown-queue.error.js';
-import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
-import type { JobContext } from '../job-context.js';
-import { isTerminalEventType, type JobEvent, type JobEventPage } from '../job-event.js';
-import type { JobInfo, JobState } from '../job-info.js';
+import { JobQueueWorker } from '../../bridge/job-queue-worker.js';
+import { ProcessorBridge } from '../../bridge/processor-bridge.js';
+import { encodeHandlerEvent } from '../../contract/encode-event.js';
+import { InvalidCursorError } from '../../errors/invalid-cursor.error.js';
+import { JobAlreadyFinishedError } from '../../errors/job-already-finished.error.js';
+import { JobNotFoundError } from '../../errors/job-not-found.error.js';
+import { JobQueueError } from '../../errors/job-queue.error.js';
+import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
+import { UnknownJobNameError } from '../../errors/unknown-job-name.error.js';
+import { UnknownQueueError } from '../../errors/unknown-queue.error.js';
+import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
+import type { JobContext } from '../../contract/job-context.js';
+import { isTerminalEventType, type JobEvent, type JobEventPage } from '../../contract/job-event.js';
+import type { JobInfo, JobState } from '../../contract/job-info.js';
 import {
   DEFAULT_QUEUE,
   JobQueue,
@@ -25,15 +25,15 @@ import {
   type FollowOptions,
   type JobAccessOptions,
   type ReadEventsOptions,
-} from '../job-queue.js';
-import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
+} from '../../contract/job-queue.js';
+import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { AttemptLifecycle, type AttemptOutcome } from './attempt-lifecycle.js';
-import { EventStreamReader, toEvents } from './event-stream-reader.js';
+import { EventStreamReader, toEvents } from '../../reader/event-stream-reader.js';
 import { JobScripts } from './job-scripts.js';
 import { ProgressReporter } from './progress-reporter.js';
 import { connectRedis } from './redis-connection.js';
 import { RedisKeys } from './redis-keys.js';
-import { assertCursor, compareStreamIds } from './stream-id.js';
+import { assertCursor, compareStreamIds } from '../../reader/stream-id.js';
 
 /** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
