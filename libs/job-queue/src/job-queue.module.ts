@@ -1,7 +1,7 @@
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { getSharedConfigToken } from '@nestjs/bullmq';
-import { createJobQueue } from './backends/create-backend.js';
+import { createBackend } from './backends/create-backend.js';
 import { JobHandlerExplorer } from './handlers/job-handler-explorer.js';
 import { JobHandlerRegistry } from './handlers/job-handler-registry.js';
 import { ProcessorRegistry } from './handlers/processor-registry.js';
@@ -17,8 +17,8 @@ const BULL_SHARED_CONFIG = { token: getSharedConfigToken(), optional: true };
 
 const queueProvider: Provider = {
   provide: JobQueue,
-  useFactory: (options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry, processors: ProcessorRegistry) =>
-    createJobQueue(options, handlers, processors),
+  useFactory: async (options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry, processors: ProcessorRegistry) =>
+    new JobQueue(await createBackend(options, handlers, processors)),
   inject: [JOB_QUEUE_OPTIONS, JobHandlerRegistry, ProcessorRegistry],
 };
 

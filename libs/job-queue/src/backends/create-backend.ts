@@ -1,25 +1,25 @@
+import type { JobQueueBackend } from '../contract/job-queue-backend.js';
 import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
 import type { ProcessorRegistry } from '../handlers/processor-registry.js';
-import type { JobQueue } from '../contract/job-queue.js';
 import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
 
 /**
- * Picks the backend named by the options. Backends are loaded on demand, so an application on
- * the in-memory backend never loads the Redis client.
+ * Makes the backend the options name. Backends are loaded on demand, so an application on the
+ * in-memory backend never loads the Redis client.
  */
-export async function createJobQueue(
+export async function createBackend(
   options: ResolvedJobQueueOptions,
   handlers: JobHandlerRegistry,
   processors: ProcessorRegistry,
-): Promise<JobQueue> {
+): Promise<JobQueueBackend> {
   switch (options.backend) {
     case 'memory': {
-      const { MemoryJobQueue } = await import('./memory/memory-job-queue.js');
-      return new MemoryJobQueue(options, handlers, processors);
+      const { MemoryBackend } = await import('./memory/memory-backend.js');
+      return new MemoryBackend(options, handlers, processors);
     }
     case 'bullmq': {
-      const { BullMqJobQueue } = await import('./bullmq/bullmq-job-queue.js');
-      return BullMqJobQueue.connect(options, handlers);
+      const { BullMqBackend } = await import('./bullmq/bullmq-backend.js');
+      return BullMqBackend.connect(options, handlers);
     }
   }
 }

@@ -1,7 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { encodeProcessorCall, errorMessageOf } from '../contract/encode-event.js';
-import type { AttemptLifecycle, AttemptOutcome, RunningAttempt } from '../backends/bullmq/attempt-lifecycle.js';
+import type { AttemptLifecycle, RunningAttempt } from '../backends/bullmq/attempt-lifecycle.js';
+import type { AttemptOutcome } from '../contract/attempt-verdict.js';
 import { DEFAULT_QUEUE } from '../contract/job-queue.js';
 import type { BridgedJob, ProgressSink } from './bridged-job.js';
 
@@ -119,7 +120,7 @@ export class ProcessorBridge {
     if (started.status === 'final') {
       // Completed already (BullMQ lost the news, e.g. the worker died right after): same result, no rerun.
       if (started.state === 'completed') return started.result === undefined ? undefined : JSON.parse(started.result);
-      throw new UnrecoverableError(`The job has already ended (${started.state})`);
+      throw new UnrecoverableError(`The job is already ${started.state}`);
     }
     const running = started.attempt;
     running.abort.signal.addEventListener(
@@ -143,7 +144,7 @@ export class ProcessorBridge {
     await sink.settled();
     job.progressSink = undefined;
     await running.appender.close();
-    if (running.ended) {
+    if (running.refused) {
       // Cancelled (or superseded) meanwhile: the stream has its end. BullMQ records what the
       // processor did, as it would without the bridge, but a cancelled job is not retried.
       if (outcome.ok) return outcome.value;
@@ -154,12 +155,12 @@ export class ProcessorBridge {
 
   /**
    * BullMQ failed a job for good without the processor's outcome (stalled too often, or a retry
-   * BullMQ refused): end its stream. Idempotent: a stream that already ended is left as it is.
+   * BullMQ refused): write its terminal event. Idempotent: a stream that has one is left as it is.
    */
   async onFailed(queue: string, job: Job, error: Error): Promise<void> {
     if (!job.id || !job.finishedOn) return;
     try {
-      await this.lifecycle.finish(queue, job.id, 'failed', { error });
+      await this.lifecycle.writeTerminal(queue, job.id, 'failed', { error });
     } catch (cause) {
       this.logger.warn(`Could not record the failure of job ${job.id} of queue ${queue}: ${(cause as Error).message}`);
     }

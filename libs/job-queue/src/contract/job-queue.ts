@@ -1,8 +1,10 @@
+import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { InvalidArgumentError } from '../errors/invalid-argument.error.js';
-import type { JobEvent, JobEventPage } from './job-event.js';
-import type { JobInfo } from './job-info.js';
 import type { JobQueueBackendName } from '../options/job-queue-module-options.js';
 import { QUEUE_NAME } from '../options/validate-job-queue-options.js';
+import type { JobEvent, JobEventPage } from './job-event.js';
+import type { JobInfo } from './job-info.js';
+import type { JobQueueBackend, PageRequest } from './job-queue-backend.js';
 
 /** The queue of `@JobHandler` jobs, and of every call that names no queue. */
 export const DEFAULT_QUEUE = 'jobs';
@@ -85,19 +87,28 @@ function checkInteger(name: string, value: unknown, min: number, max: number): v
  * The job queue: inject it into controllers and services (it is its own injection token).
  *
  * Both backends implement the same contract: every job's stream starts with `started` (again on
- * each retry), carries the handler's events in order, and ends with exactly one of `completed`,
- * `failed` or `cancelled`. Events stay readable until `retentionMs` after the job ended.
- * Every method throws the typed errors of this library (`JobNotFoundError`, ...), never
- * backend-specific ones.
+ * each retry), carries the job's events in order, and ends with exactly one terminal event,
+ * `completed`, `failed` or `cancelled`. Events stay readable until `retentionMs` after the job
+ * reached its final state. Every method checks its arguments here, once for every backend, and
+ * throws the typed errors of this library (`JobNotFoundError`, ...), never backend-specific ones.
+ *
+ * @publicApi
  */
-export abstract class JobQueue {
+export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
+  /** Made by `JobQueueModule` around the backend its options name. */
+  constructor(private readonly store: JobQueueBackend) {}
+
   /** Which backend this is. */
-  abstract readonly backend: JobQueueBackendName;
+  get backend(): JobQueueBackendName {
+    return this.store.name;
+  }
 
   /**
-   * Adds a job for the handler registered under `name`.
+   * Adds a job: for the `@JobHandler` registered under `name` (default queue), or for the
+   * `@Processor` of `options.queue`, with `name` as the BullMQ job name.
    *
    * @throws UnknownJobNameError when no handler has that name.
+   * @throws UnknownQueueError when no processor serves that queue, or it is not bridged.
    * @throws InvalidArgumentError when an option is out of range or `data` is not JSON.
    */
   async enqueue<TData = unknown>(name: string, data: TData, options: EnqueueOptions): Promise<JobInfo> {
@@ -105,7 +116,6 @@ export abstract class JobQueue {
     if (typeof options?.owner !== 'string' || options.owner.length === 0) {
       throw new InvalidArgumentError('owner must be a non-empty string');
     }
-    checkQueue(options.queue);
     checkInteger('attempts', options.attempts, 1, 100);
     checkInteger('priority', options.priority, 1, MAX_PRIORITY);
     let json: string | undefined;
@@ -115,7 +125,14 @@ export abstract class JobQueue {
       throw new InvalidArgumentError(`data must be JSON-serializable: ${(error as Error).message}`);
     }
     if (json === undefined) throw new InvalidArgumentError('data must be JSON-serializable');
-    return this.addJob(name, json, { ...options, queue: options.queue ?? DEFAULT_QUEUE });
+    return this.store.add({
+      queue: queueOf(options),
+      name,
+      data: json,
+      owner: options.owner,
+      attempts: options.attempts,
+      priority: options.priority,
+    });
   }
 
   /**
@@ -123,24 +140,20 @@ export abstract class JobQueue {
    *
    * @throws JobNotFoundError when unknown, expired, or owned by someone else.
    */
-  abstract getJob(id: string, options?: JobAccessOptions): Promise<JobInfo>;
+  async getJob(id: string, options: JobAccessOptions = {}): Promise<JobInfo> {
+    return this.store.getJob(id, { queue: queueOf(options), owner: options.owner });
+  }
 
   /**
    * Reads up to `limit` events after `after`; with `waitMs`, waits for the next event when none
-   * is there yet (long-poll). Reading a finished job replays its events until it expires.
+   * is there yet (long-poll). Reading a job in a final state replays its events until it expires.
    *
    * @throws JobNotFoundError, InvalidCursorError, InvalidArgumentError.
    */
   async readEvents(id: string, options: ReadEventsOptions = {}): Promise<JobEventPage> {
-    checkQueue(options.queue);
     checkInteger('limit', options.limit, 1, MAX_READ_LIMIT);
     checkInteger('waitMs', options.waitMs, 0, MAX_WAIT_MS);
-    return this.readEventPage(id, {
-      ...options,
-      after: options.after === undefined || options.after === '' ? START_CURSOR : options.after,
-      limit: options.limit ?? MAX_READ_LIMIT,
-      waitMs: options.waitMs ?? 0,
-    });
+    return this.store.readPage(id, pageRequest(options));
   }
 
   /**
@@ -167,13 +180,18 @@ export abstract class JobQueue {
    * Goes on following after `page`, a page this caller has just read with {@link readEvents} (with
    * the same `owner`): the job and the cursor are not checked again, so a writer that needed that
    * first page anyway (to answer 404 or 204 before any byte) does not read it twice. Yields
-   * nothing when `page` was `done`. Backends override it to share reads between followers.
+   * nothing when `page` was `done`.
    */
   async *followPagesAfter(id: string, page: JobEventPage, options: FollowOptions = {}): AsyncGenerator<JobEvent[], void, undefined> {
-    let after = page.next;
-    for (let done = page.done; !done;) {
+    if (page.done || options.signal?.aborted) return;
+    const request = { queue: queueOf(options), owner: options.owner, signal: options.signal };
+    if (this.store.followAfter) {
+      yield* this.store.followAfter(id, page, request);
+      return;
+    }
+    for (let after = page.next, done = false; !done;) {
       if (options.signal?.aborted) return;
-      const next = await this.readEvents(id, { ...options, after, waitMs: FOLLOW_WAIT_MS });
+      const next = await this.store.readPage(id, { ...request, after, limit: MAX_READ_LIMIT, waitMs: FOLLOW_WAIT_MS });
       if (next.events.length) yield next.events;
       done = next.done;
       after = next.next;
@@ -182,21 +200,43 @@ export abstract class JobQueue {
 
   /**
    * Cancels a queued or running job, from any instance: a queued job never runs, a running
-   * handler's `signal` fires, and the stream ends with `cancelled`.
+   * handler's (or processor's) `signal` fires, and the stream ends with `cancelled`.
    *
    * @throws JobNotFoundError, JobAlreadyFinishedError.
    */
-  abstract cancel(id: string, options?: CancelOptions): Promise<JobInfo>;
+  async cancel(id: string, options: CancelOptions = {}): Promise<JobInfo> {
+    return this.store.cancel(id, { queue: queueOf(options), owner: options.owner, reason: options.reason ?? 'cancelled' });
+  }
 
   /** Resolves when the backend can serve requests. @throws JobQueueUnavailableError */
-  abstract checkHealth(): Promise<void>;
+  checkHealth(): Promise<void> {
+    return this.store.checkHealth();
+  }
 
-  /** Stores a validated job; `data` is its JSON text. */
-  protected abstract addJob(name: string, data: string, options: EnqueueOptions & { queue: string }): Promise<JobInfo>;
+  /** @internal Nest lifecycle: starts running jobs once the application is built. */
+  async onApplicationBootstrap(): Promise<void> {
+    await this.store.start();
+  }
 
-  /** Reads a page once options are validated and defaulted. */
-  protected abstract readEventPage(
-    id: string,
-    options: ReadEventsOptions & { after: string; limit: number; waitMs: number },
-  ): Promise<JobEventPage>;
+  /** @internal Nest lifecycle: stops running jobs and releases connections. */
+  async onApplicationShutdown(): Promise<void> {
+    await this.store.stop();
+  }
+}
+
+/** The job's queue, checked (it becomes part of Redis keys) and defaulted. */
+function queueOf(options: { queue?: string } | undefined): string {
+  checkQueue(options?.queue);
+  return options?.queue ?? DEFAULT_QUEUE;
+}
+
+function pageRequest(options: ReadEventsOptions): PageRequest {
+  return {
+    queue: queueOf(options),
+    owner: options.owner,
+    after: options.after === undefined || options.after === '' ? START_CURSOR : options.after,
+    limit: options.limit ?? MAX_READ_LIMIT,
+    waitMs: options.waitMs ?? 0,
+    signal: options.signal,
+  };
 }

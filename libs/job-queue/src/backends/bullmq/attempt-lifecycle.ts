@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@nestjs/common';
 import { UnrecoverableError, type Job } from 'bullmq';
+import { judgeAttempt, type AttemptOutcome } from '../../contract/attempt-verdict.js';
 import { errorMessageOf } from '../../contract/encode-event.js';
 import { EventLimitExceededError } from '../../errors/event-limit-exceeded.error.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
@@ -9,20 +10,6 @@ import type { JobScripts, NewJobMeta } from './job-scripts.js';
 import type { RedisKeys } from './redis-keys.js';
 
 const RESOLVED = Promise.resolve();
-
-/** How the work of an attempt ended. */
-export type AttemptOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
-
-/**
- * Errors a processor throws to tell BullMQ "not now" (delayed, rate limited, waiting for children):
- * BullMQ runs the job again later without counting a failure, so they end no stream.
- */
-const CONTROL_FLOW_ERRORS = new Set(['DelayedError', 'RateLimitError', 'WaitingError', 'WaitingChildrenError']);
-
-/** True for an error after which BullMQ does not retry (by class, or by name across package copies). */
-function isUnrecoverable(error: unknown): boolean {
-  return error instanceof UnrecoverableError || (error instanceof Error && error.name === 'UnrecoverableError');
-}
 
 /**
  * One attempt of a job that runs in this process. Every event it produces (a handler's `emit`, a
@@ -48,8 +35,8 @@ export class RunningAttempt {
     this.appender = appenderFor(this);
   }
 
-  /** True when the stream refuses this attempt's events: the job ended (cancelled) or a newer run took over. */
-  get ended(): boolean {
+  /** True when the stream refuses this attempt's events: the job reached a final state (cancelled) or a newer run took over. */
+  get refused(): boolean {
     return this.appender.stopped === 'final' || this.appender.stopped === 'stale';
   }
 
@@ -73,7 +60,7 @@ export class RunningAttempt {
 /** What {@link AttemptLifecycle.start} found. */
 export type AttemptStart =
   | { status: 'ok'; attempt: RunningAttempt }
-  /** The job already ended (cancelled before it ran, or completed before BullMQ recorded it). */
+  /** The job is in a final state already (cancelled before it ran, or completed before BullMQ recorded it). */
   | { status: 'final'; state: string; result: string | undefined }
   /** Its metadata expired: nothing to do. */
   | { status: 'gone' };
@@ -94,7 +81,7 @@ export class AttemptLifecycle {
   ) {}
 
   /**
-   * Starts an attempt of `job` in `queue`: appends `started` unless the job already ended. With
+   * Starts an attempt of `job` in `queue`: appends `started` unless the job is in a final state. With
    * `create`, a job without metadata (added with plain BullMQ) gets it, without an owner.
    *
    * @throws UnrecoverableError when a retry would leave no slot for the terminal event (the job is failed first).
@@ -118,7 +105,7 @@ export class AttemptLifecycle {
     );
     if (started.status === 'limit') {
       const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
-      await this.finish(queue, id, 'failed', { error: limitError });
+      await this.writeTerminal(queue, id, 'failed', { error: limitError });
       throw new UnrecoverableError(limitError.message);
     }
     if (started.status !== 'ok') return started;
@@ -155,41 +142,38 @@ export class AttemptLifecycle {
   async conclude(job: Job, running: RunningAttempt, outcome: AttemptOutcome, what: string): Promise<unknown> {
     await running.appender.close();
     const { queue, jobId: id, attempt } = running;
-    if (running.ended) return undefined; // cancelled meanwhile, or superseded: its end is not ours to write
-    if (running.limitError) {
-      await this.finish(queue, id, 'failed', { error: running.limitError }, attempt);
-      throw new UnrecoverableError(running.limitError.message);
+    if (running.refused) return undefined; // cancelled meanwhile, or superseded: its end is not ours to write
+    const verdict = judgeAttempt(outcome, {
+      number: job.attemptsMade + 1,
+      maxAttempts: job.opts.attempts ?? 1,
+      limitError: running.limitError,
+      what,
+    });
+    switch (verdict.kind) {
+      case 'completed':
+        await this.writeTerminal(queue, id, 'completed', { result: verdict.result }, attempt);
+        return outcome.ok ? outcome.value : undefined;
+      case 'failed':
+        await this.writeTerminal(queue, id, 'failed', { error: verdict.error }, attempt);
+        // A failure of the library's making (cap, result) must not be retried by BullMQ.
+        if (verdict.ours) throw new UnrecoverableError(errorMessageOf(verdict.error));
+        break;
+      case 'retry':
+        if ((await this.requeue(queue, id, attempt)) !== 'ok') return undefined; // cancelled meanwhile: no retry
+        break;
+      case 'deferred':
+        break; // BullMQ runs it again later: the stream goes on
     }
-    if (outcome.ok) {
-      let result: string;
-      try {
-        result = JSON.stringify(outcome.value ?? null);
-      } catch (error) {
-        const failure = new Error(`The ${what}'s result is not JSON-serializable: ${(error as Error).message}`);
-        await this.finish(queue, id, 'failed', { error: failure }, attempt);
-        throw new UnrecoverableError(failure.message);
-      }
-      await this.finish(queue, id, 'completed', { result }, attempt);
-      return outcome.value;
-    }
-    const controlFlow = outcome.error instanceof Error && CONTROL_FLOW_ERRORS.has(outcome.error.name);
-    const lastAttempt = !controlFlow && (isUnrecoverable(outcome.error) || job.attemptsMade + 1 >= Math.max(1, job.opts.attempts ?? 1));
-    if (lastAttempt) {
-      await this.finish(queue, id, 'failed', { error: outcome.error }, attempt);
-    } else {
-      const requeued = await this.requeue(queue, id, attempt);
-      if (requeued !== 'ok') return undefined; // cancelled meanwhile: no retry
-    }
-    throw outcome.error instanceof Error ? outcome.error : new Error(errorMessageOf(outcome.error));
+    throw verdict.error instanceof Error ? verdict.error : new Error(errorMessageOf(verdict.error));
   }
 
-  /** Marks the job queued again (BullMQ will run it once more); `'final'` when it ended meanwhile. */
+  /** Marks the job queued again (BullMQ will run it once more); `'final'` when it reached a final state meanwhile. */
   requeue(queue: string, id: string, attempt: number): Promise<string> {
     return this.retrying(() => this.scripts.requeueJob(this.keys.meta(queue, id), attempt));
   }
 
   /** Writes the terminal event of an attempt (retried through Redis blips; idempotent). `result` is JSON text. */
-  async finish(
+  async writeTerminal(
     queue: string,
     id: string,
     state: 'completed' | 'failed',

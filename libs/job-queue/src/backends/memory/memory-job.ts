@@ -32,7 +32,8 @@ export class MemoryJob {
     readonly createdAt: number,
   ) {}
 
-  get finished(): boolean {
+  /** True once the job reached a final state (its terminal event is written). */
+  get final(): boolean {
     return this.terminalSeq !== undefined;
   }
 
@@ -44,11 +45,12 @@ export class MemoryJob {
     return event;
   }
 
-  finish(state: 'completed' | 'failed' | 'cancelled', type: string, data: unknown): void {
+  /** Ends the job: its final state, and the terminal event of the same name. */
+  writeTerminal(state: 'completed' | 'failed' | 'cancelled', data: unknown): void {
     this.state = state;
     this.finishedAt = Date.now();
     this.terminalSeq = this.events.length + 1;
-    this.append(type, data);
+    this.append(state, data);
   }
 
   info(): JobInfo {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
+import { judgeAttempt, type AttemptOutcome } from '../../contract/attempt-verdict.js';
 import { encodeHandlerEvent, encodeProcessorCall, errorMessageOf } from '../../contract/encode-event.js';
 import { EventLimitExceededError } from '../../errors/event-limit-exceeded.error.js';
 import { InvalidCursorError } from '../../errors/invalid-cursor.error.js';
@@ -13,14 +14,8 @@ import type { ProcessorRegistry } from '../../handlers/processor-registry.js';
 import type { JobContext } from '../../contract/job-context.js';
 import type { JobEventPage } from '../../contract/job-event.js';
 import type { JobInfo } from '../../contract/job-info.js';
-import {
-  DEFAULT_QUEUE,
-  JobQueue,
-  type CancelOptions,
-  type EnqueueOptions,
-  type JobAccessOptions,
-  type ReadEventsOptions,
-} from '../../contract/job-queue.js';
+import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
+import type { JobAddress, JobQueueBackend, NewJob, PageRequest } from '../../contract/job-queue-backend.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { MemoryBullJob } from './memory-bull-job.js';
 import { MemoryJob } from './memory-job.js';
@@ -32,8 +27,8 @@ const RESOLVED = Promise.resolve();
  * The embedded backend: jobs, events and handlers live in this process. Zero setup, for
  * development and tests; it keeps every promise of the contract except surviving the process.
  */
-export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
-  readonly backend = 'memory' as const;
+export class MemoryBackend implements JobQueueBackend {
+  readonly name = 'memory' as const;
   private readonly logger = new Logger('JobQueue');
   /** By `<queue>\n<id>`: ids are unique per queue. */
   private readonly jobs = new Map<string, MemoryJob>();
@@ -49,16 +44,14 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     private readonly options: ResolvedJobQueueOptions,
     private readonly handlers: JobHandlerRegistry,
     private readonly processors: ProcessorRegistry,
-  ) {
-    super();
-  }
+  ) {}
 
-  onApplicationBootstrap(): void {
+  start(): void {
     this.accepting = true;
     this.pump();
   }
 
-  onApplicationShutdown(): void {
+  stop(): void {
     this.stopped = true;
     this.accepting = false;
     for (const job of this.jobs.values()) {
@@ -73,42 +66,39 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     if (this.stopped) throw new JobQueueUnavailableError('The job queue is shutting down');
   }
 
-  protected async addJob(name: string, data: string, options: EnqueueOptions & { queue: string }): Promise<JobInfo> {
+  async add(spec: NewJob): Promise<JobInfo> {
     this.assertRunning();
-    if (options.queue === DEFAULT_QUEUE) {
-      if (!this.handlers.has(name)) throw new UnknownJobNameError(name, this.handlers.names());
-    } else if (!this.processors.get(options.queue) || (this.options.queues && !this.options.queues.includes(options.queue))) {
-      throw new UnknownQueueError(options.queue, this.processors.queues());
+    if (spec.queue === DEFAULT_QUEUE) {
+      if (!this.handlers.has(spec.name)) throw new UnknownJobNameError(spec.name, this.handlers.names());
+    } else if (!this.processors.get(spec.queue) || (this.options.queues && !this.options.queues.includes(spec.queue))) {
+      throw new UnknownQueueError(spec.queue, this.processors.queues());
     }
     const job = new MemoryJob(
-      options.queue,
+      spec.queue,
       randomUUID(),
-      name,
-      options.owner,
-      JSON.parse(data),
-      options.attempts ?? this.options.defaultAttempts,
-      options.priority,
+      spec.name,
+      spec.owner,
+      JSON.parse(spec.data),
+      spec.attempts ?? this.options.defaultAttempts,
+      spec.priority,
       Date.now(),
     );
-    this.jobs.set(MemoryJobQueue.keyOf(job.queue, job.id), job);
+    this.jobs.set(MemoryBackend.keyOf(job.queue, job.id), job);
     this.schedule(job);
     return job.info();
   }
 
-  async getJob(id: string, options: JobAccessOptions = {}): Promise<JobInfo> {
-    return this.lookup(id, options).info();
+  async getJob(id: string, address: JobAddress): Promise<JobInfo> {
+    return this.lookup(id, address).info();
   }
 
-  protected async readEventPage(
-    id: string,
-    options: ReadEventsOptions & { after: string; limit: number; waitMs: number },
-  ): Promise<JobEventPage> {
+  async readPage(id: string, options: PageRequest): Promise<JobEventPage> {
     const job = this.lookup(id, options);
     if (!CURSOR_PATTERN.test(options.after)) throw new InvalidCursorError(options.after);
     const after = Number(options.after);
     // Only ids this job issued: a cursor beyond its last event would wait for an event that never comes.
     if (after > job.events.length) throw new InvalidCursorError(options.after);
-    if (after >= job.events.length && !job.finished && options.waitMs > 0) {
+    if (after >= job.events.length && !job.final && options.waitMs > 0) {
       await this.waitForEvent(job, options.waitMs, options.signal);
       this.assertRunning();
     }
@@ -121,20 +111,20 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     };
   }
 
-  async cancel(id: string, options: CancelOptions = {}): Promise<JobInfo> {
+  async cancel(id: string, request: JobAddress & { reason: string }): Promise<JobInfo> {
     this.assertRunning();
-    const job = this.lookup(id, options);
-    if (job.finished) throw new JobAlreadyFinishedError(id, job.state);
-    const reason = options.reason ?? 'cancelled';
-    job.finish('cancelled', 'cancelled', { reason });
+    const job = this.lookup(id, request);
+    if (job.final) throw new JobAlreadyFinishedError(id, job.state);
+    const { reason } = request;
+    job.writeTerminal('cancelled', { reason });
     job.abort?.abort(new Error(`Job cancelled: ${reason}`));
     this.expireLater(job);
     return job.info();
   }
 
-  private lookup(id: string, options: JobAccessOptions): MemoryJob {
-    const job = typeof id === 'string' ? this.jobs.get(MemoryJobQueue.keyOf(options.queue ?? DEFAULT_QUEUE, id)) : undefined;
-    if (!job || (options.owner !== undefined && job.owner !== options.owner)) throw new JobNotFoundError(String(id));
+  private lookup(id: string, address: JobAddress): MemoryJob {
+    const job = typeof id === 'string' ? this.jobs.get(MemoryBackend.keyOf(address.queue, id)) : undefined;
+    if (!job || (address.owner !== undefined && job.owner !== address.owner)) throw new JobNotFoundError(String(id));
     return job;
   }
 
@@ -184,7 +174,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     for (const list of [this.waiting, this.prioritized]) {
       for (let index = 0; index < list.length;) {
         const job = list[index];
-        if (job.finished) {
+        if (job.final) {
           list.splice(index, 1); // cancelled while queued
           continue;
         }
@@ -217,7 +207,7 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
     // An attempt's events count only while its handler runs: a late emit of an attempt that
     // already ended (before a retry starts) must not land in the stream.
     let ended = false;
-    const live = (): boolean => !ended && !job.finished && job.attempt === attempt && !abort.signal.aborted;
+    const live = (): boolean => !ended && !job.final && job.attempt === attempt && !abort.signal.aborted;
     job.limitError = undefined;
 
     const context: JobContext = {
@@ -233,41 +223,38 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
       },
     };
 
-    let outcome: { ok: true; value: unknown } | { ok: false; error: unknown };
+    let outcome: AttemptOutcome;
     try {
       outcome = { ok: true, value: await this.work(job, context, live) };
     } catch (error) {
       outcome = { ok: false, error };
     }
     ended = true;
-    if (job.finished || job.attempt !== attempt) return; // cancelled meanwhile: the stream already ended
+    if (job.final || job.attempt !== attempt) return; // cancelled meanwhile: the stream has its terminal event
     job.abort = undefined;
 
-    if (job.limitError) return this.fail(job, job.limitError);
-    if (outcome.ok) {
-      let result: unknown;
-      try {
-        result = JSON.parse(JSON.stringify(outcome.value ?? null));
-      } catch (error) {
-        return this.fail(
-          job,
-          new Error(
-            `The ${job.queue === DEFAULT_QUEUE ? 'handler' : 'processor'}'s result is not JSON-serializable: ${(error as Error).message}`,
-          ),
-        );
-      }
-      job.result = result;
-      job.finish('completed', 'completed', { result });
-      this.expireLater(job);
-      return;
+    const verdict = judgeAttempt(outcome, {
+      number: attempt,
+      maxAttempts: job.maxAttempts,
+      limitError: job.limitError,
+      what: job.queue === DEFAULT_QUEUE ? 'handler' : 'processor',
+      deferrable: false, // the in-memory Job refuses moveToDelayed and the like
+    });
+    switch (verdict.kind) {
+      case 'completed':
+        job.result = JSON.parse(verdict.result);
+        job.writeTerminal('completed', { result: job.result });
+        this.expireLater(job);
+        return;
+      case 'retry':
+      case 'deferred':
+        if (this.stopped) return this.fail(job, verdict.error);
+        this.logger.warn(`Job ${job.id} (${job.name}) attempt ${attempt} failed, retrying: ${errorMessageOf(verdict.error)}`);
+        this.schedule(job);
+        return;
+      case 'failed':
+        return this.fail(job, verdict.error);
     }
-    const unrecoverable = outcome.error instanceof Error && outcome.error.name === 'UnrecoverableError';
-    if (job.attempt < job.maxAttempts && !this.stopped && !unrecoverable) {
-      this.logger.warn(`Job ${job.id} (${job.name}) attempt ${attempt} failed, retrying: ${errorMessageOf(outcome.error)}`);
-      this.schedule(job);
-      return;
-    }
-    this.fail(job, outcome.error);
   }
 
   /**
@@ -314,13 +301,13 @@ export class MemoryJobQueue extends JobQueue implements OnApplicationBootstrap, 
 
   private fail(job: MemoryJob, error: unknown): void {
     job.error = { message: errorMessageOf(error) };
-    job.finish('failed', 'failed', { error: job.error });
+    job.writeTerminal('failed', { error: job.error });
     this.expireLater(job);
   }
 
   private expireLater(job: MemoryJob): void {
     job.expiry = setTimeout(() => {
-      this.jobs.delete(MemoryJobQueue.keyOf(job.queue, job.id));
+      this.jobs.delete(MemoryBackend.keyOf(job.queue, job.id));
       // Followers waiting on it read again and find it gone, instead of waiting out their wait.
       for (const wake of job.waiters) wake();
     }, this.options.retentionMs);

@@ -1,0 +1,306 @@
+import { randomUUID } from 'node:crypto';
+import { Logger } from '@nestjs/common';
+import { Job, Queue } from 'bullmq';
+import type { JobEvent, JobEventPage } from '../../contract/job-event.js';
+import { isTerminalEventType } from '../../contract/job-event.js';
+import type { JobInfo, JobState } from '../../contract/job-info.js';
+import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
+import type { FollowRequest, JobAddress, JobQueueBackend, NewJob, PageRequest } from '../../contract/job-queue-backend.js';
+import { InvalidCursorError } from '../../errors/invalid-cursor.error.js';
+import { JobAlreadyFinishedError } from '../../errors/job-already-finished.error.js';
+import { JobNotFoundError } from '../../errors/job-not-found.error.js';
+import { JobQueueError } from '../../errors/job-queue.error.js';
+import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
+import { UnknownJobNameError } from '../../errors/unknown-job-name.error.js';
+import { UnknownQueueError } from '../../errors/unknown-queue.error.js';
+import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
+import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
+import { EventStreamReader, toEvents } from '../../reader/event-stream-reader.js';
+import { assertCursor, compareStreamIds } from '../../reader/stream-id.js';
+import { JobScripts } from './job-scripts.js';
+import { RedisConnections } from './redis-connections.js';
+import { RedisKeys } from './redis-keys.js';
+import { WorkerRuntime } from './worker-runtime.js';
+
+/** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** Ids of jobs other code added to a processor queue (BullMQ's numbers, or custom ids of safe characters). */
+const FOREIGN_JOB_ID = /^[A-Za-z0-9_.~-]{1,200}$/;
+
+/**
+ * The distributed backend, on BullMQ and Redis. This class is what every process serves reads
+ * with (enqueue, read, follow through the shared {@link EventStreamReader}, cancel); on worker
+ * processes its {@link WorkerRuntime} runs the jobs. Each job's events live in their own Redis
+ * Stream (`<prefix>:{<queue>:<id>}:events`) next to a metadata hash, so any instance can serve
+ * any job.
+ */
+export class BullMqBackend implements JobQueueBackend {
+  readonly name = 'bullmq' as const;
+  private readonly logger = new Logger('JobQueue');
+  private readonly keys: RedisKeys;
+  private readonly scripts: JobScripts;
+  private readonly reader: EventStreamReader;
+  /** BullMQ queues by name, for enqueue and the removal of cancelled jobs. */
+  private readonly queues = new Map<string, Queue>();
+  /** Runs jobs, on worker processes. */
+  private readonly runtime?: WorkerRuntime;
+  private stopped = false;
+
+  private constructor(
+    private readonly options: ResolvedJobQueueOptions,
+    private readonly handlers: JobHandlerRegistry,
+    private readonly connections: RedisConnections,
+  ) {
+    this.keys = new RedisKeys(options.redis.prefix);
+    this.scripts = new JobScripts(connections.commands);
+    this.reader = new EventStreamReader(connections.blocking, connections.commands, {
+      liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
+    });
+    if (options.worker) this.runtime = new WorkerRuntime(options, handlers, connections, this.keys, this.scripts);
+  }
+
+  /**
+   * Connects to Redis and returns the backend, or throws a `JobQueueUnavailableError` that names
+   * the (redacted) URL: a process that cannot reach Redis at start should not start.
+   */
+  static async connect(options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry): Promise<BullMqBackend> {
+    const connections = await RedisConnections.open(options);
+    try {
+      const backend = new BullMqBackend(options, handlers, connections);
+      await backend.reader.start();
+      return backend;
+    } catch (error) {
+      connections.close();
+      throw error;
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.runtime?.start();
+  }
+
+  /** Ends every follow, lets the worker runtime finish or hand back its jobs, then closes the connections. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.reader.close();
+    await this.runtime?.stop();
+    await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
+    this.connections.close();
+  }
+
+  /** The BullMQ queue `name` (made on first use, on the command connection). */
+  private queueNamed(name: string): Queue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: this.connections.commands, prefix: this.options.redis.prefix });
+      queue.on('error', (error) => this.logger.warn(`Queue ${name}: ${error.message}`));
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  async checkHealth(): Promise<void> {
+    await this.guard(() => this.connections.commands.ping());
+  }
+
+  async add(spec: NewJob): Promise<JobInfo> {
+    const { queue: queueName, name, owner } = spec;
+    if (queueName === DEFAULT_QUEUE && !this.handlers.has(name) && !this.options.jobNames.includes(name)) {
+      throw new UnknownJobNameError(name, [...new Set([...this.handlers.names(), ...this.options.jobNames])]);
+    }
+    if (queueName !== DEFAULT_QUEUE && this.options.queues !== undefined && !this.options.queues.includes(queueName)) {
+      throw new UnknownQueueError(queueName, this.options.queues);
+    }
+    const id = randomUUID();
+    const maxAttempts = spec.attempts ?? this.options.defaultAttempts;
+    const createdAt = Date.now();
+    const retentionSeconds = Math.ceil(this.options.retentionMs / 1000);
+    const metaKey = this.keys.meta(queueName, id);
+    const queue = this.queueNamed(queueName);
+    const job = new Job(
+      queue,
+      name,
+      JSON.parse(spec.data),
+      {
+        jobId: id,
+        attempts: maxAttempts,
+        priority: spec.priority,
+        removeOnComplete: { age: retentionSeconds },
+        removeOnFail: { age: retentionSeconds },
+      },
+      id,
+    );
+    await this.guard(async () => {
+      // Both commands go out in this tick, on one connection, so Redis stores the metadata before
+      // BullMQ's job exists: no worker starts a job whose metadata is missing, and no instance
+      // sees a queued job it cannot describe. (A MULTI would make the pair atomic, but building an
+      // ioredis transaction copies every script BullMQ defines and doubled the producer's CPU.)
+      const client = await queue.getBackend().client;
+      const created = this.connections.commands.hset(metaKey, {
+        owner,
+        name,
+        state: 'queued',
+        attempt: 0,
+        maxAttempts,
+        createdAt,
+        count: 0,
+      });
+      let added: Promise<unknown>;
+      try {
+        added = job.addJob(client);
+      } catch (error) {
+        added = Promise.reject(error as Error); // BullMQ checks some options synchronously
+      }
+      const [stored, queued] = await Promise.allSettled([created, added]);
+      if (stored.status === 'rejected' || queued.status === 'rejected') {
+        await this.connections.commands.del(metaKey).catch(() => undefined);
+        throw stored.status === 'rejected' ? stored.reason : (queued as PromiseRejectedResult).reason;
+      }
+    });
+    return { id, name, state: 'queued', attempt: 0, maxAttempts, createdAt };
+  }
+
+  async getJob(id: string, address: JobAddress): Promise<JobInfo> {
+    const { queue } = address;
+    this.assertWellFormed(queue, id, address);
+    const read = () => this.scripts.readJob(this.keys.meta(queue, id), address.owner);
+    let meta = await this.guard(read);
+    if (!meta && (await this.adopted(queue, id, address))) meta = await this.guard(read);
+    if (!meta) throw new JobNotFoundError(id);
+    return this.toInfo(id, meta);
+  }
+
+  /**
+   * A processor job added with plain BullMQ (no owner) has no metadata of ours until a worker
+   * starts it; a system-level read (no owner) gives it one when BullMQ has the job, so that it can
+   * be followed from the start. True when it now has one.
+   */
+  private async adopted(queue: string, id: string, address: JobAddress): Promise<boolean> {
+    if (queue === DEFAULT_QUEUE || address.owner !== undefined) return false;
+    if (this.options.queues !== undefined && !this.options.queues.includes(queue)) return false;
+    return this.guard(() => this.scripts.ensureJob(this.keys.meta(queue, id), this.keys.bullJob(queue, id), Date.now()));
+  }
+
+  async readPage(id: string, options: PageRequest): Promise<JobEventPage> {
+    const { queue } = options;
+    this.assertWellFormed(queue, id, options);
+    assertCursor(options.after);
+    const eventsKey = this.keys.events(queue, id);
+    const read = () => this.scripts.readEvents(this.keys.meta(queue, id), eventsKey, options.owner, options.after, options.limit);
+    let page = await this.guard(read);
+    if (page.status === 'gone' && (await this.adopted(queue, id, options))) page = await this.guard(read);
+    if (page.status === 'gone') throw new JobNotFoundError(id);
+    if (page.status === 'cursor') throw new InvalidCursorError(options.after);
+    const { terminal, entries } = page;
+    let events = toEvents(entries);
+    if (!events.length && !terminal && options.waitMs > 0 && !this.stopped) {
+      const subscription = this.reader.subscribe(eventsKey, options.after);
+      try {
+        events = (await subscription.next(options.waitMs, options.signal)).slice(0, options.limit);
+      } finally {
+        subscription.close();
+      }
+    }
+    const last = events.length ? events[events.length - 1].id : options.after;
+    const done =
+      events.some((event) => isTerminalEventType(event.type)) || (terminal !== undefined && compareStreamIds(terminal, last) <= 0);
+    return { events, next: last, done };
+  }
+
+  /** Follows through the shared reader: no Redis connection and no polling per follower. */
+  async *followAfter(id: string, page: JobEventPage, options: FollowRequest): AsyncGenerator<JobEvent[], void, undefined> {
+    if (this.stopped) return;
+    const subscription = this.reader.subscribe(this.keys.events(options.queue, id), page.next);
+    // Closing the subscription ends its wait: one listener for the whole follow, none per wait.
+    const stop = (): void => subscription.close();
+    options.signal?.addEventListener('abort', stop, { once: true });
+    try {
+      while (!options.signal?.aborted && !this.stopped && !subscription.closed) {
+        const events = await subscription.next(Infinity);
+        if (!events.length) continue;
+        const end = events.findIndex((event) => isTerminalEventType(event.type));
+        yield end === -1 ? events : events.slice(0, end + 1);
+        if (end !== -1) return;
+      }
+    } finally {
+      options.signal?.removeEventListener('abort', stop);
+      subscription.close();
+    }
+    // Expired or lost while followed: say so, rather than end as if the stream were complete.
+    if (subscription.gone) throw new JobNotFoundError(id);
+  }
+
+  async cancel(id: string, options: JobAddress & { reason: string }): Promise<JobInfo> {
+    const { queue, reason } = options;
+    this.assertWellFormed(queue, id, options);
+    // Existence and ownership first (a plain BullMQ job is adopted for a system-level cancel).
+    await this.getJob(id, options);
+    const reply = await this.guard(() =>
+      this.scripts.finishJob(
+        this.keys.meta(queue, id),
+        this.keys.events(queue, id),
+        'cancelled',
+        JSON.stringify({ reason }),
+        Date.now(),
+        this.options.retentionMs,
+        undefined,
+        undefined,
+      ),
+    );
+    if (reply[0] === 'gone') throw new JobNotFoundError(id);
+    if (reply[0] === 'final') throw new JobAlreadyFinishedError(id, String(reply[1]));
+    // The terminal event is written: now make the worker stop. Both steps are best effort; a
+    // worker also sees the terminal event at its next start or append.
+    await this.guard(async () => {
+      await this.connections.commands.publish(this.keys.cancelChannel(), `${queue}\n${id}`);
+      await this.queueNamed(queue)
+        .remove(id)
+        .catch(() => 0);
+    }).catch((error: unknown) =>
+      this.logger.warn(`Cancel of ${id} is recorded, but notifying workers failed: ${(error as Error).message}`),
+    );
+    return this.getJob(id, options);
+  }
+
+  /**
+   * Ids that could never be a job of `queue` are unknown without asking Redis (and never become
+   * keys); so is every job to an empty owner (jobs added without an owner are stored with an empty
+   * one, and only system access, without `owner`, reaches them).
+   */
+  private assertWellFormed(queue: string, id: string, address: JobAddress): void {
+    if (typeof id !== 'string' || !(queue === DEFAULT_QUEUE ? JOB_ID : FOREIGN_JOB_ID).test(id) || address.owner === '') {
+      throw new JobNotFoundError(String(id));
+    }
+  }
+
+  private toInfo(id: string, meta: Record<string, string>): JobInfo {
+    const info: JobInfo = {
+      id,
+      name: meta.name,
+      state: meta.state as JobState,
+      attempt: Number(meta.attempt),
+      maxAttempts: Number(meta.maxAttempts),
+      createdAt: Number(meta.createdAt),
+    };
+    if (meta.startedAt) info.startedAt = Number(meta.startedAt);
+    if (meta.finishedAt) info.finishedAt = Number(meta.finishedAt);
+    if (meta.state === 'completed' && meta.result !== undefined) info.result = JSON.parse(meta.result);
+    if (meta.state === 'failed' && meta.error !== undefined) info.error = JSON.parse(meta.error);
+    return info;
+  }
+
+  /** Runs a Redis operation; anything but our own typed errors becomes a 503-style error. */
+  private async guard<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      if (error instanceof JobQueueError) throw error;
+      throw this.unavailable(error);
+    }
+  }
+
+  private unavailable(cause: unknown): JobQueueUnavailableError {
+    this.logger.debug?.(`Redis unavailable: ${(cause as Error)?.message}`);
+    return new JobQueueUnavailableError('The job queue backend (Redis) is unavailable; retry shortly', 1, { cause });
+  }
+}

@@ -1,0 +1,82 @@
+import { Logger } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
+import { connectRedis } from './redis-connection.js';
+
+/**
+ * The Redis clients of one process, opened at start and closed at shutdown. Their number does
+ * not depend on how many jobs run or how many clients follow them.
+ */
+export class RedisConnections {
+  private readonly logger = new Logger('JobQueue');
+  /** BullMQ's worker commands (BullMQ adds its own blocking connection), opened by {@link forWorker}. */
+  private worker?: Redis;
+
+  private constructor(
+    private readonly prefix: string,
+    /** Commands and scripts; fails fast while Redis is down (requests get 503, never hang). */
+    readonly commands: Redis,
+    /** The shared blocking `XREAD` of the event stream reader. */
+    readonly blocking: Redis,
+    /** Cancel messages, on worker processes. */
+    readonly subscriber: Redis | undefined,
+  ) {
+    for (const client of [commands, blocking, subscriber]) client?.on('error', this.errorLogger());
+  }
+
+  /**
+   * Connects every client the process needs, or throws a `JobQueueUnavailableError` that names
+   * the (redacted) URL: a process that cannot reach Redis at start should not start.
+   */
+  static async open(options: ResolvedJobQueueOptions): Promise<RedisConnections> {
+    const { url, prefix } = options.redis;
+    const opened: Redis[] = [];
+    try {
+      const commands = await connectRedis(url, `${prefix}:commands`, {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        commandTimeout: 10_000,
+      });
+      opened.push(commands);
+      const blocking = await connectRedis(url, `${prefix}:reader`, { maxRetriesPerRequest: null });
+      opened.push(blocking);
+      const subscriber = options.worker ? await connectRedis(url, `${prefix}:cancels`, { maxRetriesPerRequest: null }) : undefined;
+      if (subscriber) opened.push(subscriber);
+      return new RedisConnections(prefix, commands, blocking, subscriber);
+    } catch (error) {
+      for (const client of opened) client.disconnect();
+      throw error;
+    }
+  }
+
+  /**
+   * A connection for a BullMQ `Worker`: it waits through Redis outages instead of failing fast.
+   * BullMQ does not close a connection it was given; it is closed with the others.
+   */
+  forWorker(): Redis {
+    if (!this.worker) {
+      this.worker = this.commands.duplicate({
+        connectionName: `${this.prefix}:worker`,
+        enableOfflineQueue: true,
+        maxRetriesPerRequest: null,
+        commandTimeout: undefined,
+      });
+      this.worker.on('error', this.errorLogger());
+    }
+    return this.worker;
+  }
+
+  close(): void {
+    for (const client of [this.commands, this.blocking, this.subscriber, this.worker]) client?.disconnect();
+  }
+
+  /** Logs connection errors at most every 5 s per client (a Redis outage must not flood the log). */
+  private errorLogger(): (error: Error) => void {
+    let last = 0;
+    return (error) => {
+      if (Date.now() - last < 5000) return;
+      last = Date.now();
+      this.logger.warn(`Redis connection: ${error.message}`);
+    };
+  }
+}

@@ -1,0 +1,180 @@
+import { Logger } from '@nestjs/common';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { JobQueueWorker } from '../../bridge/job-queue-worker.js';
+import { ProcessorBridge } from '../../bridge/processor-bridge.js';
+import type { AttemptOutcome } from '../../contract/attempt-verdict.js';
+import { encodeHandlerEvent } from '../../contract/encode-event.js';
+import type { JobContext } from '../../contract/job-context.js';
+import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
+import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
+import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
+import { AttemptLifecycle } from './attempt-lifecycle.js';
+import type { JobScripts } from './job-scripts.js';
+import { ProgressReporter } from './progress-reporter.js';
+import type { RedisConnections } from './redis-connections.js';
+import type { RedisKeys } from './redis-keys.js';
+
+/** The reason running handlers are aborted with when this worker shuts down. */
+class WorkerShutdown extends Error {
+  constructor() {
+    super('The worker is shutting down; the job goes back to the queue');
+  }
+}
+
+/**
+ * What a worker process runs besides serving reads: the BullMQ `Worker` of the `@JobHandler`
+ * jobs, the {@link ProcessorBridge} that `@nestjs/bullmq` processors of this process report to,
+ * and the cancel subscription that stops a cancelled job wherever it runs here. API-only
+ * processes (`worker: false`) have none of it.
+ */
+export class WorkerRuntime {
+  private readonly logger = new Logger('JobQueue');
+  private readonly lifecycle: AttemptLifecycle;
+  private readonly bridge: ProcessorBridge;
+  private worker?: Worker;
+  /** Running handler attempts in this process, by job id, to abort on cancel. */
+  private readonly running = new Map<string, AbortController>();
+  /** Handler runs in this process, by job id, oldest first (more than one only after a lost lock; see {@link runJob}). */
+  private readonly runs = new Map<string, Array<Promise<unknown>>>();
+  /** Set when shutdown gives up on running work: Redis retries stop instead of looping on. */
+  private abandoned = false;
+
+  constructor(
+    private readonly options: ResolvedJobQueueOptions,
+    private readonly handlers: JobHandlerRegistry,
+    private readonly connections: RedisConnections,
+    private readonly keys: RedisKeys,
+    scripts: JobScripts,
+  ) {
+    this.lifecycle = new AttemptLifecycle(scripts, keys, options, this.logger, () => this.abandoned);
+    this.bridge = new ProcessorBridge(this.lifecycle, { queues: options.queues, maxEventBytes: options.maxEventBytes });
+  }
+
+  /** Registers the bridge, listens for cancels and starts taking `@JobHandler` jobs. */
+  async start(): Promise<void> {
+    const prefix = this.options.redis.prefix;
+    ProcessorBridge.register(prefix, this.bridge);
+    const subscriber = this.connections.subscriber!;
+    await subscriber.subscribe(this.keys.cancelChannel());
+    subscriber.on('message', (_channel: string, message: string) => {
+      const [queue, jobId] = message.split('\n');
+      if (queue === DEFAULT_QUEUE) this.running.get(jobId)?.abort(new Error('Job cancelled'));
+      for (const worker of JobQueueWorker.openWorkers(queue, prefix)) worker.cancelJob(jobId, 'Job cancelled');
+    });
+    this.worker = new Worker(DEFAULT_QUEUE, (job, token) => this.runJob(job, token), {
+      connection: this.connections.forWorker(),
+      prefix,
+      concurrency: this.options.concurrency,
+      lockDuration: this.options.lockDurationMs,
+      stalledInterval: this.options.lockDurationMs,
+      autorun: false,
+    });
+    const unhandled = this.options.jobNames.filter((name) => !this.handlers.has(name));
+    if (unhandled.length) {
+      this.logger.warn(`This worker has no handler for ${unhandled.join(', ')} (jobNames): it fails such jobs when it picks them up`);
+    }
+    this.worker.on('error', (error) => this.logger.warn(`Worker: ${error.message}`));
+    this.worker.on('failed', (job, error) => void this.onBullFailed(job, error));
+    void this.worker.run();
+  }
+
+  /**
+   * Stops taking jobs, gives running handlers `shutdownGraceMs` to finish, then aborts the rest
+   * and hands their jobs back to the queue (another worker starts them as a new attempt).
+   */
+  async stop(): Promise<void> {
+    ProcessorBridge.unregister(this.options.redis.prefix, this.bridge);
+    if (this.worker) {
+      const closing = this.worker.close().catch((error: Error) => this.logger.warn(`Closing the worker: ${error.message}`));
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.options.shutdownGraceMs)));
+      if ((await Promise.race([closing, graceOver])) === 'timeout') {
+        for (const abort of this.running.values()) abort.abort(new WorkerShutdown());
+        // Handing back needs Redis; give that one more grace period, then let go.
+        const settled = new Promise<'timeout'>(
+          (resolve) => (timer = setTimeout(() => resolve('timeout'), Math.max(this.options.shutdownGraceMs, 1000))),
+        );
+        if ((await Promise.race([closing, settled])) === 'timeout') this.abandoned = true;
+        await closing;
+      }
+      clearTimeout(timer);
+    }
+    this.abandoned = true;
+  }
+
+  /**
+   * BullMQ hands a job out again when its lock expired (e.g. Redis was away for longer than the
+   * lock), possibly to this same worker while the first run still goes on. Its lock renewal is
+   * keyed by job id: when the older run returns, BullMQ stops renewing the newer run's lock too,
+   * and the job stalls again and fails. So an older run returns only after the newer ones have.
+   */
+  private async runJob(job: Job, token?: string): Promise<unknown> {
+    const id = job.id!;
+    const runs = this.runs.get(id) ?? [];
+    this.runs.set(id, runs);
+    const run = this.process(job, token);
+    runs.push(run);
+    try {
+      return await run;
+    } finally {
+      for (let newer = runs.slice(runs.indexOf(run) + 1); newer.length; newer = runs.slice(runs.indexOf(run) + 1)) {
+        await Promise.allSettled(newer);
+      }
+      runs.splice(runs.indexOf(run), 1);
+      if (!runs.length) this.runs.delete(id);
+    }
+  }
+
+  /** Runs one attempt of a `@JobHandler` job: the handler gets `emit`, whose events go to the job's stream. */
+  private async process(job: Job, token?: string): Promise<unknown> {
+    const id = job.id!;
+    const handler = this.handlers.get(job.name);
+    const progress = new ProgressReporter(job);
+    const started = await this.lifecycle.start(DEFAULT_QUEUE, job, {
+      onFlushed: (last) => progress.report({ eventId: last.id, type: last.type, events: last.appended }),
+    });
+    if (started.status !== 'ok') return undefined; // cancelled before it ran, or expired: nothing to do
+    const running = started.attempt;
+    const abort = running.abort;
+    // An older run of this job in this process lost its lock and is superseded (its appends are refused).
+    this.running.get(id)?.abort(new Error('Attempt superseded'));
+    this.running.set(id, abort);
+    const context: JobContext = {
+      id,
+      name: job.name,
+      data: job.data as unknown,
+      attempt: running.attempt,
+      signal: abort.signal,
+      emit: (type: string, data?: unknown) => running.append(type, encodeHandlerEvent(type, data, this.options.maxEventBytes)),
+    };
+
+    let outcome: AttemptOutcome;
+    try {
+      if (!handler) throw new UnrecoverableError(`No handler for job name "${job.name}" in this worker`);
+      outcome = { ok: true, value: await handler(context) };
+    } catch (error) {
+      outcome = { ok: false, error };
+    }
+    // Everything the handler emitted goes in before the terminal event.
+    await running.appender.close();
+    progress.flush();
+    if (this.running.get(id) === abort) this.running.delete(id);
+    if (!running.refused && !outcome.ok && abort.signal.reason instanceof WorkerShutdown) {
+      // Hand the job back without using up an attempt: it is delayed by 0 ms, i.e. waiting again.
+      await this.lifecycle.requeue(DEFAULT_QUEUE, id, running.attempt);
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError();
+    }
+    return this.lifecycle.conclude(job, running, outcome, 'handler');
+  }
+
+  /** BullMQ failed a job without our handler's outcome (e.g. stalled too often): end its stream. */
+  private async onBullFailed(job: Job | undefined, error: Error): Promise<void> {
+    if (!job?.id || (job.attemptsMade < (job.opts.attempts ?? 1) && !/stalled/i.test(error.message))) return;
+    try {
+      await this.lifecycle.writeTerminal(DEFAULT_QUEUE, job.id, 'failed', { error });
+    } catch (cause) {
+      this.logger.warn(`Could not record the failure of job ${job.id}: ${(cause as Error).message}`);
+    }
+  }
+}
