@@ -4,7 +4,7 @@ import { ProcessorBridge } from './processor-bridge.js';
 
 /**
  * A drop-in BullMQ `Worker` whose jobs' progress becomes per-job event streams: each attempt's
- * `started`, every `job.updateProgress` and `job.log` call (after BullMQ stored it, in call
+ * `started`, every `job.updateProgress` and `job.log` call (sent next to BullMQ's own write, in call
  * order), and one terminal event. Nothing else changes: BullMQ stores and emits what it always
  * does. Cancel from any instance fires the processor's `AbortSignal` (its third parameter) through
  * `Worker#cancelJob`, also when the processor does not declare that parameter.

@@ -6,49 +6,36 @@ import type { AttemptOutcome } from '../contract/attempt-verdict.js';
 import { DEFAULT_QUEUE } from '../contract/job-queue.js';
 import type { BridgedJob, ProgressSink } from './bridged-job.js';
 
-const RESOLVED = Promise.resolve();
 /** A worker that waits this long for its bridge says so in the log (it keeps waiting). */
 const WAIT_WARNING_MS = 10_000;
 
 /**
- * Appends one attempt's `updateProgress` and `log` calls to the job's stream, each after BullMQ
- * stored it and in call order (BullMQ replays a sandboxed processor's calls concurrently, so the
- * order is taken when the call is made, never when its write comes back).
+ * Appends one attempt's `updateProgress` and `log` calls to the job's stream, in call order (the
+ * order is taken when the call is made: BullMQ replays a sandboxed processor's calls concurrently).
+ * The append goes out next to BullMQ's own write instead of after its reply, so a bridged call costs
+ * one round trip of latency, not two. BullMQ refuses a call only when the job's hash is gone (a job
+ * removed by force while it runs); such a call can still be in the stream.
  */
 class AttemptProgressSink implements ProgressSink {
-  private chain: Promise<void> = RESOLVED;
-
   constructor(
     private readonly running: RunningAttempt,
     private readonly maxEventBytes: number,
   ) {}
 
-  record(stored: Promise<unknown>, type: 'progress' | 'log', data: unknown): void {
+  record(type: 'progress' | 'log', data: unknown): void {
     const event = encodeProcessorCall(type, data, this.maxEventBytes);
-    this.chain = this.chain.then(() =>
-      stored.then(
-        () => {
-          try {
-            void this.running.append(event.type, event.json);
-          } catch {
-            // The cap is reached: the attempt is aborted and the job fails visibly at its end.
-          }
-        },
-        () => undefined, // BullMQ refused the call: there is nothing to bridge
-      ),
-    );
-  }
-
-  /** Resolves once every call made so far is appended (or known refused). */
-  settled(): Promise<void> {
-    return this.chain;
+    try {
+      void this.running.append(event.type, event.json);
+    } catch {
+      // The cap is reached: the attempt is aborted and the job fails visibly at its end.
+    }
   }
 }
 
 /**
  * The worker side of the bridge for the jobs of `@nestjs/bullmq` processors and other
  * {@link JobQueueWorker}s in this process: `started` when an attempt begins, each `updateProgress`
- * and `log` call once BullMQ stored it, then one terminal event from BullMQ's outcome. One bridge
+ * and `log` call in call order (sent next to BullMQ's own write), then one terminal event from BullMQ's outcome. One bridge
  * per BullMQ key prefix is registered by the `bullmq` backend; workers find it by their prefix.
  */
 export class ProcessorBridge {
@@ -132,17 +119,15 @@ export class ProcessorBridge {
       },
       { once: true },
     );
-    const sink = new AttemptProgressSink(running, this.options.maxEventBytes);
-    job.progressSink = sink;
+    job.progressSink = new AttemptProgressSink(running, this.options.maxEventBytes);
     let outcome: AttemptOutcome;
     try {
       outcome = { ok: true, value: await work() };
     } catch (error) {
       outcome = { ok: false, error };
     }
-    // Every call the processor made goes in before the terminal event.
-    await sink.settled();
     job.progressSink = undefined;
+    // Every call the processor made goes in before the terminal event.
     await running.appender.close();
     if (running.refused) {
       // Cancelled (or superseded) meanwhile: the stream has its end. BullMQ records what the
