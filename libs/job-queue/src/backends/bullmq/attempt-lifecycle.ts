@@ -168,7 +168,7 @@ export class AttemptLifecycle {
   }
 
   /** Marks the job queued again (BullMQ will run it once more); `'final'` when it reached a final state meanwhile. */
-  requeue(queue: string, id: string, attempt: number): Promise<string> {
+  requeue(queue: string, id: string, attempt: number): Promise<'ok' | 'final' | 'stale'> {
     return this.retrying(() => this.scripts.requeueJob(this.keys.meta(queue, id), attempt));
   }
 

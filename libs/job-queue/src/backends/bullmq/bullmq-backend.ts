@@ -247,8 +247,8 @@ export class BullMqBackend implements JobQueueBackend {
         undefined,
       ),
     );
-    if (reply[0] === 'gone') throw new JobNotFoundError(id);
-    if (reply[0] === 'final') throw new JobAlreadyFinishedError(id, String(reply[1]));
+    if (reply.status === 'gone') throw new JobNotFoundError(id);
+    if (reply.status === 'final') throw new JobAlreadyFinishedError(id, reply.state);
     // The terminal event is written: now make the worker stop. Both steps are best effort; a
     // worker also sees the terminal event at its next start or append.
     await this.guard(async () => {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@nestjs/common';
-import type { JobScripts } from './job-scripts.js';
+import type { AppendEventsReply, JobScripts } from './job-scripts.js';
 
 /** Why an appender stopped taking events. */
 export type AppenderStop = 'final' | 'stale' | 'limit';
@@ -75,17 +75,15 @@ export class EventAppender {
         const seq = ++this.seq;
         const types = batch.filter((_, index) => index % 2 === 0);
         const reply = await this.appendWithRetry(seq, batch);
-        const status = reply[0];
-        if (status === 'ok' || status === 'limit') {
-          const appended = Number(reply[1]);
-          this.appended += appended;
-          if (appended > 0) {
-            this.last = { id: String(reply[2]), type: types[appended - 1], appended: this.appended };
+        if (reply.status === 'ok' || reply.status === 'limit') {
+          this.appended += reply.appended;
+          if (reply.appended > 0) {
+            this.last = { id: reply.lastId, type: types[reply.appended - 1], appended: this.appended };
             this.options.onFlushed?.(this.last);
           }
-          if (status === 'limit') this.stop('limit');
-        } else if (status === 'final' || status === 'stale') {
-          this.stop(status);
+          if (reply.status === 'limit') this.stop('limit');
+        } else if (reply.status === 'final' || reply.status === 'stale') {
+          this.stop(reply.status);
         }
         // 'dup': an earlier try of this batch got through before its reply was lost.
         if (this.buffer.length / 2 < HIGH_WATER) this.releaseWaiters();
@@ -96,7 +94,7 @@ export class EventAppender {
     }
   }
 
-  private async appendWithRetry(seq: number, batch: string[]): Promise<Array<string | number>> {
+  private async appendWithRetry(seq: number, batch: string[]): Promise<AppendEventsReply> {
     for (let tries = 0; ; tries++) {
       try {
         const { scripts, metaKey, eventsKey, maxEvents, attempt } = this.options;
@@ -106,7 +104,7 @@ export class EventAppender {
           this.options.logger.warn(
             `Dropping unflushed events of ${this.options.eventsKey}: shutting down while Redis fails (${(error as Error).message})`,
           );
-          return ['stale'];
+          return { status: 'stale' };
         }
         if (tries % 20 === 0) this.options.logger.warn(`Appending events failed (${(error as Error).message}); retrying`);
         await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(tries, 5), 1000)));

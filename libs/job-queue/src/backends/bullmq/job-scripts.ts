@@ -41,6 +41,23 @@ export interface NewJobMeta {
   createdAt: number;
 }
 
+/** What `append-events` did with a batch. */
+export type AppendEventsReply =
+  /** `appended` events went in (`limit`: fewer than the batch, the cap is reached); `lastId` is the last one's id. */
+  | { status: 'ok' | 'limit'; appended: number; lastId: string }
+  /** An earlier try of this batch got in before its reply was lost. */
+  | { status: 'dup' }
+  /** The job has its terminal event, or a newer attempt took over: nothing appended. */
+  | { status: 'final' | 'stale' };
+
+/** What `finish-job` did. */
+export type FinishJobReply =
+  | { status: 'ok'; eventId: string }
+  /** The job was in final state `state` already: nothing changed. */
+  | { status: 'final'; state: string }
+  /** A newer attempt owns the job, or the job is unknown: nothing changed. */
+  | { status: 'stale' | 'gone' };
+
 /** A stream entry as Redis returns it. */
 export type RawStreamEntry = [id: string, fields: string[]];
 
@@ -92,7 +109,7 @@ export class JobScripts {
     return (await this.run<number>('ensure-job', [meta, bullJob], [now])) === 1;
   }
 
-  appendEvents(
+  async appendEvents(
     meta: string,
     events: string,
     writer: string,
@@ -100,11 +117,14 @@ export class JobScripts {
     maxEvents: number,
     attempt: number,
     pairs: string[],
-  ): Promise<ScriptReply> {
-    return this.run('append-events', [meta, events], [writer, seq, maxEvents, attempt, ...pairs]);
+  ): Promise<AppendEventsReply> {
+    const reply = await this.run<ScriptReply>('append-events', [meta, events], [writer, seq, maxEvents, attempt, ...pairs]);
+    const status = reply[0] as AppendEventsReply['status'];
+    if (status === 'ok' || status === 'limit') return { status, appended: Number(reply[1]), lastId: String(reply[2]) };
+    return { status };
   }
 
-  finishJob(
+  async finishJob(
     meta: string,
     events: string,
     state: 'completed' | 'failed' | 'cancelled',
@@ -113,15 +133,24 @@ export class JobScripts {
     retentionMs: number,
     outcome: { field: 'result' | 'error'; value: string } | undefined,
     attempt: number | undefined,
-  ): Promise<ScriptReply> {
-    return this.run(
+  ): Promise<FinishJobReply> {
+    const reply = await this.run<ScriptReply>(
       'finish-job',
       [meta, events],
       [state, data, now, retentionMs, outcome?.field ?? '', outcome?.value ?? '', attempt ?? ''],
     );
+    switch (reply[0]) {
+      case 'ok':
+        return { status: 'ok', eventId: String(reply[1]) };
+      case 'final':
+        return { status: 'final', state: String(reply[1]) };
+      default:
+        return { status: reply[0] as 'stale' | 'gone' };
+    }
   }
 
-  requeueJob(meta: string, attempt: number): Promise<string> {
+  /** `'ok'`, or `'final'` / `'stale'` when the job ended or a newer attempt took over meanwhile. */
+  requeueJob(meta: string, attempt: number): Promise<'ok' | 'final' | 'stale'> {
     return this.run('requeue-job', [meta], [attempt]);
   }
 
