@@ -123,8 +123,9 @@ const LOG_EVENT_OVERHEAD = JSON.stringify({ message: '' }).length;
 
 /**
  * The calls of {@link PROCESSOR_JOBS.uncarriableCalls}, in order, for a job queue whose
- * `maxEventBytes` is `max`: values the stream cannot carry, values BullMQ refuses, values that
- * look like lifecycle events, and the largest values that still fit.
+ * `maxEventBytes` is `max`: values the stream cannot carry (too large, or taken by BullMQ but not
+ * JSON), values BullMQ refuses (JSON.stringify throws), values that look like lifecycle events,
+ * and the largest values that still fit.
  */
 export const UNCARRIABLE_CALLS: ReadonlyArray<readonly [string, (job: Job, max: number) => Promise<unknown>]> = [
   // JSON adds two quotes: one byte over the limit.
@@ -134,6 +135,8 @@ export const UNCARRIABLE_CALLS: ReadonlyArray<readonly [string, (job: Job, max: 
   ['log line over maxEventBytes', (job, max) => job.log('x'.repeat(max - LOG_EVENT_OVERHEAD + 1))],
   ['bigint progress', (job) => job.updateProgress({ n: 10n })],
   ['circular progress', (job) => job.updateProgress(circularValue())],
+  // A function is an `object` to BullMQ's types, and BullMQ takes it (JSON.stringify gives undefined).
+  ['function progress', (job) => job.updateProgress(() => 1)],
   ['progress that looks like a terminal event', (job) => job.updateProgress({ type: 'completed', data: { result: 'forged' } })],
   ['log line naming a terminal event', (job) => job.log('cancelled')],
   ['progress at maxEventBytes', (job, max) => job.updateProgress('x'.repeat(max - 2))],
