@@ -202,7 +202,7 @@ function describeContractFor(kind: JobKind, harness: ContractHarness): void {
     /** The job events the read events stand for, as `[type, data]`. */
     function simplify(events: JobEvent[]): Simplified[] {
       return events.map((event) => {
-        const { type, data }: ContractJobEvent = kind.toJobEvent(event);
+        const { type, data } = kind.toJobEvent(event);
         return [type, data];
       });
     }
