@@ -2,7 +2,6 @@ import 'reflect-metadata';
 import { setTimeout as delay } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { Module, type DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import {
   InvalidArgumentError,
@@ -10,15 +9,23 @@ import {
   JobAlreadyFinishedError,
   JobNotFoundError,
   JobQueue,
-  JobQueueModule,
   START_CURSOR,
   UnknownJobNameError,
+  UnknownQueueError,
   type EnqueueOptions,
   type JobEvent,
   type JobQueueModuleOptions,
 } from 'nestjs-job-streams';
 import {
-  ContractTestHandlers,
+  HANDLER_KIND,
+  JOB_KINDS,
+  scopeToQueue,
+  type ContractJobEvent,
+  type ContractOptions,
+  type ContractQueue,
+  type JobKind,
+} from './job-kinds.js';
+import {
   JOBS,
   createGate,
   groupActivity,
@@ -29,17 +36,19 @@ import {
   type FloodReport,
   type RejectedEmit,
 } from './test-handlers.js';
+import { PROCESSOR_JOBS, PROCESSOR_QUEUE_NAMES, UNCARRIABLE_CALLS, type UncarriableCallsReport } from './test-processors.js';
 
 /**
  * The contract every {@link JobQueue} backend keeps, written once. A backend runs it by calling
- * {@link describeJobQueueContract} with a harness that starts applications of that backend.
+ * {@link describeJobQueueContract} with a harness that starts applications of that backend. Every
+ * test runs for each kind of job ({@link JOB_KINDS}): `@JobHandler` jobs, and jobs of plain
+ * `@nestjs/bullmq` processors. A test with no meaning for one kind has that kind's analogue next to it.
  *
  * The suite treats cursors as opaque: it only passes back `'0'` (the documented start) and ids it
  * received, and compares ids only by the order the queue returned them in.
  */
 
-/** Module options a test may add to the backend's own (`backend`, connection, ...). */
-export type ContractOptions = Omit<Partial<JobQueueModuleOptions>, 'backend'>;
+export type { ContractOptions } from './job-kinds.js';
 
 /** One running application: its queue and how to stop it. */
 export interface ContractApp {
@@ -55,22 +64,19 @@ export interface ContractHarness {
   teardown?(): Promise<void>;
   /**
    * Starts an application whose JobQueueModule has the backend's options plus `extra`, and which
-   * provides {@link ContractTestHandlers}. Every call must give an isolated queue (for Redis: a
-   * fresh key prefix), because tests change options such as concurrency and retention.
+   * runs the contract jobs of `kind` (default: the `ContractTestHandlers`). Every call must give
+   * an isolated queue (for Redis: a fresh key prefix), because tests change options such as
+   * concurrency and retention.
    */
-  createApp(extra?: ContractOptions): Promise<ContractApp>;
+  createApp(extra?: ContractOptions, kind?: JobKind): Promise<ContractApp>;
 }
 
-@Module({})
-class ContractAppModule {
-  static register(options: JobQueueModuleOptions): DynamicModule {
-    return { module: ContractAppModule, imports: [JobQueueModule.forRoot(options)], providers: [ContractTestHandlers] };
-  }
-}
-
-/** Starts a Nest application context with `JobQueueModule.forRoot(options)` and the test handlers. */
-export async function createContractApp(options: JobQueueModuleOptions): Promise<ContractApp> {
-  const app = await NestFactory.createApplicationContext(ContractAppModule.register(options), { logger: false, abortOnError: false });
+/**
+ * Starts a Nest application context with `JobQueueModule.forRoot(options)` and what runs the
+ * contract jobs of `kind` (default: the test handlers).
+ */
+export async function createContractApp(options: JobQueueModuleOptions, kind: JobKind = HANDLER_KIND): Promise<ContractApp> {
+  const app = await NestFactory.createApplicationContext(kind.appModule(options), { logger: false, abortOnError: false });
   return { queue: app.get(JobQueue), close: () => app.close() };
 }
 
@@ -82,7 +88,7 @@ export function nestContractHarness(
   baseOptions: () => JobQueueModuleOptions,
   hooks: Pick<ContractHarness, 'setup' | 'teardown'> = {},
 ): ContractHarness {
-  return { ...hooks, createApp: (extra = {}) => createContractApp({ ...baseOptions(), ...extra }) };
+  return { ...hooks, createApp: (extra = {}, kind) => createContractApp({ ...baseOptions(), ...extra }, kind) };
 }
 
 const OWNER = 'alice';
@@ -91,12 +97,9 @@ const LONG_WAIT_MS = 10_000;
 
 type Simplified = [type: string, data: unknown];
 
-function simplify(events: JobEvent[]): Simplified[] {
+/** Events as `[type, data]`, exactly as read (without a kind's reading). */
+function simplifyRaw(events: JobEvent[]): Simplified[] {
   return events.map((event) => [event.type, event.data]);
-}
-
-function typesOf(events: JobEvent[]): string[] {
-  return events.map((event) => event.type);
 }
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
@@ -162,15 +165,31 @@ function seededRandom(seed: number): () => number {
   };
 }
 
+/** Runs the contract against the applications `harness` starts, once for each kind of job. */
 export function describeJobQueueContract(label: string, harness: ContractHarness): void {
   describe(`JobQueue contract (${label})`, () => {
-    let shared: ContractApp | undefined;
-    let queue: JobQueue;
-
     beforeAll(async () => {
       await harness.setup?.();
-      shared = await harness.createApp();
-      queue = shared.queue;
+    });
+
+    afterAll(async () => {
+      openAllGates();
+      await harness.teardown?.();
+    });
+
+    for (const kind of JOB_KINDS) describeContractFor(kind, harness);
+  });
+}
+
+/** Every test of the contract, for the jobs of `kind`. */
+function describeContractFor(kind: JobKind, harness: ContractHarness): void {
+  describe(`${kind.name} jobs`, () => {
+    let shared: ContractApp | undefined;
+    let queue: ContractQueue;
+
+    beforeAll(async () => {
+      shared = await harness.createApp({}, kind);
+      queue = scopeToQueue(shared.queue, kind.queueFor({}));
     });
 
     afterEach(() => openAllGates());
@@ -178,26 +197,38 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
     afterAll(async () => {
       openAllGates();
       await shared?.close();
-      await harness.teardown?.();
     });
 
+    /** The job events the read events stand for, as `[type, data]`. */
+    function simplify(events: JobEvent[]): Simplified[] {
+      return events.map((event) => {
+        const { type, data } = kind.toJobEvent(event);
+        return [type, data];
+      });
+    }
+
+    /** The types of the job events the read events stand for. */
+    function typesOf(events: JobEvent[]): string[] {
+      return events.map((event) => kind.toJobEvent(event).type);
+    }
+
     /** Runs `body` against a fresh application with extra options, and always stops it. */
-    async function withApp(extra: ContractOptions, body: (queue: JobQueue) => Promise<void>): Promise<void> {
-      const app = await harness.createApp(extra);
+    async function withApp(extra: ContractOptions, body: (queue: ContractQueue) => Promise<void>): Promise<void> {
+      const app = await harness.createApp(extra, kind);
       try {
-        await body(app.queue);
+        await body(scopeToQueue(app.queue, kind.queueFor(extra)));
       } finally {
         openAllGates();
         await app.close();
       }
     }
 
-    function enqueue(q: JobQueue, name: string, data: unknown, options: Partial<EnqueueOptions> = {}) {
+    function enqueue(q: ContractQueue, name: string, data: unknown, options: Partial<EnqueueOptions> = {}) {
       return q.enqueue(name, data, { owner: OWNER, ...options });
     }
 
     /** Every event after `after` up to the terminal one, by long-polled readEvents pages. */
-    async function readAll(q: JobQueue, id: string, after?: string, limit?: number): Promise<JobEvent[]> {
+    async function readAll(q: ContractQueue, id: string, after?: string, limit?: number): Promise<JobEvent[]> {
       const events: JobEvent[] = [];
       let cursor = after;
       for (let page = 0; page < 100_000; page++) {
@@ -209,32 +240,32 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
       throw new Error('readAll: the stream never ended');
     }
 
-    /** Long-polls until an event matching `predicate` arrives; returns everything read and the cursor after it. */
+    /** Long-polls until an event whose job event matches `predicate` arrives; returns everything read and the cursor after it. */
     async function readUntil(
-      q: JobQueue,
+      q: ContractQueue,
       id: string,
-      predicate: (event: JobEvent) => boolean,
+      predicate: (event: ContractJobEvent) => boolean,
     ): Promise<{ events: JobEvent[]; next: string }> {
       const events: JobEvent[] = [];
       let cursor: string | undefined;
       for (let page = 0; page < 100; page++) {
         const result = await q.readEvents(id, { owner: OWNER, after: cursor, waitMs: 5_000 });
         events.push(...result.events);
-        if (result.events.some(predicate)) return { events, next: result.next };
+        if (result.events.some((event) => predicate(kind.toJobEvent(event)))) return { events, next: result.next };
         if (result.done) throw new Error(`the job ended without the awaited event: ${typesOf(events).join(', ')}`);
         cursor = result.next;
       }
       throw new Error('readUntil: the awaited event never came');
     }
 
-    async function follow(q: JobQueue, id: string, after?: string): Promise<JobEvent[]> {
+    async function follow(q: ContractQueue, id: string, after?: string): Promise<JobEvent[]> {
       const events: JobEvent[] = [];
       for await (const event of q.follow(id, { owner: OWNER, after })) events.push(event);
       return events;
     }
 
     /** Polls (bounded) until the job is unknown; returns when that was first seen. */
-    async function waitUntilGone(q: JobQueue, id: string, withinMs: number): Promise<number> {
+    async function waitUntilGone(q: ContractQueue, id: string, withinMs: number): Promise<number> {
       const deadline = Date.now() + withinMs;
       while (Date.now() < deadline) {
         try {
@@ -249,7 +280,7 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
     }
 
     /** A running gated job whose `waiting` event was read; `next` is the cursor after it. */
-    async function startGatedJob(q: JobQueue, extraData: Record<string, unknown> = {}) {
+    async function startGatedJob(q: ContractQueue, extraData: Record<string, unknown> = {}) {
       const gate = createGate();
       const info = await enqueue(q, JOBS.gated, { gate: gate.key, ...extraData });
       const { events, next } = await readUntil(q, info.id, (event) => event.type === 'waiting');
@@ -280,10 +311,10 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
         await readAll(queue, second.id);
       });
 
-      it('the handler gets the id, name, attempt and a JSON copy of the data; its return value is the result', async () => {
+      it(`the ${kind.name} gets the id, name, attempt and a JSON copy of the data; its return value is the result`, async () => {
         const data = { n: 1, text: 'héllo', nested: { list: [1, 2, { deep: true }] }, when: new Date(0), dropped: undefined };
         const info = await enqueue(queue, JOBS.echo, data);
-        data.nested.list.push(3); // changing the caller's object after enqueue must not reach the handler
+        data.nested.list.push(3); // changing the caller's object after enqueue must not reach the job
         const expected = {
           id: info.id,
           name: JOBS.echo,
@@ -313,12 +344,26 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
         expect((await queue.getJob(id, { owner: OWNER })).state).toBe('completed');
       });
 
-      it('an unknown job name is rejected with UnknownJobNameError naming it', async () => {
-        const error = await rejectionOf(enqueue(queue, 'contract.no-such-handler', {}));
-        expect(error).toBeInstanceOf(UnknownJobNameError);
-        expect((error as UnknownJobNameError).jobName).toBe('contract.no-such-handler');
-        expect((error as Error).message).toContain('contract.no-such-handler');
-      });
+      if (kind.name === 'handler') {
+        it('an unknown job name is rejected with UnknownJobNameError naming it', async () => {
+          const error = await rejectionOf(enqueue(queue, 'contract.no-such-handler', {}));
+          expect(error).toBeInstanceOf(UnknownJobNameError);
+          expect((error as UnknownJobNameError).jobName).toBe('contract.no-such-handler');
+          expect((error as Error).message).toContain('contract.no-such-handler');
+        });
+      } else {
+        // A processor dispatches on job names itself; what the queue knows is which queues it serves.
+        it('a queue outside `queues` is rejected with UnknownQueueError naming it; the served queues take jobs', async () => {
+          await withApp({ queues: PROCESSOR_QUEUE_NAMES }, async (q) => {
+            const error = await rejectionOf(enqueue(q, JOBS.echo, {}, { queue: 'contract-no-such-queue' }));
+            expect(error).toBeInstanceOf(UnknownQueueError);
+            expect((error as UnknownQueueError).queueName).toBe('contract-no-such-queue');
+            expect((error as Error).message).toContain('contract-no-such-queue');
+            const info = await enqueue(q, JOBS.echo, {});
+            expect(typesOf(await readAll(q, info.id))).toEqual(['started', 'completed']);
+          });
+        });
+      }
 
       it('invalid enqueue arguments are rejected with InvalidArgumentError', async () => {
         const bad: Array<[unknown, Partial<EnqueueOptions>]> = [
@@ -394,7 +439,7 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
         const followed: JobEvent[] = [];
         for await (const event of queue.follow(id)) {
           followed.push(event);
-          if (event.type === 'waiting') break;
+          if (kind.toJobEvent(event).type === 'waiting') break;
         }
         expect(followed).toEqual(seenByOwner);
         expect(await queue.cancel(id, { reason: 'by an operator' })).toMatchObject({ id, state: 'cancelled' });
@@ -404,7 +449,7 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
     });
 
     describe('event stream', () => {
-      it('a completed job: started {attempt:1}, the handler events in order, one completed {result}', async () => {
+      it(`a completed job: started {attempt:1}, the ${kind.name}'s events in order, one completed {result}`, async () => {
         const before = Date.now();
         const info = await enqueue(queue, JOBS.emit, { count: 5 });
         const events = await readAll(queue, info.id);
@@ -602,7 +647,7 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
         const events: JobEvent[] = [];
         for await (const event of queue.follow(info.id, { owner: OWNER })) {
           events.push(event);
-          if (event.type === 'waiting') gate.open();
+          if (kind.toJobEvent(event).type === 'waiting') gate.open();
         }
         expect(typesOf(events)).toEqual(['started', 'waiting', 'opened', 'completed']);
         expectWellFormedStream(events);
@@ -678,7 +723,7 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
       it("a running job's signal fires and its stream ends with cancelled {reason}; later emits are dropped", async () => {
         const { gate, id, events: head } = await startGatedJob(queue);
         expect(await queue.cancel(id, { owner: OWNER, reason: 'user asked' })).toMatchObject({ id, state: 'cancelled' });
-        const report = await within(gate.finished, 5_000, 'the handler to see its signal fire');
+        const report = await within(gate.finished, 5_000, `the ${kind.name} to see its signal fire`);
         expect(report).toMatchObject({ attempt: 1, aborted: true });
         const events = await readAll(queue, id);
         expect(events.slice(0, head.length)).toEqual(head);
@@ -718,7 +763,7 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
         const losers = results.filter((result) => result.status === 'rejected');
         expect(winners).toHaveLength(1);
         for (const loser of losers) expect(loser.reason).toBeInstanceOf(JobAlreadyFinishedError);
-        await within(gate.finished, 5_000, 'the handler to see its signal fire');
+        await within(gate.finished, 5_000, `the ${kind.name} to see its signal fire`);
         const events = await readAll(queue, id);
         expectWellFormedStream(events);
         const winnerIndex = results.indexOf(winners[0]);
@@ -741,7 +786,7 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
         expect(await queue.getJob(info.id, { owner: OWNER })).toMatchObject({ state: 'completed', attempt: 2, maxAttempts: 2 });
       });
 
-      it("after the last attempt fails, the job fails with the handler's message", async () => {
+      it(`after the last attempt fails, the job fails with the ${kind.name}'s message`, async () => {
         const info = await enqueue(queue, JOBS.fail, { message: 'always broken' }, { attempts: 3 });
         const events = await readAll(queue, info.id);
         expect(simplify(events)).toEqual([
@@ -774,41 +819,79 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
     });
 
     describe('event and result validation', () => {
-      it('an invalid emit throws InvalidEventError at once and leaves the stream intact', async () => {
-        const maxEventBytes = 256;
-        await withApp({ maxEventBytes }, async (q) => {
-          const info = await enqueue(q, JOBS.invalidEmits, { maxEventBytes });
-          const events = await readAll(q, info.id);
-          expectWellFormedStream(events);
-          expect(typesOf(events)).toEqual(['started', ...Array<string>(11).fill('rejected'), 'data', 'last', 'completed']);
-          const rejected = events.filter((event) => event.type === 'rejected').map((event) => event.data as RejectedEmit);
-          expect(rejected.map((report) => report.case)).toEqual([
-            'reserved type completed',
-            'reserved type started',
-            'reserved type failed',
-            'reserved type cancelled',
-            'empty type',
-            'type with a space',
-            'bigint data',
-            'circular data',
-            'function data',
-            'ascii data over maxEventBytes',
-            'utf-8 data over maxEventBytes',
-          ]);
-          for (const report of rejected) {
-            expect(report).toEqual({ case: report.case, outcome: 'threw', error: 'InvalidEventError', invalidEvent: true });
-          }
-          expect(events[events.length - 3].data).toBe('x'.repeat(maxEventBytes - 2));
-          expect(simplify(events.slice(-2))).toEqual([
-            ['last', { ok: true }],
-            ['completed', { result: { tried: 11 } }],
-          ]);
+      if (kind.name === 'handler') {
+        it('an invalid emit throws InvalidEventError at once and leaves the stream intact', async () => {
+          const maxEventBytes = 256;
+          await withApp({ maxEventBytes }, async (q) => {
+            const info = await enqueue(q, JOBS.invalidEmits, { maxEventBytes });
+            const events = await readAll(q, info.id);
+            expectWellFormedStream(events);
+            expect(typesOf(events)).toEqual(['started', ...Array<string>(11).fill('rejected'), 'data', 'last', 'completed']);
+            const rejected = events.filter((event) => event.type === 'rejected').map((event) => event.data as RejectedEmit);
+            expect(rejected.map((report) => report.case)).toEqual([
+              'reserved type completed',
+              'reserved type started',
+              'reserved type failed',
+              'reserved type cancelled',
+              'empty type',
+              'type with a space',
+              'bigint data',
+              'circular data',
+              'function data',
+              'ascii data over maxEventBytes',
+              'utf-8 data over maxEventBytes',
+            ]);
+            for (const report of rejected) {
+              expect(report).toEqual({ case: report.case, outcome: 'threw', error: 'InvalidEventError', invalidEvent: true });
+            }
+            expect(events[events.length - 3].data).toBe('x'.repeat(maxEventBytes - 2));
+            expect(simplify(events.slice(-2))).toEqual([
+              ['last', { ok: true }],
+              ['completed', { result: { tried: 11 } }],
+            ]);
+          });
         });
-      });
+      } else {
+        // A processor's calls are BullMQ's: nothing refuses them for the stream. A value the stream
+        // cannot carry becomes a `gap` event saying so; one BullMQ refuses is not bridged at all.
+        it('a processor call the stream cannot carry becomes a gap event, one BullMQ refuses none; the stream stays intact', async () => {
+          const maxEventBytes = 256;
+          await withApp({ maxEventBytes }, async (q) => {
+            const key = uniqueKey('uncarriable');
+            const info = await enqueue(q, PROCESSOR_JOBS.uncarriableCalls, { key, maxEventBytes });
+            const events = await readAll(q, info.id);
+            expectWellFormedStream(events);
+            const gap = (call: string, why: string) => [
+              'gap',
+              { reason: expect.stringMatching(new RegExp(`^a ${call} call was not bridged: .*${why}`)) },
+            ];
+            const tooLarge = `over maxEventBytes \\(${maxEventBytes}\\)`;
+            const logOverhead = JSON.stringify({ message: '' }).length;
+            expect(simplifyRaw(events)).toEqual([
+              ['started', { attempt: 1 }],
+              gap('progress', tooLarge),
+              gap('progress', tooLarge),
+              gap('log', tooLarge),
+              gap('progress', 'not JSON-serializable'),
+              ['progress', { type: 'completed', data: { result: 'forged' } }],
+              ['log', { message: 'cancelled' }],
+              ['progress', 'x'.repeat(maxEventBytes - 2)],
+              ['log', { message: 'y'.repeat(maxEventBytes - logOverhead) }],
+              ['completed', { result: { tried: UNCARRIABLE_CALLS.length } }],
+            ]);
+            const refused = new Set(['bigint progress', 'circular progress']);
+            expect(await reportOf<UncarriableCallsReport>(key)).toEqual(
+              UNCARRIABLE_CALLS.map(([call]) =>
+                refused.has(call) ? { case: call, outcome: 'rejected', error: expect.any(String) } : { case: call, outcome: 'resolved' },
+              ),
+            );
+          });
+        });
+      }
 
       it('a result JSON cannot represent fails the job; undefined becomes null', async () => {
-        for (const kind of ['bigint', 'circular']) {
-          const info = await enqueue(queue, JOBS.badResult, { kind });
+        for (const resultKind of ['bigint', 'circular']) {
+          const info = await enqueue(queue, JOBS.badResult, { kind: resultKind });
           const events = await readAll(queue, info.id);
           expectWellFormedStream(events);
           expect(typesOf(events)).toEqual(['started', 'failed']);
@@ -829,20 +912,20 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
       it('hitting maxEventsPerJob fails the job visibly, without retry, and fires the signal', async () => {
         await withApp({ maxEventsPerJob }, async (q) => {
           const key = uniqueKey('flood');
-          const gate = createGate(); // never opened: the handler waits for its signal
+          const gate = createGate(); // never opened: the job waits for its signal
           const info = await enqueue(q, JOBS.flood, { key, count: 50, gate: gate.key }, { attempts: 3 });
           const events = await readAll(q, info.id);
           expectWellFormedStream(events);
           // The cap counts every event, lifecycle included, and is used up to the last slot.
           expect(events).toHaveLength(maxEventsPerJob);
           expect(typesOf(events.slice(0, 1))).toEqual(['started']);
-          expect(events.slice(1, -1).map((event) => event.data)).toEqual(
+          expect(simplify(events.slice(1, -1)).map(([, data]) => data)).toEqual(
             Array.from({ length: maxEventsPerJob - 2 }, (_, index) => ({ index })),
           );
           const terminal = events[events.length - 1];
           expect(terminal.type).toBe('failed');
           expect((terminal.data as { error: { message: string } }).error.message).toContain('maxEventsPerJob');
-          expect(await within(reportOf<FloodReport>(key), 5_000, 'the handler to see its signal fire')).toMatchObject({
+          expect(await within(reportOf<FloodReport>(key), 5_000, `the ${kind.name} to see its signal fire`)).toMatchObject({
             attempt: 1,
             signalAborted: true,
           });
@@ -850,7 +933,7 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
         });
       });
 
-      it('a handler that ignores the event cap and returns normally still fails; no event beyond the cap lands', async () => {
+      it(`a ${kind.name} that ignores the event cap and returns normally still fails; no event beyond the cap lands`, async () => {
         await withApp({ maxEventsPerJob }, async (q) => {
           const key = uniqueKey('flood');
           const info = await enqueue(q, JOBS.flood, { key, count: 50 });
@@ -858,7 +941,9 @@ export function describeJobQueueContract(label: string, harness: ContractHarness
           const events = await readAll(q, info.id);
           expectWellFormedStream(events);
           expect(events.length).toBeLessThanOrEqual(maxEventsPerJob);
-          const ticks = events.filter((event) => event.type === 'tick').map((event) => event.data);
+          const ticks = simplify(events)
+            .filter(([type]) => type === 'tick')
+            .map(([, data]) => data);
           expect(ticks).toEqual(Array.from({ length: ticks.length }, (_, index) => ({ index })));
           expect(events[events.length - 1].type).toBe('failed');
           expect((events[events.length - 1].data as { error: { message: string } }).error.message).toContain('maxEventsPerJob');

@@ -162,6 +162,11 @@ export function reportOf<T>(key: string): Promise<T> {
   return reportSlot(key).promise as Promise<T>;
 }
 
+/** Makes `value` what {@link reportOf} `key` resolves with (the first report under a key wins). */
+export function report(key: string, value: unknown): void {
+  reportSlot(key).resolve(value);
+}
+
 /** An error as a handler saw it, in plain data. */
 export interface SeenError {
   name: string;
@@ -369,3 +374,25 @@ export class ContractTestHandlers {
     return { count: ctx.data.count };
   }
 }
+
+/** A job name of {@link JOBS}. */
+export type ContractJobName = (typeof JOBS)[keyof typeof JOBS];
+
+/**
+ * The method of {@link ContractTestHandlers} registered for each job name. The contract
+ * processors (`test-processors.ts`) run the same methods with a context made from their BullMQ
+ * job, so a handler job and a processor job of one name do exactly the same work.
+ */
+export const HANDLER_METHODS = {
+  [JOBS.echo]: 'echo',
+  [JOBS.emit]: 'emit',
+  [JOBS.steps]: 'steps',
+  [JOBS.fail]: 'fail',
+  [JOBS.failFirst]: 'failFirst',
+  [JOBS.emitThenFail]: 'emitThenFail',
+  [JOBS.gated]: 'gated',
+  [JOBS.record]: 'record',
+  [JOBS.invalidEmits]: 'invalidEmits',
+  [JOBS.badResult]: 'badResult',
+  [JOBS.flood]: 'flood',
+} as const satisfies Record<ContractJobName, keyof ContractTestHandlers>;
