@@ -24,6 +24,7 @@ class AttemptProgressSink implements ProgressSink {
 
   record(type: 'progress' | 'log', data: unknown): void {
     const event = encodeProcessorCall(type, data, this.maxEventBytes);
+    if (!event) return; // BullMQ refuses the value too
     try {
       void this.running.append(event.type, event.json);
     } catch {

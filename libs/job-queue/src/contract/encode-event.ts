@@ -31,14 +31,22 @@ export function encodeHandlerEvent(type: unknown, data: unknown, maxEventBytes: 
 }
 
 /**
- * Encodes a processor's `updateProgress` or `log` call as an event. BullMQ has already taken the
- * value, so a value the stream cannot carry (over `maxEventBytes`, not JSON) becomes a `gap` event
- * that says so, instead of an error thrown into the processor or a silent hole.
+ * Encodes a processor's `updateProgress` or `log` call as an event, or returns `undefined` when
+ * there is nothing to bridge: a value `JSON.stringify` throws on (a `bigint`, a cycle), which
+ * BullMQ refuses the same way. A value BullMQ takes but the stream cannot carry (over
+ * `maxEventBytes`, or without a JSON form, like a function) becomes a `gap` event that says so,
+ * instead of an error thrown into the processor or a silent hole.
  */
-export function encodeProcessorCall(type: 'progress' | 'log', data: unknown, maxEventBytes: number): { type: string; json: string } {
+export function encodeProcessorCall(
+  type: 'progress' | 'log',
+  data: unknown,
+  maxEventBytes: number,
+): { type: string; json: string } | undefined {
   try {
     return { type, json: encodeHandlerEvent(type, data, maxEventBytes) };
   } catch (error) {
+    // encodeHandlerEvent gives a cause only when JSON.stringify itself threw.
+    if (error instanceof InvalidEventError && error.cause !== undefined) return undefined;
     return { type: 'gap', json: JSON.stringify({ reason: `a ${type} call was not bridged: ${(error as Error).message}` }) };
   }
 }

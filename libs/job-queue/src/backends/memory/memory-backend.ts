@@ -267,7 +267,7 @@ export class MemoryBackend implements JobQueueBackend {
     const append = (type: 'progress' | 'log', data: unknown): void => {
       if (!live()) return;
       const event = encodeProcessorCall(type, data, this.options.maxEventBytes);
-      this.appendWithinCap(job, event.type, event.json);
+      if (event) this.appendWithinCap(job, event.type, event.json);
     };
     const bullJob = MemoryBullJob.create(
       {

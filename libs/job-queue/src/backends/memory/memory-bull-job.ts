@@ -1,5 +1,4 @@
 import { Job } from 'bullmq';
-import { InvalidArgumentError } from '../../errors/invalid-argument.error.js';
 
 /** What the in-memory job reports its progress and log calls to. */
 export interface MemoryBullJobSink {
@@ -72,16 +71,14 @@ export class MemoryBullJob {
     });
   }
 
-  /** Stores the value (as BullMQ would: its JSON round trip) and appends a `progress` event. */
+  /**
+   * Takes the value as BullMQ does: `job.progress` is the value given, and a value `JSON.stringify`
+   * throws on is refused with that error; anything else appends a `progress` event (or a `gap`).
+   */
   async updateProgress(progress: unknown): Promise<void> {
-    let stored: unknown;
-    try {
-      stored = JSON.parse(JSON.stringify(progress));
-    } catch (error) {
-      throw new InvalidArgumentError(`job.updateProgress needs a JSON-serializable value: ${(error as Error).message}`);
-    }
-    this.progress = stored;
-    this.sink.progress(stored);
+    this.progress = progress;
+    JSON.stringify(progress);
+    this.sink.progress(progress);
   }
 
   /** Appends a `log` event; resolves with the number of log lines, as BullMQ does. */
