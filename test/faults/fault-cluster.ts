@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { AppProcess } from '../support/app-process.js';
+import { DEMO_APPS, type AppProcess, type AppRoles } from '../support/app-process.js';
 import { BuildApi, expectedBuildEvents, isTerminal, typesAndData, type WireEvent } from '../support/build-api.js';
 import { redisConnectionsOf } from '../support/redis-clients.js';
 import { RedisServer } from '../support/redis-server.js';
 
 /**
  * One deployment for a fault test file: a real `redis-server`, api processes that run no handlers
- * (`JOB_QUEUE_WORKER=false`) and worker processes, all separate processes on loopback. Tests
- * start, kill and stop processes of it; {@link close} ends whatever is left.
+ * (`JOB_QUEUE_WORKER=false`) and worker processes, all separate processes on loopback; of the demo
+ * apps unless `app` names other roles. Tests start, kill and stop processes of it; {@link close}
+ * ends whatever is left.
  */
 export class FaultCluster {
   readonly prefix = `faults-${randomUUID().slice(0, 8)}`;
@@ -21,13 +22,19 @@ export class FaultCluster {
     /** A test-side Redis client, to look at what the processes hold. */
     readonly commands: Redis,
     private readonly env: Record<string, string>,
+    private readonly app: AppRoles,
   ) {}
 
-  static async start(options: { appendOnly?: boolean; env?: Record<string, string> } = {}): Promise<FaultCluster> {
+  static async start(options: { appendOnly?: boolean; env?: Record<string, string>; app?: AppRoles } = {}): Promise<FaultCluster> {
     const redis = await RedisServer.start({ appendOnly: options.appendOnly });
     const commands = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
     await commands.connect();
-    return new FaultCluster(redis, commands, { SSE_HEARTBEAT_MS: '1000', WORKER_CONCURRENCY: '3', ...options.env });
+    return new FaultCluster(
+      redis,
+      commands,
+      { SSE_HEARTBEAT_MS: '1000', WORKER_CONCURRENCY: '3', ...options.env },
+      options.app ?? DEMO_APPS,
+    );
   }
 
   private baseEnv(extra: Record<string, string>): Record<string, string> {
@@ -39,13 +46,13 @@ export class FaultCluster {
     label = `api ${String.fromCharCode(65 + this.labels++)}`,
     extra: Record<string, string> = {},
   ): Promise<{ process: AppProcess; client: BuildApi }> {
-    const process = await this.track(AppProcess.api(this.baseEnv({ JOB_QUEUE_WORKER: 'false', ...extra })));
+    const process = await this.track(this.app.api(this.baseEnv({ JOB_QUEUE_WORKER: 'false', ...extra })));
     return { process, client: new BuildApi(process.url, label) };
   }
 
   /** Starts a worker process; resolves once it runs. */
   worker(extra: Record<string, string> = {}): Promise<AppProcess> {
-    return this.track(AppProcess.worker(this.baseEnv(extra)));
+    return this.track(this.app.worker(this.baseEnv(extra)));
   }
 
   private async track(starting: Promise<AppProcess>): Promise<AppProcess> {

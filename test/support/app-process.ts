@@ -34,18 +34,28 @@ export class AppProcess {
     return results.map((result) => (result as PromiseFulfilledResult<AppProcess>).value);
   }
 
-  /** Starts the api on a free port and resolves once it listens. Needs `npm run build` first. */
-  static async api(env: Record<string, string>): Promise<AppProcess> {
+  /** Starts the demo api on a free port and resolves once it listens. Needs `npm run build` first. */
+  static api(env: Record<string, string>): Promise<AppProcess> {
+    return AppProcess.listening('api', env, /Build API listening on port/);
+  }
+
+  /** Starts the demo worker and resolves once it runs. */
+  static worker(env: Record<string, string>): Promise<AppProcess> {
+    return AppProcess.running('worker', env, /Worker running/);
+  }
+
+  /** Starts the built app `name` on a free port (`PORT`); resolves once it printed `ready`. */
+  static async listening(name: string, env: Record<string, string>, ready: RegExp): Promise<AppProcess> {
     const port = await freePort();
-    const app = AppProcess.spawn('api', { ...env, PORT: String(port) }, port);
-    await app.ready(/Build API listening on port/, `api :${port}`);
+    const app = AppProcess.spawn(name, { ...env, PORT: String(port) }, port);
+    await app.ready(ready, `${name} :${port}`);
     return app;
   }
 
-  /** Starts a worker and resolves once it runs. */
-  static async worker(env: Record<string, string>): Promise<AppProcess> {
-    const app = AppProcess.spawn('worker', env, undefined);
-    await app.ready(/Worker running/, 'worker');
+  /** Starts the built app `name` without a port; resolves once it printed `ready`. */
+  static async running(name: string, env: Record<string, string>, ready: RegExp): Promise<AppProcess> {
+    const app = AppProcess.spawn(name, env, undefined);
+    await app.ready(ready, name);
     return app;
   }
 
@@ -59,8 +69,8 @@ export class AppProcess {
     }
   }
 
-  /** Starts an app without waiting (for start-up failure tests). */
-  static spawn(name: 'api' | 'worker', env: Record<string, string>, port: number | undefined): AppProcess {
+  /** Starts the built app `dist/apps/<name>/main.js` without waiting (for start-up failure tests). */
+  static spawn(name: string, env: Record<string, string>, port: number | undefined): AppProcess {
     const child = spawn(process.execPath, [resolve(ROOT, `dist/apps/${name}/main.js`)], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ...env },
@@ -99,3 +109,20 @@ export class AppProcess {
     }
   }
 }
+
+/** How a test starts the two roles of a built app: api processes (HTTP) and worker processes. */
+export interface AppRoles {
+  /** Starts an api process on a free port; resolves once it listens. */
+  api(env: Record<string, string>): Promise<AppProcess>;
+  /** Starts a worker process; resolves once it runs. */
+  worker(env: Record<string, string>): Promise<AppProcess>;
+}
+
+/** The demo: `dist/apps/api` and `dist/apps/worker`. */
+export const DEMO_APPS: AppRoles = { api: (env) => AppProcess.api(env), worker: (env) => AppProcess.worker(env) };
+
+/** `apps/bullmq-example`: one entry point, its role from `APP_ROLE`. */
+export const BULLMQ_EXAMPLE: AppRoles = {
+  api: (env) => AppProcess.listening('bullmq-example', { ...env, APP_ROLE: 'api' }, /Report API listening on/),
+  worker: (env) => AppProcess.running('bullmq-example', { ...env, APP_ROLE: 'worker' }, /Report worker running/),
+};
