@@ -130,3 +130,17 @@ export function attemptsMatching(
   });
   return attempts;
 }
+
+/**
+ * Checks the two attempts of a job whose worker was SIGKILLed at `killedAt`: the killed one got at
+ * least two `progressType` events in, and the rerun began after the kill, within about two lock
+ * periods of `lockMs` (BullMQ's stalled check runs every lock period).
+ */
+export function expectRerunAfterKill(attempts: readonly WireEvent[][], killedAt: number, lockMs: number, progressType: string): void {
+  expect(attempts).toHaveLength(2);
+  const [killedRun, rerun] = attempts;
+  expect(killedRun.filter((event) => event.type === progressType).length).toBeGreaterThanOrEqual(2);
+  const restartedAfterMs = rerun[0].ts! - killedAt;
+  expect(restartedAfterMs).toBeGreaterThan(0);
+  expect(restartedAfterMs).toBeLessThan(3 * lockMs + 1000);
+}
