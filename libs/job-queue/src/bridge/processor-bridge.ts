@@ -12,11 +12,16 @@ const WAIT_WARNING_MS = 10_000;
 /**
  * Appends one attempt's `updateProgress` and `log` calls to the job's stream, in call order (the
  * order is taken when the call is made: BullMQ replays a sandboxed processor's calls concurrently).
- * The append goes out next to BullMQ's own write instead of after its reply, so a bridged call costs
- * one round trip of latency, not two. BullMQ refuses a call only when the job's hash is gone (a job
- * removed by force while it runs); such a call can still be in the stream.
+ * The appends go out right behind BullMQ's own writes, in the next turn of the event loop, instead
+ * of after BullMQ's replies: a bridged call costs one round trip of latency, not two, and BullMQ's
+ * command still reaches Redis first (sent earlier, it is not queued behind the append). BullMQ
+ * refuses a call only when the job's hash is gone (a job removed by force while it runs); such a
+ * call can still be in the stream.
  */
 class AttemptProgressSink implements ProgressSink {
+  private pending: Array<{ type: string; json: string }> = [];
+  private scheduled = false;
+
   constructor(
     private readonly running: RunningAttempt,
     private readonly maxEventBytes: number,
@@ -25,10 +30,23 @@ class AttemptProgressSink implements ProgressSink {
   record(type: 'progress' | 'log', data: unknown): void {
     const event = encodeProcessorCall(type, data, this.maxEventBytes);
     if (!event) return; // BullMQ refuses the value too
-    try {
-      void this.running.append(event.type, event.json);
-    } catch {
-      // The cap is reached: the attempt is aborted and the job fails visibly at its end.
+    this.pending.push(event);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.drain());
+  }
+
+  /** Hands every call recorded so far to the attempt's appender, in order. */
+  drain(): void {
+    this.scheduled = false;
+    const events = this.pending;
+    this.pending = [];
+    for (const event of events) {
+      try {
+        void this.running.append(event.type, event.json);
+      } catch {
+        return; // The cap is reached: the attempt is aborted and the job fails visibly at its end.
+      }
     }
   }
 }
@@ -120,7 +138,8 @@ export class ProcessorBridge {
       },
       { once: true },
     );
-    job.progressSink = new AttemptProgressSink(running, this.options.maxEventBytes);
+    const sink = new AttemptProgressSink(running, this.options.maxEventBytes);
+    job.progressSink = sink;
     let outcome: AttemptOutcome;
     try {
       outcome = { ok: true, value: await work() };
@@ -129,6 +148,7 @@ export class ProcessorBridge {
     }
     job.progressSink = undefined;
     // Every call the processor made goes in before the terminal event.
+    sink.drain();
     await running.appender.close();
     if (running.refused) {
       // Cancelled (or superseded) meanwhile: the stream has its end. BullMQ records what the
