@@ -19,7 +19,7 @@ export async function createBackend(
     }
     case 'bullmq': {
       const { BullMqBackend } = await import('./bullmq/bullmq-backend.js');
-      return BullMqBackend.connect(options, handlers);
+      return BullMqBackend.connect(options, handlers, processors);
     }
   }
 }

@@ -1,6 +1,7 @@
 import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import { WorkerHost } from '@nestjs/bullmq';
+import { Queue } from 'bullmq';
 import type { JobHandlerFn } from '../contract/job-context.js';
 import { JOB_HANDLER_METADATA } from './job-handler.decorator.js';
 import { JobHandlerRegistry } from './job-handler-registry.js';
@@ -10,7 +11,10 @@ import { ProcessorRegistry, type ProcessorFn } from './processor-registry.js';
 const PROCESSOR_METADATA = 'bullmq:processor_metadata';
 const WORKER_METADATA = 'bullmq:worker_metadata';
 
-/** Finds `@JobHandler` methods and `@Processor` classes on every provider once modules are initialized. */
+/**
+ * Finds `@JobHandler` methods, `@Processor` classes and the BullMQ queues `BullModule.registerQueue`
+ * provides, on every provider once modules are initialized.
+ */
 @Injectable()
 export class JobHandlerExplorer implements OnModuleInit {
   constructor(
@@ -26,6 +30,7 @@ export class JobHandlerExplorer implements OnModuleInit {
       const instance: unknown = wrapper.instance;
       if (!instance || typeof instance !== 'object' || !wrapper.isDependencyTreeStatic()) continue;
       if (instance instanceof WorkerHost) this.registerProcessor(instance);
+      if (instance instanceof Queue) this.processors.registerQueue(instance.name);
       const prototype = Object.getPrototypeOf(instance) as object;
       for (const method of this.scanner.getAllMethodNames(prototype)) {
         const fn = (instance as Record<string, unknown>)[method];

@@ -10,6 +10,7 @@ export type ProcessorFn = (job: unknown, token: string | undefined, signal: Abor
 @Injectable()
 export class ProcessorRegistry {
   private readonly processors = new Map<string, { process: ProcessorFn; concurrency: number; origin: string }>();
+  private readonly registered = new Set<string>();
 
   /** The first processor of a queue is the one the `memory` backend runs (BullMQ runs them all). */
   register(queue: string, process: ProcessorFn, concurrency: number, origin: string): void {
@@ -22,5 +23,15 @@ export class ProcessorRegistry {
 
   queues(): string[] {
     return [...this.processors.keys()].sort();
+  }
+
+  /** Records a BullMQ queue the application registered (`BullModule.registerQueue`), with or without a processor here. */
+  registerQueue(queue: string): void {
+    this.registered.add(queue);
+  }
+
+  /** Every queue of the application: registered ones and those with a processor here. */
+  knownQueues(): string[] {
+    return [...new Set([...this.registered, ...this.processors.keys()])].sort();
   }
 }

@@ -44,6 +44,13 @@ export interface JobQueueModuleOptions {
    * (`jobs`) is always served.
    */
   queues?: readonly string[];
+  /**
+   * `bullmq`: also bridge jobs run by workers that do not load this module (another language, a
+   * plain BullMQ `Worker`) from BullMQ's queue events stream (default true). The queues bridged
+   * are `queues`, or, when unset, every queue this application registers with
+   * `BullModule.registerQueue` or has a `@Processor` for. One process at a time reads each queue.
+   */
+  bridgeForeignWorkers?: boolean;
   /** Redis connection, for the `bullmq` backend. */
   redis?: {
     /** `redis://[user:password@]host:port[/db]` or `rediss://...` (default `redis://127.0.0.1:6379`). */
@@ -67,6 +74,7 @@ export interface ResolvedJobQueueOptions {
   jobNames: readonly string[];
   /** Bridged queues; `undefined` for every queue. */
   queues: readonly string[] | undefined;
+  bridgeForeignWorkers: boolean;
   redis: { url: string; prefix: string };
 }
 

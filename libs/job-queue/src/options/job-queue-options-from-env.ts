@@ -32,7 +32,7 @@ function boolean(value: string | undefined): boolean | undefined {
  * of configuration: `JOB_QUEUE_BACKEND` (memory|bullmq), `JOB_QUEUE_WORKER` (true|false),
  * `WORKER_CONCURRENCY`, `REDIS_URL`, `JOB_QUEUE_PREFIX`, `JOB_RETENTION_MS`,
  * `JOB_MAX_EVENTS`, `JOB_MAX_EVENT_BYTES`, `JOB_SHUTDOWN_GRACE_MS`, `JOB_LOCK_DURATION_MS`,
- * `JOB_NAMES` (comma-separated). Values are checked by the module at start.
+ * `JOB_NAMES` and `JOB_QUEUES` (comma-separated), `JOB_BRIDGE_FOREIGN_WORKERS` (true|false). Values are checked by the module at start.
  *
  * @example
  * ```ts
@@ -52,6 +52,7 @@ export function jobQueueOptionsFromEnv(config: ConfigReader): JobQueueModuleOpti
     lockDurationMs: integer(get('JOB_LOCK_DURATION_MS')),
     jobNames: list(get('JOB_NAMES')),
     queues: list(get('JOB_QUEUES')),
+    bridgeForeignWorkers: boolean(get('JOB_BRIDGE_FOREIGN_WORKERS')),
     redis: { url: get('REDIS_URL') || undefined, prefix: get('JOB_QUEUE_PREFIX') || undefined },
   };
 }

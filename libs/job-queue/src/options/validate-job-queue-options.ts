@@ -75,6 +75,11 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     problems.push(`"queues" must be an array of queue names of 1 to 64 letters, digits, "_", "." or "-" (got ${describe(queues)})`);
   }
 
+  const bridgeForeignWorkers = input.bridgeForeignWorkers ?? true;
+  if (typeof bridgeForeignWorkers !== 'boolean') {
+    problems.push(`"bridgeForeignWorkers" must be a boolean (got ${describe(bridgeForeignWorkers)})`);
+  }
+
   const redisInput = (input.redis ?? {}) as Record<string, unknown>;
   if (typeof redisInput !== 'object' || Array.isArray(redisInput))
     problems.push(`"redis" must be an object (got ${describe(input.redis)})`);
@@ -95,6 +100,7 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     ...numbers,
     jobNames: [...new Set(jobNames as string[])],
     queues: queues === undefined ? undefined : [...new Set(queues as string[])],
+    bridgeForeignWorkers: bridgeForeignWorkers as boolean,
     redis: { url: url as string, prefix: prefix as string },
   };
 }

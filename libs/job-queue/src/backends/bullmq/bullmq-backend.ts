@@ -13,7 +13,9 @@ import { JobQueueError } from '../../errors/job-queue.error.js';
 import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
 import { UnknownJobNameError } from '../../errors/unknown-job-name.error.js';
 import { UnknownQueueError } from '../../errors/unknown-queue.error.js';
+import { QueueEventsBridge, type QueueBridgeStatus } from '../../bridge/queue-events-bridge.js';
 import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
+import type { ProcessorRegistry } from '../../handlers/processor-registry.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { EventStreamReader, toEvents } from '../../reader/event-stream-reader.js';
 import { assertCursor, compareStreamIds } from '../../reader/stream-id.js';
@@ -44,12 +46,15 @@ export class BullMqBackend implements JobQueueBackend {
   private readonly queues = new Map<string, Queue>();
   /** Runs jobs, on worker processes. */
   private readonly runtime?: WorkerRuntime;
+  /** Bridges jobs of workers without this module from BullMQ's queue events. */
+  private readonly foreign?: QueueEventsBridge;
   private stopped = false;
 
   private constructor(
     private readonly options: ResolvedJobQueueOptions,
     private readonly handlers: JobHandlerRegistry,
     private readonly connections: RedisConnections,
+    processors: ProcessorRegistry,
   ) {
     this.keys = new RedisKeys(options.redis.prefix);
     this.scripts = new JobScripts(connections.commands);
@@ -57,16 +62,32 @@ export class BullMqBackend implements JobQueueBackend {
       liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
     });
     if (options.worker) this.runtime = new WorkerRuntime(options, handlers, connections, this.keys, this.scripts);
+    if (options.bridgeForeignWorkers) {
+      this.foreign = new QueueEventsBridge({
+        scripts: this.scripts,
+        keys: this.keys,
+        commands: connections.commands,
+        // The `@JobHandler` queue has no foreign workers: its jobs need the module's handlers.
+        queues: () => (options.queues ?? processors.knownQueues()).filter((queue) => queue !== DEFAULT_QUEUE),
+        retentionMs: options.retentionMs,
+        maxEventsPerJob: options.maxEventsPerJob,
+        maxEventBytes: options.maxEventBytes,
+      });
+    }
   }
 
   /**
    * Connects to Redis and returns the backend, or throws a `JobQueueUnavailableError` that names
    * the (redacted) URL: a process that cannot reach Redis at start should not start.
    */
-  static async connect(options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry): Promise<BullMqBackend> {
+  static async connect(
+    options: ResolvedJobQueueOptions,
+    handlers: JobHandlerRegistry,
+    processors: ProcessorRegistry,
+  ): Promise<BullMqBackend> {
     const connections = await RedisConnections.open(options);
     try {
-      const backend = new BullMqBackend(options, handlers, connections);
+      const backend = new BullMqBackend(options, handlers, connections, processors);
       await backend.reader.start();
       return backend;
     } catch (error) {
@@ -77,12 +98,19 @@ export class BullMqBackend implements JobQueueBackend {
 
   async start(): Promise<void> {
     await this.runtime?.start();
+    this.foreign?.start();
+  }
+
+  /** The foreign-worker bridge of each bridged queue, as this process sees it (empty when it is off). */
+  bridgeStatus(): QueueBridgeStatus[] {
+    return this.foreign?.status() ?? [];
   }
 
   /** Ends every follow, lets the worker runtime finish or hand back its jobs, then closes the connections. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.reader.close();
+    await this.foreign?.stop();
     await this.runtime?.stop();
     await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
     this.connections.close();

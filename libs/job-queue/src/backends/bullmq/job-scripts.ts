@@ -1,7 +1,18 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
-const SCRIPT_NAMES = ['start-attempt', 'append-events', 'finish-job', 'requeue-job', 'read-events', 'read-job', 'ensure-job'] as const;
+const SCRIPT_NAMES = [
+  'start-attempt',
+  'append-events',
+  'finish-job',
+  'requeue-job',
+  'read-events',
+  'read-job',
+  'ensure-job',
+  'bridge-entry',
+  'bridge-lease',
+  'bridge-position',
+] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const KEY_COUNTS: Record<ScriptName, number> = {
@@ -12,6 +23,9 @@ const KEY_COUNTS: Record<ScriptName, number> = {
   'read-events': 2,
   'read-job': 1,
   'ensure-job': 2,
+  'bridge-entry': 2,
+  'bridge-lease': 1,
+  'bridge-position': 2,
 };
 
 const sources = new Map<ScriptName, string>();
@@ -57,6 +71,17 @@ export type FinishJobReply =
   | { status: 'final'; state: string }
   /** A newer attempt owns the job, or the job is unknown: nothing changed. */
   | { status: 'stale' | 'gone' };
+
+/** One entry of BullMQ's queue events stream, as the foreign-worker bridge applies it to a job. */
+export type BridgeEntry =
+  | { kind: 'start'; activeMs: number }
+  | { kind: 'event'; type: string; data: string }
+  | { kind: 'terminal'; state: 'completed' | 'failed'; data: string; field: 'result' | 'error'; value: string }
+  | { kind: 'requeue' }
+  | { kind: 'gap'; data: string };
+
+/** What `bridge-entry` did; `module` when the attempt is the module's own worker's to write. */
+export type BridgeEntryReply = 'ok' | 'dup' | 'module' | 'final' | 'gone' | 'full';
 
 /** A stream entry as Redis returns it. */
 export type RawStreamEntry = [id: string, fields: string[]];
@@ -168,5 +193,51 @@ export class JobScripts {
     const hash: Record<string, string> = {};
     for (let i = 0; i < pairs.length; i += 2) hash[pairs[i]] = pairs[i + 1];
     return hash;
+  }
+
+  /**
+   * Applies one entry of BullMQ's events stream (`entryId`) to a job, idempotently; `create`
+   * gives a job seen for the first time its metadata (start and gap entries only).
+   */
+  async bridgeEntry(
+    meta: string,
+    events: string,
+    entryId: string,
+    entry: BridgeEntry,
+    limits: { now: number; retentionMs: number; maxEvents: number },
+    create?: NewJobMeta,
+  ): Promise<BridgeEntryReply> {
+    const args: Array<string | number> = [entryId, entry.kind];
+    switch (entry.kind) {
+      case 'start':
+        args.push('', '', limits.now, limits.retentionMs, limits.maxEvents, entry.activeMs, '');
+        break;
+      case 'event':
+        args.push(entry.type, entry.data, limits.now, limits.retentionMs, limits.maxEvents, '', '');
+        break;
+      case 'terminal':
+        args.push(entry.state, entry.data, limits.now, limits.retentionMs, limits.maxEvents, entry.field, entry.value);
+        break;
+      case 'requeue':
+        args.push('', '', limits.now, limits.retentionMs, limits.maxEvents, '', '');
+        break;
+      case 'gap':
+        args.push('gap', entry.data, limits.now, limits.retentionMs, limits.maxEvents, '', '');
+        break;
+    }
+    args.push(create?.name ?? '', create?.maxAttempts ?? 1, create?.createdAt ?? limits.now);
+    const reply = await this.run<[BridgeEntryReply, string?]>('bridge-entry', [meta, events], args);
+    return reply[0];
+  }
+
+  /** Takes or renews a bridge lease: `renewed`, `taken` (newly), or `held` by another process; `leaseMs` 0 releases it. */
+  async bridgeLease(lease: string, token: string, leaseMs: number): Promise<'renewed' | 'taken' | 'held'> {
+    const reply = await this.run<number>('bridge-lease', [lease], [token, leaseMs]);
+    return reply === 1 ? 'renewed' : reply === 2 ? 'taken' : 'held';
+  }
+
+  /** Records a bridge's position while `token` holds the lease; false once it does not. */
+  async bridgePosition(lease: string, position: string, token: string, entryId: string): Promise<boolean> {
+    return (await this.run<number>('bridge-position', [lease, position], [token, entryId])) === 1;
   }
 }

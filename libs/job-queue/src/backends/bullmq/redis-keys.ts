@@ -30,4 +30,29 @@ export class RedisKeys {
   cancelChannel(): string {
     return `${this.prefix}:cancel`;
   }
+
+  /** The lease of the foreign-worker bridge of `queue` (its value: the holder's token). */
+  bridgeLease(queue: string): string {
+    return `${this.prefix}:{bridge:${queue}}:lease`;
+  }
+
+  /** How far the foreign-worker bridge of `queue` has applied BullMQ's events stream (an entry id). */
+  bridgePosition(queue: string): string {
+    return `${this.prefix}:{bridge:${queue}}:position`;
+  }
+
+  /** BullMQ's events stream of `queue`. */
+  bullEvents(queue: string): string {
+    return `${this.prefix}:${queue}:events`;
+  }
+
+  /** BullMQ's list of the active jobs of `queue`. */
+  bullActive(queue: string): string {
+    return `${this.prefix}:${queue}:active`;
+  }
+
+  /** BullMQ's sorted set (by finish time) of the `completed` or `failed` jobs of `queue`. */
+  bullFinished(queue: string, state: 'completed' | 'failed'): string {
+    return `${this.prefix}:${queue}:${state}`;
+  }
 }

@@ -1,0 +1,434 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { Logger } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import type { BridgeEntry, BridgeEntryReply, JobScripts, NewJobMeta } from '../backends/bullmq/job-scripts.js';
+import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
+
+/** How long a bridge lease lasts; its holder renews it three times as often. A dead holder's queue is taken over within about this long. */
+const DEFAULT_LEASE_MS = 3000;
+/** An `active` entry not followed by another entry of its job is applied after this long (see {@link QueueEventsBridge}). */
+const START_GRACE_MS = 1000;
+/** Entries read per `XREAD`. */
+const BATCH = 500;
+/** The blocking read wakes this often to pick up newly led queues and due starts. */
+const BLOCK_MS = 500;
+/** While behind the stream head by more than this, the bridge says so in the log (every {@link LAG_LOG_MS}). */
+const LAG_WARN_MS = 5000;
+const LAG_LOG_MS = 30_000;
+
+/** What one queue's bridge looks like from this process (for health checks, metrics and logs). */
+export interface QueueBridgeStatus {
+  queue: string;
+  /** True while this process holds the queue's lease and reads its events stream. */
+  leading: boolean;
+  /** Id of the last entry applied, while leading. */
+  position?: string;
+  /** While leading: how far behind the stream head the last read was (0 when caught up). */
+  lagMs: number;
+  /** While leading: entries not yet applied when the last read returned (at least this many; 0 when caught up). */
+  lagEntries: number;
+  /** Times this process took the queue's lease over. */
+  takeovers: number;
+  /** Times this process found entries trimmed before it read them. */
+  gaps: number;
+}
+
+/** What the bridge writes to and how it is bounded. */
+export interface QueueEventsBridgeOptions {
+  scripts: JobScripts;
+  keys: RedisKeys;
+  /** Commands (fails fast while Redis is away). */
+  commands: Redis;
+  /** The queues to bridge, known once the application is built. */
+  queues: () => readonly string[];
+  retentionMs: number;
+  maxEventsPerJob: number;
+  maxEventBytes: number;
+  leaseMs?: number;
+}
+
+interface LedQueue {
+  queue: string;
+  /** Id of the last entry applied. */
+  position: string;
+  /**
+   * How many entries BullMQ had added to the stream up to and including `position` (Redis counts
+   * `entries-added`): trimming removes the oldest entries, so entries were lost unread when more
+   * than this many are gone.
+   */
+  count: number;
+  /** `active` entries whose writer is not decided yet, by job id. */
+  pending: Map<string, { entryId: string; count: number; ms: number; seenAt: number }>;
+  /** Jobs whose current attempt the module's own worker writes: their entries need no Redis call. */
+  moduleRun: Set<string>;
+  status: QueueBridgeStatus;
+}
+
+type Fields = Record<string, string>;
+
+/** The id right before `id` in stream order (reading after it returns `id` again). */
+function previousId(id: string): string {
+  const [ms, seq] = id.split('-').map(BigInt);
+  if (seq > 0n) return `${ms}-${seq - 1n}`;
+  return ms > 0n ? `${ms - 1n}-18446744073709551615` : '0-0';
+}
+
+const msOf = (id: string): number => Number(id.split('-')[0]);
+
+function fieldsOf(raw: string[]): Fields {
+  const fields: Fields = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) fields[raw[i]] = raw[i + 1];
+  return fields;
+}
+
+/** BullMQ stores return values as JSON text; anything else (an `undefined` result) reads as null. */
+function jsonOrNull(text: string | undefined): string {
+  if (text === undefined || text === '') return 'null';
+  try {
+    JSON.parse(text);
+    return text;
+  } catch {
+    return 'null';
+  }
+}
+
+/**
+ * Bridges jobs that workers without this module run (a BullMQ worker in another language, an old
+ * service with a plain `Worker`) from BullMQ's own queue events stream (`<prefix>:<queue>:events`)
+ * into the jobs' streams: `started` on `active`, one `progress` per progress entry, the terminal
+ * event on `completed` or (final) `failed`.
+ *
+ * One process at a time reads a queue's stream: it holds the queue's lease in Redis and renews it;
+ * when it dies the lease expires and another process takes over from the position it recorded.
+ * Every entry is applied to its job by one script that remembers the last entry applied to that
+ * job, so an entry read twice is appended once. Attempts that the module's own workers run are
+ * theirs to write: the script leaves an attempt alone whose `started` the module wrote at or after
+ * the `active` entry. Since that `started` comes a moment after BullMQ's `active`, an `active` is
+ * applied when the next entry of its job arrives, or {@link START_GRACE_MS} later.
+ *
+ * BullMQ trims its events stream (about 10,000 entries). When the bridge finds entries it had not
+ * read gone, every job that was running or finished meanwhile gets a `gap` event (and, when BullMQ
+ * finished it, its terminal event from BullMQ's state), instead of silently missing progress.
+ */
+export class QueueEventsBridge {
+  private readonly logger = new Logger('JobQueueBridge');
+  /** Unique per process; names the holder in the lease (host and pid first, for operators). */
+  private readonly token = `${hostname()}:${process.pid}:${randomUUID()}`;
+  private readonly leaseMs: number;
+  private readonly led = new Map<string, LedQueue>();
+  private readonly statuses = new Map<string, QueueBridgeStatus>();
+  private blocking?: Redis;
+  private leaseTimer?: NodeJS.Timeout;
+  private reading?: Promise<void>;
+  private stopped = false;
+  private lastLagLog = 0;
+
+  constructor(private readonly options: QueueEventsBridgeOptions) {
+    this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  }
+
+  /** Starts competing for the leases of the bridged queues. */
+  start(): void {
+    for (const queue of this.options.queues()) {
+      this.statuses.set(queue, { queue, leading: false, lagMs: 0, lagEntries: 0, takeovers: 0, gaps: 0 });
+    }
+    if (!this.statuses.size) return;
+    void this.renewLeases();
+    this.leaseTimer = setInterval(() => void this.renewLeases(), Math.max(100, Math.floor(this.leaseMs / 3)));
+  }
+
+  /** Stops reading and hands the leases back, so that another process takes over at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.leaseTimer);
+    this.blocking?.disconnect();
+    await this.reading?.catch(() => undefined);
+    await Promise.all(
+      [...this.led.keys()].map((queue) =>
+        this.options.scripts.bridgeLease(this.options.keys.bridgeLease(queue), this.token, 0).catch(() => undefined),
+      ),
+    );
+    this.led.clear();
+  }
+
+  /** Each bridged queue as this process sees it. */
+  status(): QueueBridgeStatus[] {
+    return [...this.statuses.values()].map((status) => ({ ...status }));
+  }
+
+  private async renewLeases(): Promise<void> {
+    for (const queue of this.statuses.keys()) {
+      if (this.stopped) return;
+      let lease: 'renewed' | 'taken' | 'held';
+      try {
+        lease = await this.options.scripts.bridgeLease(this.options.keys.bridgeLease(queue), this.token, this.leaseMs);
+      } catch {
+        continue; // Redis is away: the lease may lapse, another process then takes over (entries are applied once either way)
+      }
+      if (lease === 'held' && this.led.has(queue)) {
+        this.led.delete(queue);
+        this.statuses.get(queue)!.leading = false;
+        this.logger.warn(`Lost the bridge lease of queue "${queue}" to another process`);
+      } else if (lease !== 'held' && !this.led.has(queue)) {
+        await this.lead(queue).catch((error: Error) => this.logger.warn(`Could not start bridging queue "${queue}": ${error.message}`));
+      }
+    }
+  }
+
+  /** Starts reading `queue` from its recorded position (from the stream head the first time). */
+  private async lead(queue: string): Promise<void> {
+    const { commands, keys } = this.options;
+    const recorded = await commands.get(keys.bridgePosition(queue));
+    const status = this.statuses.get(queue)!;
+    let position: string;
+    let count: number;
+    if (recorded === null) {
+      const head = await this.streamInfo(queue);
+      [position, count] = [head.lastId, head.added];
+      this.logger.log(`Bridging queue "${queue}" from BullMQ's events stream, from its head (${position})`);
+    } else {
+      const [id, counted] = recorded.split(' ');
+      [position, count] = [id, Number(counted) || 0];
+      status.takeovers++;
+      this.logger.log(`Took over the bridge of queue "${queue}" at entry ${position}`);
+    }
+    const led: LedQueue = { queue, position, count, pending: new Map(), moduleRun: new Set(), status };
+    status.leading = true;
+    status.position = position;
+    await this.recoverGap(led);
+    this.led.set(queue, led);
+    this.reading ??= this.readLoop().finally(() => (this.reading = undefined));
+  }
+
+  /** The stream's last id, entries ever added, current length and first entry (all zero without a stream). */
+  private async streamInfo(queue: string): Promise<{ lastId: string; added: number; length: number; firstId?: string }> {
+    let info: unknown[];
+    try {
+      info = (await this.options.commands.xinfo('STREAM', this.options.keys.bullEvents(queue))) as unknown[];
+    } catch {
+      return { lastId: '0-0', added: 0, length: 0 }; // no stream yet: every entry is new
+    }
+    const field = (name: string): unknown => info[info.indexOf(name) + 1];
+    const first = field('first-entry') as [string, string[]] | null;
+    return {
+      lastId: String(field('last-generated-id')),
+      // `entries-added` exists from Redis 7 on; without it trimming cannot be told apart, and no gap is reported.
+      added: info.includes('entries-added') ? Number(field('entries-added')) : 0,
+      length: Number(field('length')),
+      firstId: first?.[0],
+    };
+  }
+
+  private async readLoop(): Promise<void> {
+    this.blocking ??= this.options.commands.duplicate({
+      connectionName: `${this.options.keys.prefix}:bridge`,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      commandTimeout: undefined,
+    });
+    this.blocking.on('error', () => undefined); // the command connection's logger reports outages
+    while (!this.stopped && this.led.size) {
+      const queues = [...this.led.values()];
+      let reply: Array<[string, Array<[string, string[]]>]> | null;
+      try {
+        reply = (await this.blocking.xread(
+          'COUNT',
+          BATCH,
+          'BLOCK',
+          BLOCK_MS,
+          'STREAMS',
+          ...queues.map((led) => this.options.keys.bullEvents(led.queue)),
+          ...queues.map((led) => led.position),
+        )) as Array<[string, Array<[string, string[]]>]> | null;
+      } catch (error) {
+        if (this.stopped) return;
+        this.logger.warn(`Reading BullMQ's events failed (${(error as Error).message}); retrying`);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        continue;
+      }
+      for (const led of queues) {
+        if (!this.led.has(led.queue)) continue; // lost meanwhile
+        const entries = reply?.find(([key]) => key === this.options.keys.bullEvents(led.queue))?.[1] ?? [];
+        try {
+          await this.applyBatch(led, entries);
+        } catch (error) {
+          // The failed entry is read again (the position did not pass it); applying is idempotent.
+          this.logger.warn(`Bridging queue "${led.queue}" failed (${(error as Error).message}); retrying`);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      }
+    }
+  }
+
+  private async applyBatch(led: LedQueue, entries: Array<[string, string[]]>): Promise<void> {
+    for (const [entryId, raw] of entries) {
+      await this.apply(led, entryId, led.count + 1, fieldsOf(raw));
+      led.position = entryId;
+      led.count++;
+    }
+    // Starts nobody followed up in time are decided now.
+    const now = Date.now();
+    for (const [jobId, pending] of led.pending) if (now - pending.seenAt >= START_GRACE_MS) await this.resolveStart(led, jobId);
+    // The recorded position stays before the oldest undecided `active`, so a takeover reads it again.
+    let safe = { id: led.position, count: led.count };
+    for (const pending of led.pending.values()) {
+      if (pending.count - 1 < safe.count) safe = { id: previousId(pending.entryId), count: pending.count - 1 };
+    }
+    const { scripts, keys } = this.options;
+    if (
+      !(await scripts.bridgePosition(keys.bridgeLease(led.queue), keys.bridgePosition(led.queue), this.token, `${safe.id} ${safe.count}`))
+    ) {
+      this.led.delete(led.queue);
+      led.status.leading = false;
+      return;
+    }
+    led.status.position = safe.id;
+    this.updateLag(led, entries);
+    // A full batch: the stream may be outrunning the bridge, and trimming what it has not read.
+    if (entries.length === BATCH) await this.recoverGap(led);
+  }
+
+  private async apply(led: LedQueue, entryId: string, count: number, fields: Fields): Promise<void> {
+    const jobId = fields.jobId;
+    if (!jobId) return;
+    const event = fields.event;
+    if (event === 'active') {
+      led.moduleRun.delete(jobId); // a new attempt: its writer is decided anew
+      if (led.pending.has(jobId)) await this.resolveStart(led, jobId);
+      led.pending.set(jobId, { entryId, count, ms: msOf(entryId), seenAt: Date.now() });
+      return;
+    }
+    let entry: BridgeEntry;
+    if (event === 'progress') entry = this.progressEntry(fields.data);
+    else if (event === 'completed') entry = this.completedEntry(fields.returnvalue);
+    else if (event === 'failed') entry = this.failedEntry(fields.failedReason);
+    // Back to waiting after a failed attempt (BullMQ retries it): the job is queued again.
+    else if (event === 'waiting' && fields.prev === 'active') entry = { kind: 'requeue' };
+    else return;
+    await this.resolveStart(led, jobId);
+    const ended = entry.kind === 'terminal';
+    if (led.moduleRun.has(jobId)) {
+      if (ended) led.moduleRun.delete(jobId);
+      return;
+    }
+    const reply = await this.applyToJob(led.queue, jobId, entryId, entry);
+    if (reply === 'module' && !ended) led.moduleRun.add(jobId);
+  }
+
+  private progressEntry(data: string | undefined): BridgeEntry {
+    const json = data === undefined || data === '' ? 'null' : data;
+    if (Buffer.byteLength(json) > this.options.maxEventBytes) {
+      const reason = `a progress update was not bridged: ${Buffer.byteLength(json)} bytes, over maxEventBytes (${this.options.maxEventBytes})`;
+      return { kind: 'gap', data: JSON.stringify({ reason }) };
+    }
+    return { kind: 'event', type: 'progress', data: json };
+  }
+
+  private completedEntry(returnvalue: string | undefined): BridgeEntry {
+    const result = jsonOrNull(returnvalue);
+    return { kind: 'terminal', state: 'completed', data: `{"result":${result}}`, field: 'result', value: result };
+  }
+
+  private failedEntry(reason: string | undefined): BridgeEntry {
+    const error = JSON.stringify({ message: reason ?? '' });
+    return { kind: 'terminal', state: 'failed', data: `{"error":${error}}`, field: 'error', value: error };
+  }
+
+  /** Applies the job's undecided `active`, if any. */
+  private async resolveStart(led: LedQueue, jobId: string): Promise<void> {
+    const pending = led.pending.get(jobId);
+    if (!pending) return;
+    const start: BridgeEntry = { kind: 'start', activeMs: pending.ms };
+    let reply = await this.applyToJob(led.queue, jobId, pending.entryId, start);
+    // A job added with plain BullMQ that nothing has read yet: give it metadata from BullMQ's hash.
+    if (reply === 'gone') reply = await this.applyToJob(led.queue, jobId, pending.entryId, start, await this.newJobMeta(led.queue, jobId));
+    led.pending.delete(jobId);
+    if (reply === 'module') led.moduleRun.add(jobId);
+  }
+
+  /** Name, attempts and creation time of a job as BullMQ has them, for a job the module has not seen. */
+  private async newJobMeta(queue: string, jobId: string): Promise<NewJobMeta | undefined> {
+    const [name, opts, timestamp] = await this.options.commands.hmget(this.options.keys.bullJob(queue, jobId), 'name', 'opts', 'timestamp');
+    if (name === null) return undefined;
+    let attempts = 1;
+    try {
+      attempts = Math.max(1, Number((JSON.parse(opts ?? '{}') as { attempts?: number }).attempts) || 1);
+    } catch {
+      // BullMQ's own default
+    }
+    return { name, maxAttempts: attempts, createdAt: Number(timestamp) || Date.now() };
+  }
+
+  private applyToJob(queue: string, jobId: string, entryId: string, entry: BridgeEntry, create?: NewJobMeta): Promise<BridgeEntryReply> {
+    const { scripts, keys, retentionMs, maxEventsPerJob } = this.options;
+    return scripts.bridgeEntry(
+      keys.meta(queue, jobId),
+      keys.events(queue, jobId),
+      entryId,
+      entry,
+      { now: Date.now(), retentionMs, maxEvents: maxEventsPerJob },
+      create,
+    );
+  }
+
+  private updateLag(led: LedQueue, entries: Array<[string, string[]]>): void {
+    if (entries.length < BATCH) {
+      led.status.lagMs = 0;
+      led.status.lagEntries = 0;
+      return;
+    }
+    led.status.lagMs = Math.max(0, Date.now() - msOf(led.position));
+    led.status.lagEntries = BATCH;
+    if (led.status.lagMs > LAG_WARN_MS && Date.now() - this.lastLagLog > LAG_LOG_MS) {
+      this.lastLagLog = Date.now();
+      this.logger.warn(`The bridge of queue "${led.queue}" is ${led.status.lagMs} ms behind BullMQ's events stream`);
+    }
+  }
+
+  /**
+   * When entries after the position were trimmed, marks every job that ran or finished meanwhile
+   * with a `gap` event: running jobs (BullMQ's active list) get their attempt started if the lost
+   * entries held its `active`, finished ones also their terminal event from BullMQ's state.
+   */
+  private async recoverGap(led: LedQueue): Promise<void> {
+    const { commands, keys } = this.options;
+    const stream = await this.streamInfo(led.queue);
+    const trimmed = stream.added - stream.length;
+    if (!stream.firstId || trimmed <= led.count) return;
+    const from = led.position;
+    // Recovery writes as if at the last lost entry: later entries still apply, earlier ones do not.
+    const lostUpTo = previousId(stream.firstId);
+    led.status.gaps++;
+    const reason = `BullMQ trimmed ${trimmed - led.count} entries of its events stream of queue "${led.queue}" after ${from} before the bridge read them: progress of this job may be missing`;
+    const gap = JSON.stringify({ reason });
+    const active = await commands.lrange(keys.bullActive(led.queue), 0, -1);
+    const since = msOf(from);
+    const [completed, failed] = await Promise.all([
+      commands.zrangebyscore(keys.bullFinished(led.queue, 'completed'), since, '+inf'),
+      commands.zrangebyscore(keys.bullFinished(led.queue, 'failed'), since, '+inf'),
+    ]);
+    const jobs = [...new Set([...active, ...completed, ...failed])];
+    for (const jobId of jobs) {
+      const [processedOn, finishedOn, returnvalue, failedReason] = await commands.hmget(
+        keys.bullJob(led.queue, jobId),
+        'processedOn',
+        'finishedOn',
+        'returnvalue',
+        'failedReason',
+      );
+      const create = await this.newJobMeta(led.queue, jobId);
+      if (!create) continue;
+      const start = await this.applyToJob(led.queue, jobId, lostUpTo, { kind: 'start', activeMs: Number(processedOn) || since }, create);
+      // The module's own workers wrote their attempts whole; finished or unknown jobs have nothing to add.
+      if (start !== 'ok' && start !== 'dup') continue;
+      await this.applyToJob(led.queue, jobId, '', { kind: 'gap', data: gap });
+      if (!finishedOn) continue;
+      const terminal = completed.includes(jobId)
+        ? this.completedEntry(returnvalue ?? undefined)
+        : this.failedEntry(failedReason ?? undefined);
+      await this.applyToJob(led.queue, jobId, '', terminal);
+    }
+    this.logger.warn(`${reason.replace(': progress of this job may be missing', '')}; ${jobs.length} job(s) marked with a gap event`);
+  }
+}

@@ -1,0 +1,279 @@
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { Module, type DynamicModule, type INestApplicationContext } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { BullModule } from '@nestjs/bullmq';
+import { Queue, Worker, type Job, type QueueOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, type JobEvent } from 'nestjs-job-streams';
+import { RedisServer } from '../../../test/support/redis-server.js';
+
+/**
+ * Jobs run by workers that do not load this module (here a plain BullMQ `Worker`, as a service in
+ * another language would run them) are bridged from BullMQ's queue events stream by the processes
+ * that do: one of them at a time reads each queue's stream.
+ */
+
+interface ReportData {
+  pages: number;
+  pageMs?: number;
+  failAtPage?: number;
+  /** Wait for this gate (see {@link gates}) before the first page. */
+  gate?: string;
+}
+
+/** Gates a test opens to let a gated report go on, by name. */
+const gates = new Map<string, { open: () => void; opened: Promise<void> }>();
+function gate(name: string): () => void {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  gates.set(name, { open, opened });
+  return open;
+}
+
+/** A plain BullMQ processor (no code of this library): progress per page, a log line BullMQ keeps to itself. */
+async function report(job: Job<ReportData>): Promise<{ pages: number }> {
+  const { pages, pageMs = 0, failAtPage } = job.data;
+  if (job.data.gate) await gates.get(job.data.gate)!.opened;
+  for (let page = 1; page <= pages; page++) {
+    if (pageMs) await delay(pageMs);
+    await job.updateProgress({ page, pages });
+    await job.log(`page ${page} of ${pages}`);
+    if (page === failAtPage) throw new Error(`Report failed at page ${page}`);
+  }
+  return { pages };
+}
+
+function progressEvents(pages: number, from = 1): Array<[string, unknown]> {
+  const events: Array<[string, unknown]> = [];
+  for (let page = from; page <= pages; page++) events.push(['progress', { page, pages }]);
+  return events;
+}
+
+function simplify(events: JobEvent[]): Array<[string, unknown]> {
+  return events.map((event) => [event.type, event.data]);
+}
+
+/** An application with this module (api role: it runs no job) and the `reports` queue registered. */
+function apiModule(redisUrl: string, prefix: string, options: { worker?: boolean } = {}): DynamicModule {
+  @Module({})
+  class ApiModule {}
+  return {
+    module: ApiModule,
+    imports: [
+      BullModule.forRoot({ connection: { url: redisUrl }, prefix }),
+      BullModule.registerQueue({ name: 'reports' }),
+      JobQueueModule.forRoot({ backend: 'bullmq', worker: options.worker ?? false }),
+    ],
+  };
+}
+
+describe('the foreign-worker bridge: jobs of workers without this module, from BullMQ queue events (bullmq backend)', () => {
+  let redis: RedisServer;
+  let prefix: string;
+  let reports: Queue;
+  let admin: Redis;
+  const apps: INestApplicationContext[] = [];
+  const workers: Worker[] = [];
+
+  async function startApi(options: { worker?: boolean } = {}): Promise<JobQueue> {
+    const app = await NestFactory.createApplicationContext(apiModule(redis.url, prefix, options), { logger: false, abortOnError: false });
+    await app.init();
+    apps.push(app);
+    return app.get(JobQueue);
+  }
+
+  /** A plain BullMQ worker, the kind this module is not loaded in. */
+  async function foreignWorker(name = 'foreign'): Promise<Worker> {
+    const worker = new Worker('reports', report, { connection: { url: redis.url }, prefix, name });
+    await worker.waitUntilReady();
+    workers.push(worker);
+    return worker;
+  }
+
+  async function follow(queue: JobQueue, id: string, owner?: string): Promise<JobEvent[]> {
+    const events: JobEvent[] = [];
+    for await (const event of queue.follow(id, { queue: 'reports', owner })) events.push(event);
+    return events;
+  }
+
+  /** Resolves once this prefix's bridge lease of `reports` is held by a process. */
+  async function leaseHeld(): Promise<string> {
+    for (;;) {
+      const holder = await admin.get(`${prefix}:{bridge:reports}:lease`);
+      if (holder) return holder;
+      await delay(20);
+    }
+  }
+
+  /** The job's stream once the bridge has given it one (a bridge that took a lease over recovers a gap first). */
+  async function bridged(queue: JobQueue, id: string): Promise<JobEvent[]> {
+    for (;;) {
+      try {
+        await queue.getJob(id, { queue: 'reports' });
+        return await follow(queue, id);
+      } catch (error) {
+        if (!(error instanceof JobNotFoundError)) throw error;
+        await delay(20);
+      }
+    }
+  }
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    admin = new Redis(redis.url);
+  });
+
+  afterEach(async () => {
+    for (const { open } of gates.values()) open(); // a failed test must not leave a worker waiting
+    await Promise.all(workers.splice(0).map((worker) => worker.close()));
+    await Promise.all(apps.splice(0).map((app) => app.close()));
+    await reports?.close();
+  });
+
+  afterAll(async () => {
+    admin?.disconnect();
+    await redis?.destroy();
+  });
+
+  async function freshQueue(options: Partial<QueueOptions> = {}): Promise<void> {
+    prefix = `f${randomUUID().slice(0, 8)}`;
+    reports = new Queue('reports', { connection: { url: redis.url }, prefix, ...options });
+    await reports.waitUntilReady();
+  }
+
+  it("a plain worker's job: started, every progress in order once, the terminal event; for owners (enqueue) and system reads (queue.add)", async () => {
+    await freshQueue();
+    const queue = await startApi();
+    await leaseHeld();
+    await foreignWorker();
+    const owned = await queue.enqueue('report', { pages: 6 }, { queue: 'reports', owner: 'alice' });
+    const added = await reports.add('report', { pages: 3 });
+    const [ownedEvents, addedEvents] = await Promise.all([follow(queue, owned.id, 'alice'), follow(queue, added.id!)]);
+    // No `log` events: BullMQ keeps a job's log in a list that emits nothing.
+    expect(simplify(ownedEvents)).toEqual([['started', { attempt: 1 }], ...progressEvents(6), ['completed', { result: { pages: 6 } }]]);
+    expect(simplify(addedEvents)).toEqual([['started', { attempt: 1 }], ...progressEvents(3), ['completed', { result: { pages: 3 } }]]);
+    expect(await queue.getJob(owned.id, { queue: 'reports', owner: 'alice' })).toMatchObject({
+      name: 'report',
+      state: 'completed',
+      attempt: 1,
+      result: { pages: 6 },
+    });
+    expect(await follow(queue, owned.id, 'alice')).toEqual(ownedEvents);
+  });
+
+  it('retries: each attempt starts with started, only the last failure ends the stream', async () => {
+    await freshQueue();
+    const queue = await startApi();
+    await leaseHeld();
+    await foreignWorker();
+    const job = await queue.enqueue('report', { pages: 2, failAtPage: 2 }, { queue: 'reports', owner: 'alice', attempts: 2 });
+    const events = await follow(queue, job.id, 'alice');
+    expect(simplify(events)).toEqual([
+      ['started', { attempt: 1 }],
+      ...progressEvents(2),
+      ['started', { attempt: 2 }],
+      ...progressEvents(2),
+      ['failed', { error: { message: 'Report failed at page 2' } }],
+    ]);
+    expect(await queue.getJob(job.id, { queue: 'reports', owner: 'alice' })).toMatchObject({ state: 'failed', attempt: 2 });
+  });
+
+  it("mixed: the module's own worker and a plain one on the same queue; every job has one writer, no event twice", async () => {
+    await freshQueue();
+    const queue = await startApi({ worker: true });
+    await leaseHeld();
+    const ours = new JobQueueWorker('reports', report, { connection: { url: redis.url }, prefix, name: 'bridged' });
+    workers.push(ours);
+    await ours.waitUntilReady();
+    await foreignWorker('foreign');
+    const jobs = await Promise.all(
+      Array.from({ length: 16 }, () => queue.enqueue('report', { pages: 4, pageMs: 5 }, { queue: 'reports', owner: 'alice' })),
+    );
+    const streams = await Promise.all(jobs.map((job) => follow(queue, job.id, 'alice')));
+    const ranBy = new Set<string>();
+    for (const [index, events] of streams.entries()) {
+      const by = (await reports.getJob(jobs[index].id))!.processedBy!;
+      ranBy.add(by);
+      const body: Array<[string, unknown]> =
+        by === 'bridged'
+          ? progressEvents(4).flatMap(([type, data]) => [
+              [type, data] as [string, unknown],
+              ['log', { message: `page ${(data as { page: number }).page} of 4` }] as [string, unknown],
+            ])
+          : progressEvents(4);
+      expect({ by, events: simplify(events) }).toEqual({
+        by,
+        events: [['started', { attempt: 1 }], ...body, ['completed', { result: { pages: 4 } }]],
+      });
+    }
+    expect([...ranBy].sort()).toEqual(['bridged', 'foreign']);
+  });
+
+  it('takeover: the process holding the bridge stops mid-job, another takes over where it stopped; nothing lost or repeated', async () => {
+    await freshQueue();
+    await startApi();
+    const firstHolder = await leaseHeld();
+    const second = await startApi();
+    await foreignWorker();
+    const open = gate(`takeover-${prefix}`);
+    const job = await second.enqueue('report', { pages: 30, pageMs: 20, gate: `takeover-${prefix}` }, { queue: 'reports', owner: 'alice' });
+    const following = follow(second, job.id, 'alice');
+    open();
+    // Stop the holder once some progress went through it.
+    for (;;) {
+      const page = await second.readEvents(job.id, { queue: 'reports', owner: 'alice' });
+      if (page.events.filter((event) => event.type === 'progress').length >= 5) break;
+      await delay(20);
+    }
+    await apps.shift()!.close();
+    const events = await following;
+    expect(simplify(events)).toEqual([['started', { attempt: 1 }], ...progressEvents(30), ['completed', { result: { pages: 30 } }]]);
+    expect(await leaseHeld()).not.toEqual(firstHolder);
+  });
+
+  it('gap: entries trimmed before any bridge read them give the affected jobs a gap event; the others stay whole', async () => {
+    await admin.config('SET', 'stream-node-max-entries', '10'); // lets MAXLEN ~ trim close to the cap
+    try {
+      await freshQueue();
+      let queue = await startApi();
+      await leaseHeld();
+      await foreignWorker();
+      const whole = await queue.enqueue('report', { pages: 3 }, { queue: 'reports', owner: 'alice' });
+      expect(simplify(await follow(queue, whole.id, 'alice'))).toEqual([
+        ['started', { attempt: 1 }],
+        ...progressEvents(3),
+        ['completed', { result: { pages: 3 } }],
+      ]);
+      // Every bridge stops; jobs run on, well past the stream's cap (BullMQ's `streams.events.maxLen`,
+      // which every Queue instance writes to the queue's meta hash when it starts).
+      await Promise.all(apps.splice(0).map((app) => app.close()));
+      await admin.hset(`${prefix}:reports:meta`, 'opts.maxLenEvents', 30);
+      const finished = new Promise<void>((resolve) => workers[0].on('completed', (job) => job.data.pages === 80 && resolve()));
+      const done = await reports.add('report', { pages: 80 });
+      await finished;
+      const open = gate(`gap-${prefix}`);
+      const active = new Promise<void>((resolve) => workers[0].on('active', (job) => job.data.gate === `gap-${prefix}` && resolve()));
+      const running = await reports.add('report', { pages: 3, gate: `gap-${prefix}` });
+      await active;
+      for (let i = 0; i < 60; i++) await reports.add('filler', { pages: 0 }, { delay: 600_000 }); // entries that push the stream on
+
+      queue = await startApi();
+      await leaseHeld();
+      const doneEvents = simplify(await bridged(queue, done.id!));
+      expect(doneEvents[0]).toEqual(['started', { attempt: 1 }]);
+      expect(doneEvents[1][0]).toBe('gap');
+      expect(doneEvents.at(-1)).toEqual(['completed', { result: { pages: 80 } }]);
+      open();
+      const runningEvents = simplify(await bridged(queue, running.id!));
+      expect(runningEvents.slice(0, 2).map(([type]) => type)).toEqual(['started', 'gap']);
+      expect(runningEvents.slice(2)).toEqual([...progressEvents(3), ['completed', { result: { pages: 3 } }]]);
+      // A job bridged whole before the gap keeps its stream as it was.
+      expect(simplify(await follow(queue, whole.id, 'alice')).map(([type]) => type)).not.toContain('gap');
+    } finally {
+      await admin.config('SET', 'stream-node-max-entries', '100');
+    }
+  });
+});
