@@ -50,6 +50,7 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
   const awaited = find(results.singleJob, 'raw-xadd-awaited');
   const queueEvents = find(results.singleJob, 'bullmq-queue-events');
   const bridge = find(results.singleJob, 'processor-bridge');
+  const foreign = find(results.singleJob, 'foreign-bridge');
   const libFan = find(results.fanOut, 'library').points;
   const qeFan = find(results.fanOut, 'bullmq-queue-events').points;
   const perEvent = (points: FanOutResult['points'], k: number): number => points.find((p) => p.k === k)!.cpuUsPerEvent;
@@ -106,6 +107,18 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
       'Bridge: p99 latency at 1000 updates/s vs raw XADD/XREAD',
       'bridged updateProgress p99 / raw awaited XADD + XREAD p99',
       bridge.latency.p99Ms / awaited.latency.p99Ms,
+      2,
+    ),
+    atLeast(
+      'Foreign workers: throughput vs QueueEvents',
+      'plain worker bridged and followed updates/s / same worker read by QueueEvents updates/s',
+      foreign.throughput!.eventsPerSec / queueEvents.throughput!.eventsPerSec,
+      1,
+    ),
+    atMost(
+      'Foreign workers: p99 at 1000 updates/s above QueueEvents (ms)',
+      'bridged and followed p99 - QueueEvents p99, in ms',
+      foreign.latency.p99Ms - queueEvents.latency.p99Ms,
       2,
     ),
     atMost(`Fan-out CPU per delivered event, K=${kMax} vs K=${kMin}`, `library CPU/event at K=${kMax} / at K=${kMin}`, libGrowth, 1.5),

@@ -13,9 +13,16 @@ const QUEUE = 'bench';
  * events with `job.updateProgress`, and a consumer that reads them through `QueueEvents` and
  * dispatches by job id.
  */
-export async function bullmqRole(config: { redisUrl: string; worker: boolean; concurrency: number }): Promise<RoleMethods> {
+export async function bullmqRole(config: {
+  redisUrl: string;
+  worker: boolean;
+  concurrency: number;
+  /** BullMQ key prefix (default BullMQ's `bull`): a plain worker of a queue this library bridges uses the library's. */
+  prefix?: string;
+}): Promise<RoleMethods> {
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const queue = new Queue(QUEUE, { connection });
+  const prefix = config.prefix ?? 'bull';
+  const queue = new Queue(QUEUE, { connection, prefix });
   const fanOut = { running: 0, emitted: 0, stop: false };
   let worker: Worker | undefined;
   if (config.worker) {
@@ -37,7 +44,7 @@ export async function bullmqRole(config: { redisUrl: string; worker: boolean; co
         }
         return null;
       },
-      { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }), concurrency: config.concurrency },
+      { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }), concurrency: config.concurrency, prefix },
     );
     await worker.waitUntilReady();
   }
@@ -47,7 +54,7 @@ export async function bullmqRole(config: { redisUrl: string; worker: boolean; co
   const byJob = new Map<string, (progress: ProgressValue, at: number) => void>();
   const queueEvents = async (): Promise<QueueEvents> => {
     if (events) return events;
-    events = new QueueEvents(QUEUE, { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }) });
+    events = new QueueEvents(QUEUE, { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }), prefix });
     events.on('progress', ({ jobId, data }) => byJob.get(jobId)?.(data as unknown as ProgressValue, now()));
     await events.waitUntilReady();
     // Its first XREAD starts at '$': give it time to be in place before anything is emitted.

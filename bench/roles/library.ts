@@ -24,6 +24,10 @@ export interface LibraryConfig {
   concurrency?: number;
   /** On a bullmq worker: also run the BullMQ progress processor on a `JobQueueWorker` of this queue. */
   bridgeQueue?: string;
+  /** The module's `queues` option (the queues it bridges and may enqueue into). */
+  queues?: string[];
+  /** The module's `bridgeForeignWorkers` option (default true). */
+  bridgeForeignWorkers?: boolean;
 }
 
 const OWNER = 'bench';
@@ -40,6 +44,8 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
           backend: 'bullmq',
           worker: config.worker ?? true,
           concurrency: config.concurrency,
+          queues: config.queues,
+          bridgeForeignWorkers: config.bridgeForeignWorkers,
           redis: { url: config.redisUrl, prefix: config.prefix },
         };
   const app = await NestFactory.createApplicationContext(BenchAppModule.register(options), { logger: ['error', 'warn'] });

@@ -16,6 +16,8 @@ interface Contender {
 interface Pair {
   producer: RoleProcess;
   consumer: RoleProcess;
+  /** Processes on the path between them, if any. */
+  between?: RoleProcess[];
   /** One run: a burst of `n` events, or `n` events at `rate` per second (the first `skip` not timed). */
   run(n: number, rate: number | undefined, skip: number): Promise<RunSummary>;
 }
@@ -102,6 +104,31 @@ const bridge: Contender = {
   },
 };
 
+/**
+ * A plain BullMQ worker (no code of this library, as a service in another language would be) whose
+ * `updateProgress` calls reach BullMQ's queue events stream; a process of this library bridges
+ * them into the job's stream (it holds the queue's bridge lease), and a third process follows the
+ * job through `JobQueue`. Against {@link bullmq}: the same worker read through `QueueEvents`.
+ */
+const foreign: Contender = {
+  name: 'foreign-bridge',
+  label: 'plain BullMQ worker, bridged from its queue events by another process, read by JobQueue.follow',
+  n: 15_000,
+  async start(redisUrl) {
+    const options = { redisUrl, prefix: 'bench-foreign', backend: 'bullmq', queues: ['bench'], worker: false };
+    const bridge = await RoleProcess.start('library', options);
+    const consumer = await RoleProcess.start('library', { ...options, bridgeForeignWorkers: false });
+    const producer = await RoleProcess.start('bullmq', { redisUrl, worker: true, concurrency: 10, prefix: 'bench-foreign' });
+    return {
+      producer,
+      consumer,
+      between: [bridge],
+      run: (n, rate, skip) =>
+        consumer.call('runBridged', { queue: 'bench', mode: rate ? 'paced' : 'burst', n, rate, skip, keep: !!rate, timeoutMs: TIMEOUT_MS }),
+    };
+  },
+};
+
 const resumable: Contender = {
   name: 'resumable-stream',
   label: 'resumable-stream (Redis pub/sub)',
@@ -160,7 +187,7 @@ const libraryProducerRawConsumer: Contender = {
   },
 };
 
-export const CONTENDERS = [library, raw(false), raw(true), bullmq, bridge, resumable, libraryProducerRawConsumer];
+export const CONTENDERS = [library, raw(false), raw(true), bullmq, bridge, foreign, resumable, libraryProducerRawConsumer];
 
 export interface SingleJobResult {
   contender: string;
@@ -242,7 +269,7 @@ export async function singleJob(options: SingleJobOptions): Promise<SingleJobRes
     // Each paced round starts from collected heaps in both processes: the bursts before it, or
     // another contender's round, leave garbage whose collection would otherwise land in it.
     const settled = async (pair: Pair): Promise<void> => {
-      await Promise.all([pair.producer.call('collectGarbage'), pair.consumer.call('collectGarbage')]);
+      await Promise.all([pair.producer, pair.consumer, ...(pair.between ?? [])].map((role) => role.call('collectGarbage')));
     };
     // One unmeasured paced round each after the bursts, to reach a steady state.
     for (const contender of CONTENDERS) {
@@ -287,6 +314,6 @@ export async function singleJob(options: SingleJobOptions): Promise<SingleJobRes
       };
     });
   } finally {
-    for (const pair of pairs.values()) await Promise.all([pair.producer.stop(), pair.consumer.stop()]);
+    for (const pair of pairs.values()) await Promise.all([pair.producer, pair.consumer, ...(pair.between ?? [])].map((role) => role.stop()));
   }
 }

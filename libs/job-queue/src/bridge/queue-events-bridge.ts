@@ -59,13 +59,23 @@ interface LedQueue {
    */
   count: number;
   /** `active` entries whose writer is not decided yet, by job id. */
-  pending: Map<string, { entryId: string; count: number; ms: number; seenAt: number }>;
+  pending: Map<string, { entryId: string; count: number; ms: number; seenAt: number; create: Promise<NewJobMeta | undefined> }>;
   /** Jobs whose current attempt the module's own worker writes: their entries need no Redis call. */
   moduleRun: Set<string>;
+  /** Batches sent whose replies are not all in yet, oldest first; each records the position once its replies are in. */
+  inFlight: Array<Promise<void>>;
+  /** Set when a sent batch failed: reading goes back to where that batch began. */
+  rewind?: Rewind;
   status: QueueBridgeStatus;
 }
 
 type Fields = Record<string, string>;
+
+/** Where a batch began, to read and apply it again after a failure. */
+type Rewind = Pick<LedQueue, 'position' | 'count' | 'pending' | 'moduleRun'>;
+
+/** Batches in flight per queue before reading waits for the oldest one's replies. */
+const MAX_IN_FLIGHT = 4;
 
 /** The id right before `id` in stream order (reading after it returns `id` again). */
 function previousId(id: string): string {
@@ -144,6 +154,7 @@ export class QueueEventsBridge {
     clearInterval(this.leaseTimer);
     this.blocking?.disconnect();
     await this.reading?.catch(() => undefined);
+    await Promise.allSettled([...this.led.values()].flatMap((led) => led.inFlight));
     await Promise.all(
       [...this.led.keys()].map((queue) =>
         this.options.scripts.bridgeLease(this.options.keys.bridgeLease(queue), this.token, 0).catch(() => undefined),
@@ -193,7 +204,7 @@ export class QueueEventsBridge {
       status.takeovers++;
       this.logger.log(`Took over the bridge of queue "${queue}" at entry ${position}`);
     }
-    const led: LedQueue = { queue, position, count, pending: new Map(), moduleRun: new Set(), status };
+    const led: LedQueue = { queue, position, count, pending: new Map(), moduleRun: new Set(), inFlight: [], status };
     status.leading = true;
     status.position = position;
     await this.recoverGap(led);
@@ -249,54 +260,106 @@ export class QueueEventsBridge {
       }
       for (const led of queues) {
         if (!this.led.has(led.queue)) continue; // lost meanwhile
+        if (led.rewind) {
+          // A batch failed: what was read after it is read again, from where it began (applying is idempotent).
+          await Promise.allSettled(led.inFlight);
+          Object.assign(led, led.rewind, { rewind: undefined });
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          continue;
+        }
         const entries = reply?.find(([key]) => key === this.options.keys.bullEvents(led.queue))?.[1] ?? [];
         try {
           await this.applyBatch(led, entries);
         } catch (error) {
-          // The failed entry is read again (the position did not pass it); applying is idempotent.
-          this.logger.warn(`Bridging queue "${led.queue}" failed (${(error as Error).message}); retrying`);
+          // Only the gap check can fail here (a sent batch that fails rewinds the reading instead).
+          this.logger.warn(`Checking queue "${led.queue}" for trimmed entries failed (${(error as Error).message}); retrying`);
           await new Promise((resolve) => setTimeout(resolve, 500));
         }
       }
     }
   }
 
+  /**
+   * Applies a batch: every entry's script goes out at once, in the batch's order, on one connection
+   * (Redis runs them in that order, so each job's events stay in order). The next read does not
+   * wait for the replies: they are read in the background, batch after batch, and each batch whose
+   * replies are all in records the position. A failed batch makes reading go back to where it began.
+   */
   private async applyBatch(led: LedQueue, entries: Array<[string, string[]]>): Promise<void> {
-    for (const [entryId, raw] of entries) {
-      await this.apply(led, entryId, led.count + 1, fieldsOf(raw));
-      led.position = entryId;
-      led.count++;
+    const before: Rewind = { position: led.position, count: led.count, pending: new Map(led.pending), moduleRun: new Set(led.moduleRun) };
+    const sent: Array<Promise<void>> = [];
+    try {
+      for (const [entryId, raw] of entries) {
+        await this.apply(led, entryId, led.count + 1, fieldsOf(raw), sent);
+        led.position = entryId;
+        led.count++;
+      }
+      // Starts nobody followed up in time are decided now.
+      const now = Date.now();
+      for (const [jobId, pending] of led.pending) if (now - pending.seenAt >= START_GRACE_MS) await this.resolveStart(led, jobId, sent);
+    } catch (error) {
+      this.failed(led, before, error);
+      return;
     }
-    // Starts nobody followed up in time are decided now.
-    const now = Date.now();
-    for (const [jobId, pending] of led.pending) if (now - pending.seenAt >= START_GRACE_MS) await this.resolveStart(led, jobId);
     // The recorded position stays before the oldest undecided `active`, so a takeover reads it again.
     let safe = { id: led.position, count: led.count };
     for (const pending of led.pending.values()) {
       if (pending.count - 1 < safe.count) safe = { id: previousId(pending.entryId), count: pending.count - 1 };
     }
-    const { scripts, keys } = this.options;
-    if (
-      !(await scripts.bridgePosition(keys.bridgeLease(led.queue), keys.bridgePosition(led.queue), this.token, `${safe.id} ${safe.count}`))
-    ) {
-      this.led.delete(led.queue);
-      led.status.leading = false;
-      return;
-    }
-    led.status.position = safe.id;
+    const previous = led.inFlight.at(-1);
+    const settled = (async (): Promise<void> => {
+      await previous;
+      try {
+        await Promise.all(sent);
+        if (led.rewind) return; // an earlier batch failed: this one is read again too
+        const { scripts, keys } = this.options;
+        const held = await scripts.bridgePosition(
+          keys.bridgeLease(led.queue),
+          keys.bridgePosition(led.queue),
+          this.token,
+          `${safe.id} ${safe.count}`,
+        );
+        if (!held) {
+          this.led.delete(led.queue);
+          led.status.leading = false;
+          return;
+        }
+        led.status.position = safe.id;
+      } catch (error) {
+        await Promise.allSettled(sent);
+        this.failed(led, before, error);
+      }
+    })();
+    led.inFlight.push(settled);
+    void settled.finally(() => led.inFlight.splice(led.inFlight.indexOf(settled), 1));
+    if (led.inFlight.length > MAX_IN_FLIGHT) await led.inFlight[0];
     this.updateLag(led, entries);
     // A full batch: the stream may be outrunning the bridge, and trimming what it has not read.
-    if (entries.length === BATCH) await this.recoverGap(led);
+    if (entries.length === BATCH) {
+      await Promise.all(led.inFlight);
+      await this.recoverGap(led);
+    }
   }
 
-  private async apply(led: LedQueue, entryId: string, count: number, fields: Fields): Promise<void> {
+  /** Makes reading go back to where the failed batch began (the first failure wins). */
+  private failed(led: LedQueue, before: Rewind, error: unknown): void {
+    if (led.rewind) return;
+    led.rewind = before;
+    this.logger.warn(`Bridging queue "${led.queue}" failed (${(error as Error).message}); reading it again from ${before.position}`);
+  }
+
+  /** Sends what one entry means for its job (its reply is handled when it comes, in `sent`). */
+  private async apply(led: LedQueue, entryId: string, count: number, fields: Fields, sent: Array<Promise<void>>): Promise<void> {
     const jobId = fields.jobId;
     if (!jobId) return;
     const event = fields.event;
     if (event === 'active') {
       led.moduleRun.delete(jobId); // a new attempt: its writer is decided anew
-      if (led.pending.has(jobId)) await this.resolveStart(led, jobId);
-      led.pending.set(jobId, { entryId, count, ms: msOf(entryId), seenAt: Date.now() });
+      await this.resolveStart(led, jobId, sent);
+      // Name and attempts as BullMQ has them, in case the module has not seen the job (added with plain BullMQ).
+      const create = this.newJobMeta(led.queue, jobId);
+      create.catch(() => undefined);
+      led.pending.set(jobId, { entryId, count, ms: msOf(entryId), seenAt: Date.now(), create });
       return;
     }
     let entry: BridgeEntry;
@@ -306,14 +369,17 @@ export class QueueEventsBridge {
     // Back to waiting after a failed attempt (BullMQ retries it): the job is queued again.
     else if (event === 'waiting' && fields.prev === 'active') entry = { kind: 'requeue' };
     else return;
-    await this.resolveStart(led, jobId);
+    await this.resolveStart(led, jobId, sent);
     const ended = entry.kind === 'terminal';
     if (led.moduleRun.has(jobId)) {
       if (ended) led.moduleRun.delete(jobId);
       return;
     }
-    const reply = await this.applyToJob(led.queue, jobId, entryId, entry);
-    if (reply === 'module' && !ended) led.moduleRun.add(jobId);
+    sent.push(
+      this.applyToJob(led.queue, jobId, entryId, entry).then((reply) => {
+        if (reply === 'module' && !ended) led.moduleRun.add(jobId);
+      }),
+    );
   }
 
   private progressEntry(data: string | undefined): BridgeEntry {
@@ -335,16 +401,17 @@ export class QueueEventsBridge {
     return { kind: 'terminal', state: 'failed', data: `{"error":${error}}`, field: 'error', value: error };
   }
 
-  /** Applies the job's undecided `active`, if any. */
-  private async resolveStart(led: LedQueue, jobId: string): Promise<void> {
+  /** Sends the job's undecided `active`, if any, as its `started` (unless the module's own worker claimed the attempt). */
+  private async resolveStart(led: LedQueue, jobId: string, sent: Array<Promise<void>>): Promise<void> {
     const pending = led.pending.get(jobId);
     if (!pending) return;
-    const start: BridgeEntry = { kind: 'start', activeMs: pending.ms };
-    let reply = await this.applyToJob(led.queue, jobId, pending.entryId, start);
-    // A job added with plain BullMQ that nothing has read yet: give it metadata from BullMQ's hash.
-    if (reply === 'gone') reply = await this.applyToJob(led.queue, jobId, pending.entryId, start, await this.newJobMeta(led.queue, jobId));
     led.pending.delete(jobId);
-    if (reply === 'module') led.moduleRun.add(jobId);
+    const create = await pending.create;
+    sent.push(
+      this.applyToJob(led.queue, jobId, pending.entryId, { kind: 'start', activeMs: pending.ms }, create).then((reply) => {
+        if (reply === 'module') led.moduleRun.add(jobId);
+      }),
+    );
   }
 
   /** Name, attempts and creation time of a job as BullMQ has them, for a job the module has not seen. */
