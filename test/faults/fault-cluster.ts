@@ -52,7 +52,16 @@ export class FaultCluster {
 
   /** Starts a worker process; resolves once it runs. */
   worker(extra: Record<string, string> = {}): Promise<AppProcess> {
-    return this.track(this.app.worker(this.baseEnv(extra)));
+    return this.run((env) => this.app.worker(env), extra);
+  }
+
+  /**
+   * Starts a process of any kind (`start` gets the cluster's environment: `REDIS_URL`,
+   * `JOB_QUEUE_PREFIX`, ... and `extra`), e.g. a worker that does not run this module; resolves
+   * once `start` does. {@link close} ends it with the others.
+   */
+  run(start: (env: Record<string, string>) => Promise<AppProcess>, extra: Record<string, string> = {}): Promise<AppProcess> {
+    return this.track(start(this.baseEnv(extra)));
   }
 
   private async track(starting: Promise<AppProcess>): Promise<AppProcess> {

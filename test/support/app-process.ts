@@ -69,9 +69,23 @@ export class AppProcess {
     }
   }
 
+  /**
+   * Starts `node <file>` (`file` relative to the repository root: a script, not a built app) without
+   * a port; resolves once it printed `ready`.
+   */
+  static async script(file: string, env: Record<string, string>, ready: RegExp): Promise<AppProcess> {
+    const app = AppProcess.spawnFile(file, env, undefined);
+    await app.ready(ready, file);
+    return app;
+  }
+
   /** Starts the built app `dist/apps/<name>/main.js` without waiting (for start-up failure tests). */
   static spawn(name: string, env: Record<string, string>, port: number | undefined): AppProcess {
-    const child = spawn(process.execPath, [resolve(ROOT, `dist/apps/${name}/main.js`)], {
+    return AppProcess.spawnFile(`dist/apps/${name}/main.js`, env, port);
+  }
+
+  private static spawnFile(file: string, env: Record<string, string>, port: number | undefined): AppProcess {
+    const child = spawn(process.execPath, [resolve(ROOT, file)], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

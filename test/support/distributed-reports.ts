@@ -31,22 +31,56 @@ const LOCK_MS = 2000;
 const OUTAGE_MS = 1000;
 const DELIVERIES: readonly FollowKind[] = ['polling', 'sse', 'ndjson'];
 /** A reader that has not got its terminal event by then fails with what it got (before the test's own timeout). */
-const READ_TIMEOUT_MS = 25_000;
+export const READ_TIMEOUT_MS = 25_000;
 
-type Expected = Array<{ type: string; data: unknown }>;
+export type Expected = Array<{ type: string; data: unknown }>;
 
-/** What a whole run of attempt `attempt` of a report of `pages` pages emits, as `{ type, data }`. */
-function expectedReport(pages: number, attempt = 1): Expected {
+/**
+ * What a whole run of attempt `attempt` of a report of `pages` pages emits, as `{ type, data }`:
+ * per page `progress` and, when `logs` (a worker with this module ran it; the default), `log`;
+ * then `completed`, or `failed` at `failAtPage`.
+ */
+export function expectedReport(pages: number, attempt = 1, options: { logs?: boolean; failAtPage?: number } = {}): Expected {
+  const { logs = true, failAtPage } = options;
   const events: Expected = [{ type: 'started', data: { attempt } }];
-  for (let page = 1; page <= pages; page++) {
-    events.push({ type: 'progress', data: { page, pages } }, { type: 'log', data: { message: `page ${page} of ${pages}` } });
+  for (let page = 1; page <= (failAtPage ?? pages); page++) {
+    events.push({ type: 'progress', data: { page, pages } });
+    if (logs) events.push({ type: 'log', data: { message: `page ${page} of ${pages}` } });
   }
-  events.push({ type: 'completed', data: { result: { pages } } });
+  if (failAtPage === undefined) events.push({ type: 'completed', data: { result: { pages } } });
+  else events.push({ type: 'failed', data: { error: { message: `Report failed at page ${failAtPage}` } } });
   return events;
 }
 
 /** The page of a `progress` event, undefined for any other event. */
-const pageOf = (event: WireEvent): number | undefined => (event.type === 'progress' ? (event.data as { page: number }).page : undefined);
+export const pageOf = (event: WireEvent): number | undefined =>
+  event.type === 'progress' ? (event.data as { page: number }).page : undefined;
+
+/**
+ * Follows each report of `ids` from its start on every api of `apis` by polling, SSE and NDJSON
+ * (most readers come before a worker picked the report). Once every reader has ended, checks per
+ * report that the first reader's events (polling on the first api) are ordered with one terminal
+ * event and are `expected(id)` as `{ type, data }`, and that every other reader got the very same
+ * events (same ids; SSE carries no `ts`). Returns the events of each report.
+ */
+export async function expectServedAlike(
+  apis: readonly BuildApi[],
+  ids: readonly string[],
+  expected: (id: string) => Expected | Promise<Expected>,
+): Promise<WireEvent[][]> {
+  const readers = ids.map((id) => apis.flatMap((api) => DELIVERIES.map((kind) => api.follow(id, kind, { timeoutMs: READ_TIMEOUT_MS }))));
+  const received = await Promise.all(readers.map((ofReport) => Promise.all(ofReport.map((reader) => reader.ended))));
+  for (const [i, id] of ids.entries()) {
+    const reference = received[i][0];
+    assertOrderedStream(reference, `report ${id}, ${readers[i][0].describe()}`);
+    expect({ report: id, events: typesAndData(reference) }).toEqual({ report: id, events: await expected(id) });
+    for (const [j, reader] of readers[i].entries()) {
+      const same = reader.kind === 'sse' ? withoutTs(reference) : reference;
+      expect({ reader: reader.describe(), events: received[i][j] }).toEqual({ reader: reader.describe(), events: same });
+    }
+  }
+  return received.map((ofReport) => ofReport[0]);
+}
 
 /**
  * A {@link FaultCluster} with its two apis (as clients of their reports) and the workers a test
@@ -55,7 +89,7 @@ const pageOf = (event: WireEvent): number | undefined => (event.type === 'progre
  * lock left by one test would hold off the stalled check of the 2 s workers of another for up to
  * 30 s, which no deployment does (its workers share one setting).
  */
-class ReportsDeployment {
+export class ReportsDeployment {
   /** Workers a test started; {@link endWorkers} ends the ones still running. */
   private workers: AppProcess[] = [];
 
@@ -63,6 +97,8 @@ class ReportsDeployment {
     readonly cluster: FaultCluster,
     readonly a: BuildApi,
     readonly b: BuildApi,
+    /** The processes of {@link a} and {@link b}, in that order. */
+    readonly apiProcesses: readonly [AppProcess, AppProcess],
   ) {}
 
   static async start(options: { app: AppRoles; appendOnly?: boolean }): Promise<ReportsDeployment> {
@@ -73,6 +109,7 @@ class ReportsDeployment {
         cluster,
         new BuildApi(apiA.process.url, apiA.client.label, 'reports'),
         new BuildApi(apiB.process.url, apiB.client.label, 'reports'),
+        [apiA.process, apiB.process],
       );
     } catch (error) {
       await cluster.close();
@@ -103,8 +140,17 @@ class ReportsDeployment {
   }
 
   /** Starts a worker process; resolves once it runs. */
-  async worker(env: Record<string, string> = {}): Promise<AppProcess> {
-    const started = await this.cluster.worker(env);
+  worker(env: Record<string, string> = {}): Promise<AppProcess> {
+    return this.endedAfterTest(this.cluster.worker(env));
+  }
+
+  /** Starts a process of any kind as {@link FaultCluster.run} does; it is ended after the test, as workers are. */
+  run(start: (env: Record<string, string>) => Promise<AppProcess>, env: Record<string, string> = {}): Promise<AppProcess> {
+    return this.endedAfterTest(this.cluster.run(start, env));
+  }
+
+  private async endedAfterTest(starting: Promise<AppProcess>): Promise<AppProcess> {
+    const started = await starting;
     this.workers.push(started);
     return started;
   }
@@ -149,21 +195,10 @@ export function describeDistributedReports(name: string, app: AppRoles): void {
       });
 
       const ids = await Promise.all(Array.from({ length: REPORTS }, () => a.start({ pages: PAGES, pageMs: 150 })));
-      // Every delivery on both apis, from the start: most readers come before a worker picked the report.
-      const readers = ids.map((id) =>
-        [a, b].flatMap((api) => DELIVERIES.map((kind) => api.follow(id, kind, { timeoutMs: READ_TIMEOUT_MS }))),
-      );
-      const received = await Promise.all(readers.map((ofReport) => Promise.all(ofReport.map((reader) => reader.ended))));
+      // Every delivery on both apis: the same events with the same ids.
+      const received = await expectServedAlike([a, b], ids, () => expectedReport(PAGES));
 
-      for (const [i, id] of ids.entries()) {
-        const reference = received[i][0]; // polling on api A
-        assertOrderedStream(reference, `report ${id}, polling on api A`);
-        expect({ report: id, events: typesAndData(reference) }).toEqual({ report: id, events: expectedReport(PAGES) });
-        for (const [j, reader] of readers[i].entries()) {
-          // The same events with the same ids on every delivery of both apis (SSE carries no `ts`).
-          const expected = reader.kind === 'sse' ? withoutTs(reference) : reference;
-          expect({ reader: reader.describe(), events: received[i][j] }).toEqual({ reader: reader.describe(), events: expected });
-        }
+      for (const id of ids) {
         for (const api of [a, b]) {
           expect(await api.state(id)).toMatchObject({ id, name: 'report', state: 'completed', attempt: 1, result: { pages: PAGES } });
         }
@@ -185,7 +220,7 @@ export function describeDistributedReports(name: string, app: AppRoles): void {
       for (const [i, id] of ids.entries()) {
         const pages = Array.from({ length: PAGES }, (_, page) => ({ page: page + 1, pages: PAGES }));
         expect({ report: id, progress: progressSeen.get(id) }).toEqual({ report: id, progress: pages });
-        const streamed = received[i][0].filter((event) => event.type === 'progress').map((event) => event.data);
+        const streamed = received[i].filter((event) => event.type === 'progress').map((event) => event.data);
         expect({ report: id, progress: progressSeen.get(id) }).toEqual({ report: id, progress: streamed });
       }
       // And the job as BullMQ stores it: the data the api added, the last progress, every log line, the result.
