@@ -314,6 +314,7 @@ export async function singleJob(options: SingleJobOptions): Promise<SingleJobRes
       };
     });
   } finally {
-    for (const pair of pairs.values()) await Promise.all([pair.producer, pair.consumer, ...(pair.between ?? [])].map((role) => role.stop()));
+    for (const pair of pairs.values())
+      await Promise.all([pair.producer, pair.consumer, ...(pair.between ?? [])].map((role) => role.stop()));
   }
 }

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { Module, type DynamicModule, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { BullModule } from '@nestjs/bullmq';
-import { Queue, Worker, type Job, type QueueOptions } from 'bullmq';
+import { Queue, Worker, type Job, type QueueOptions, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, type JobEvent } from 'nestjs-job-streams';
 import { RedisServer } from '../../../test/support/redis-server.js';
@@ -86,8 +86,8 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
   }
 
   /** A plain BullMQ worker, the kind this module is not loaded in. */
-  async function foreignWorker(name = 'foreign'): Promise<Worker> {
-    const worker = new Worker('reports', report, { connection: { url: redis.url }, prefix, name });
+  async function foreignWorker(name = 'foreign', options: Partial<WorkerOptions> = {}): Promise<Worker> {
+    const worker = new Worker('reports', report, { connection: { url: redis.url }, prefix, name, ...options });
     await worker.waitUntilReady();
     workers.push(worker);
     return worker;
@@ -99,11 +99,18 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
     return events;
   }
 
-  /** Resolves once this prefix's bridge lease of `reports` is held by a process. */
+  /**
+   * Resolves with the holder once this prefix's bridge of `reports` is held by a process and reads
+   * the stream (it records its position after its first read; a job added before that could start
+   * ahead of where the bridge begins).
+   */
   async function leaseHeld(): Promise<string> {
     for (;;) {
-      const holder = await admin.get(`${prefix}:{bridge:reports}:lease`);
-      if (holder) return holder;
+      const [holder, position] = await Promise.all([
+        admin.get(`${prefix}:{bridge:reports}:lease`),
+        admin.get(`${prefix}:{bridge:reports}:position`),
+      ]);
+      if (holder && position) return holder;
       await delay(20);
     }
   }
@@ -212,6 +219,30 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
     expect([...ranBy].sort()).toEqual(['bridged', 'foreign']);
   });
 
+  it("a foreign worker that dies mid-job: BullMQ's stalled check runs it again; the stream shows the new attempt's started, then its events", async () => {
+    await freshQueue();
+    const queue = await startApi();
+    await leaseHeld();
+    const lock = { lockDuration: 1000, stalledInterval: 1000 };
+    const dying = await foreignWorker('dying', lock);
+    const job = await queue.enqueue('report', { pages: 3, pageMs: 300 }, { queue: 'reports', owner: 'alice' });
+    for (let after = '0'; ;) {
+      const page = await queue.readEvents(job.id, { queue: 'reports', owner: 'alice', after, waitMs: 5000 });
+      if (page.events.some((event) => event.type === 'progress')) break;
+      after = page.next;
+    }
+    // Closing by force stops its lock renewal, as the death of its process would; the job stays active.
+    await dying.close(true);
+    await foreignWorker('survivor', lock);
+    const events = simplify(await follow(queue, job.id, 'alice'));
+    const rerun = events.findIndex(([type, data]) => type === 'started' && (data as { attempt: number }).attempt === 2);
+    expect(events[0]).toEqual(['started', { attempt: 1 }]);
+    expect(events.slice(1, rerun).every(([type]) => type === 'progress')).toBe(true);
+    expect(rerun).toBeGreaterThan(1);
+    expect(events.slice(rerun)).toEqual([['started', { attempt: 2 }], ...progressEvents(3), ['completed', { result: { pages: 3 } }]]);
+    expect(await queue.getJob(job.id, { queue: 'reports', owner: 'alice' })).toMatchObject({ state: 'completed', attempt: 2 });
+  });
+
   it('takeover: the process holding the bridge stops mid-job, another takes over where it stopped; nothing lost or repeated', async () => {
     await freshQueue();
     await startApi();
@@ -223,10 +254,10 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
     const following = follow(second, job.id, 'alice');
     open();
     // Stop the holder once some progress went through it.
-    for (;;) {
-      const page = await second.readEvents(job.id, { queue: 'reports', owner: 'alice' });
-      if (page.events.filter((event) => event.type === 'progress').length >= 5) break;
-      await delay(20);
+    for (let after = '0', progress = 0; progress < 5;) {
+      const page = await second.readEvents(job.id, { queue: 'reports', owner: 'alice', after, waitMs: 5000 });
+      progress += page.events.filter((event) => event.type === 'progress').length;
+      after = page.next;
     }
     await apps.shift()!.close();
     const events = await following;
