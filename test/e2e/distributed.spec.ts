@@ -9,6 +9,7 @@ import {
   followWithEventSource,
   isTerminal,
   mapLimit,
+  readLines,
   typesAndData,
   withoutTs,
   type BuildBody,
@@ -228,6 +229,28 @@ describe('distributed: 2 apis and 2 workers sharing one Redis (bullmq backend)',
     // `?after=` resumes the same way, and an NDJSON client gets the same remainder.
     expect(await b.follow(id, 'ndjson', { after: lastSeen.id }).ended).toEqual(all.slice(seen.length));
   }, 30_000);
+
+  it('a direct-delivery client that disconnects from api A abandons its build: cancelled on its worker within one step, as api B shows', async () => {
+    const STEP_MS = 500;
+    const abort = new AbortController();
+    const response = await a.fetch('/builds?delivery=direct', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ steps: 40, stepMs: STEP_MS, tokensPerStep: 0 }),
+      signal: abort.signal,
+    });
+    expect(response.status).toBe(200);
+    const id = response.headers.get('x-job-id')!;
+    for await (const line of readLines(response)) if ((JSON.parse(line) as WireEvent).type === 'step') break;
+    const leftAt = Date.now();
+    abort.abort();
+    const events = await b.follow(id, 'ndjson').ended;
+    const cancelled = events.at(-1)!;
+    expect(cancelled).toMatchObject({ type: 'cancelled', data: { reason: 'client disconnected' } });
+    expect(cancelled.ts! - leftAt).toBeLessThan(STEP_MS);
+    expect(events.filter((event) => event.type === 'step').length).toBeLessThanOrEqual(2);
+    expect((await b.state(id)).state).toBe('cancelled');
+  });
 
   it('a cancel from the other api ends a running build within one step, wins over a queued job, and a second cancel is 409', async () => {
     const STEP_MS = 3000;

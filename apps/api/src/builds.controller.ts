@@ -1,7 +1,7 @@
-import { Body, Controller, Post, Query, Req, Res } from '@nestjs/common';
+import { Body, Controller, Logger, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { BUILD_JOB, parseBuildInput } from '@app/builds';
-import { DEFAULT_QUEUE } from 'nestjs-job-streams';
+import { DEFAULT_QUEUE, JobAlreadyFinishedError, JobQueueError } from 'nestjs-job-streams';
 import { Owner } from './auth/owner.decorator.js';
 import { JobRoutes, deliveryOf } from './job-routes.js';
 
@@ -9,8 +9,12 @@ import { JobRoutes, deliveryOf } from './job-routes.js';
 @Controller('builds')
 export class BuildsController extends JobRoutes {
   protected readonly queueName = DEFAULT_QUEUE;
+  private readonly logger = new Logger('BuildsController');
 
-  /** 202 `{ jobId }`; with `?delivery=direct`, 200 and the job's events as NDJSON in this response. */
+  /**
+   * 202 `{ jobId }`; with `?delivery=direct`, 200 and the job's events as NDJSON in this response,
+   * and the build is cancelled when the client disconnects before its terminal event.
+   */
   @Post()
   async start(
     @Body() body: unknown,
@@ -26,6 +30,21 @@ export class BuildsController extends JobRoutes {
       return;
     }
     response.setHeader('X-Job-Id', job.id);
+    // A client that goes away before the terminal event abandons its build: it is cancelled,
+    // wherever it runs. (A stream this instance ends itself, at shutdown, is finished, not abandoned.)
+    let abandoned = false;
+    response.once('close', () => (abandoned = !response.writableFinished));
     await this.streamer.ndjson(job.id, request, response, { owner });
+    if (abandoned) await this.cancelAbandoned(job.id, owner);
+  }
+
+  private async cancelAbandoned(id: string, owner: string): Promise<void> {
+    try {
+      await this.queue.cancel(id, { owner, reason: 'client disconnected' });
+    } catch (error) {
+      // It ended meanwhile, or the backend is away (the build then runs to its end).
+      if (!(error instanceof JobQueueError)) throw error;
+      if (!(error instanceof JobAlreadyFinishedError)) this.logger.warn(`Could not cancel abandoned build ${id}: ${error.message}`);
+    }
   }
 }

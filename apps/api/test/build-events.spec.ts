@@ -290,12 +290,12 @@ describe('build events (polling, SSE, NDJSON)', () => {
       expect(typesAndData(events)).toEqual(expectedBuildEvents(3, 0, { failAtStep: 2 }));
     });
 
-    it('the build goes on on the worker when the client leaves early', async () => {
+    it('a client that leaves before the terminal event abandons the build: it is cancelled within one step', async () => {
       const abort = new AbortController();
       const response = await api.fetch('/builds?delivery=direct', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ steps: 3, stepMs: 100 }),
+        body: JSON.stringify({ steps: 20, stepMs: 200 }),
         signal: abort.signal,
       });
       const id = response.headers.get('x-job-id')!;
@@ -304,8 +304,9 @@ describe('build events (polling, SSE, NDJSON)', () => {
       }
       abort.abort();
       const events = await api.waitForEnd(id);
-      expect(typesAndData(events)).toEqual(expectedBuildEvents(3, 0, { completed: true }));
-      expect((await api.state(id)).state).toBe('completed');
+      expect(events.at(-1)).toMatchObject({ type: 'cancelled', data: { reason: 'client disconnected' } });
+      expect(events.filter((event) => event.type === 'step').length).toBeLessThanOrEqual(3);
+      expect((await api.state(id)).state).toBe('cancelled');
     });
   });
 
