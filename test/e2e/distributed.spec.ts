@@ -252,6 +252,33 @@ describe('distributed: 2 apis and 2 workers sharing one Redis (bullmq backend)',
     expect((await b.state(id)).state).toBe('cancelled');
   });
 
+  it('a build with abandonAfterMs 2000 followed on api B keeps running; unfollowed, it is cancelled as abandoned within the bound', async () => {
+    const ABANDON_MS = 2000;
+    const response = await a.fetch('/builds', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ steps: 100, stepMs: 200, abandonAfterMs: ABANDON_MS }),
+    });
+    expect(response.status).toBe(202);
+    const { jobId: id } = (await response.json()) as { jobId: string };
+    const onB = b.follow(id, 'sse');
+    // Followed (on the other api) for twice its abandonAfterMs, it runs on.
+    await onB.waitFor((event) => stepIndex(event) === Math.ceil((2 * ABANDON_MS) / 200));
+    expect((await a.state(id)).state).toBe('running');
+    const leftAt = Date.now();
+    onB.stop();
+    // Its state is no read of its events: watching it does not keep the build alive.
+    let state = await a.state(id);
+    while (state.state === 'running') {
+      await delay(100);
+      state = await a.state(id);
+    }
+    expect(state).toMatchObject({ state: 'cancelled' });
+    expect((state.finishedAt as number) - leftAt).toBeLessThan(ABANDON_MS + ABANDON_MS / 4 + 1000);
+    const page = await b.poll(id);
+    expect(page.events.at(-1)).toMatchObject({ type: 'cancelled', data: { reason: 'abandoned' } });
+  });
+
   it('a cancel from the other api ends a running build within one step, wins over a queued job, and a second cancel is 409', async () => {
     const STEP_MS = 3000;
     await occupySlots(SLOTS - 1);

@@ -1,6 +1,6 @@
 import { Body, Controller, Logger, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { BUILD_JOB, parseBuildInput } from '@app/builds';
+import { BUILD_JOB, parseBuildRequest } from '@app/builds';
 import { DEFAULT_QUEUE, JobAlreadyFinishedError, JobQueueError } from 'nestjs-job-streams';
 import { Owner } from './auth/owner.decorator.js';
 import { JobRoutes, deliveryOf } from './job-routes.js';
@@ -24,7 +24,8 @@ export class BuildsController extends JobRoutes {
     @Res() response: Response,
   ): Promise<void> {
     const direct = deliveryOf(delivery, ['direct']) === 'direct';
-    const job = await this.queue.enqueue(BUILD_JOB, parseBuildInput(body), { owner });
+    const { input, abandonAfterMs } = parseBuildRequest(body);
+    const job = await this.queue.enqueue(BUILD_JOB, input, { owner, abandonAfterMs });
     if (!direct) {
       response.status(202).location(`/builds/${job.id}`).json({ jobId: job.id });
       return;

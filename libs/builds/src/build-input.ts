@@ -17,15 +17,24 @@ const schema = strictBody({
   stepMs: integerField('stepMs', 0, 60_000).default(200),
   tokensPerStep: integerField('tokensPerStep', 0, 1000).default(0),
   failAtStep: integerField('failAtStep', 1, 10_000).optional(),
+  abandonAfterMs: integerField('abandonAfterMs', 1000, 3_600_000).optional(),
 }).refine((input) => input.failAtStep === undefined || input.failAtStep <= input.steps, {
   message: 'failAtStep must not be greater than steps',
 });
+
+/** A build request: the job's input, and how it is to be run. */
+export interface BuildRequest {
+  input: BuildInput;
+  /** Cancel the build once no client has read it for this long (1000..3600000 ms). */
+  abandonAfterMs?: number;
+}
 
 /**
  * Validates a build request body (absent means all defaults).
  *
  * @throws InvalidArgumentError listing every problem.
  */
-export function parseBuildInput(body: unknown): BuildInput {
-  return parseBody(schema, body);
+export function parseBuildRequest(body: unknown): BuildRequest {
+  const { abandonAfterMs, ...input } = parseBody(schema, body);
+  return { input, abandonAfterMs };
 }

@@ -149,7 +149,7 @@ export class ProcessorBridge {
     job.progressSink = undefined;
     // Every call the processor made goes in before the terminal event.
     sink.drain();
-    await running.appender.close();
+    await running.close();
     if (running.refused) {
       // Cancelled (or superseded) meanwhile: the stream has its end. BullMQ records what the
       // processor did, as it would without the bridge, but a cancelled job is not retried.

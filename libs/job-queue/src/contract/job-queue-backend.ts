@@ -18,6 +18,7 @@ export interface NewJob {
   owner: string;
   attempts?: number;
   priority?: number;
+  abandonAfterMs?: number;
 }
 
 /** A read with every option checked and defaulted. */

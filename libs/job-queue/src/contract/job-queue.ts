@@ -33,6 +33,11 @@ export interface EnqueueOptions {
   attempts?: number;
   /** 1 (first) .. 2,097,152 (last); jobs without a priority go before prioritized ones. */
   priority?: number;
+  /**
+   * Cancel the job (reason `abandoned`) once no client has read its events for this long
+   * (1000..3600000 ms): polling, SSE or NDJSON, on any instance. Default: never.
+   */
+  abandonAfterMs?: number;
 }
 
 /** Options of {@link JobQueue.readEvents}. */
@@ -118,6 +123,7 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
     }
     checkInteger('attempts', options.attempts, 1, 100);
     checkInteger('priority', options.priority, 1, MAX_PRIORITY);
+    checkInteger('abandonAfterMs', options.abandonAfterMs, 1000, 3_600_000);
     let json: string | undefined;
     try {
       json = JSON.stringify(data ?? null);
@@ -132,6 +138,7 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
       owner: options.owner,
       attempts: options.attempts,
       priority: options.priority,
+      abandonAfterMs: options.abandonAfterMs,
     });
   }
 

@@ -35,6 +35,37 @@ export class RunningAttempt {
     this.appender = appenderFor(this);
   }
 
+  private watchdog?: NodeJS.Timeout;
+
+  /**
+   * Runs `abandoned` now and every `everyMs` until it says the job is over: then the attempt is
+   * aborted (the job was cancelled as abandoned, or ended otherwise).
+   */
+  watch(abandoned: () => Promise<boolean>, everyMs: number): void {
+    const check = async (): Promise<void> => {
+      try {
+        if (!(await abandoned())) return;
+      } catch {
+        return; // Redis is away: checked again next time
+      }
+      this.stopWatching();
+      if (!this.abort.signal.aborted) this.abort.abort(new Error('Job abandoned: no client read it'));
+    };
+    this.watchdog = setInterval(() => void check(), everyMs);
+    this.watchdog.unref();
+    void check();
+  }
+
+  stopWatching(): void {
+    clearInterval(this.watchdog);
+  }
+
+  /** Ends the attempt's writing: stops its watch and flushes every event it produced. */
+  async close(): Promise<void> {
+    this.stopWatching();
+    await this.appender.close();
+  }
+
   /** True when the stream refuses this attempt's events: the job reached a final state (cancelled) or a newer run took over. */
   get refused(): boolean {
     return this.appender.stopped === 'final' || this.appender.stopped === 'stale';
@@ -131,6 +162,14 @@ export class AttemptLifecycle {
           onFlushed: options.onFlushed,
         }),
     );
+    if (started.abandonAfterMs) {
+      const meta = this.keys.meta(queue, id);
+      const events = this.keys.events(queue, id);
+      attempt.watch(
+        async () => (await this.scripts.abandonUnread(meta, events, Date.now(), this.options.retentionMs)) !== 'read',
+        Math.max(250, Math.floor(started.abandonAfterMs / 4)),
+      );
+    }
     return { status: 'ok', attempt };
   }
 
@@ -140,7 +179,7 @@ export class AttemptLifecycle {
    * throws what BullMQ should see. `what` names the work in messages ("handler", "processor").
    */
   async conclude(job: Job, running: RunningAttempt, outcome: AttemptOutcome, what: string): Promise<unknown> {
-    await running.appender.close();
+    await running.close();
     const { queue, jobId: id, attempt } = running;
     if (running.refused) return undefined; // cancelled meanwhile, or superseded: its end is not ours to write
     const verdict = judgeAttempt(outcome, {

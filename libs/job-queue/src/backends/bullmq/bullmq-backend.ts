@@ -21,6 +21,7 @@ import { EventStreamReader, toEvents } from '../../reader/event-stream-reader.js
 import { assertCursor, compareStreamIds } from '../../reader/stream-id.js';
 import { JobScripts } from './job-scripts.js';
 import { RedisConnections } from './redis-connections.js';
+import { ReadKeepAlive } from './read-keep-alive.js';
 import { RedisKeys } from './redis-keys.js';
 import { WorkerRuntime } from './worker-runtime.js';
 
@@ -42,6 +43,7 @@ export class BullMqBackend implements JobQueueBackend {
   private readonly keys: RedisKeys;
   private readonly scripts: JobScripts;
   private readonly reader: EventStreamReader;
+  private readonly keepAlive: ReadKeepAlive;
   /** BullMQ queues by name, for enqueue and the removal of cancelled jobs. */
   private readonly queues = new Map<string, Queue>();
   /** Runs jobs, on worker processes. */
@@ -58,6 +60,7 @@ export class BullMqBackend implements JobQueueBackend {
   ) {
     this.keys = new RedisKeys(options.redis.prefix);
     this.scripts = new JobScripts(connections.commands);
+    this.keepAlive = new ReadKeepAlive(this.scripts);
     this.reader = new EventStreamReader(connections.blocking, connections.commands, {
       liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
     });
@@ -110,6 +113,7 @@ export class BullMqBackend implements JobQueueBackend {
   async stop(): Promise<void> {
     this.stopped = true;
     this.reader.close();
+    this.keepAlive.close();
     await this.foreign?.stop();
     await this.runtime?.stop();
     await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
@@ -172,6 +176,8 @@ export class BullMqBackend implements JobQueueBackend {
         maxAttempts,
         createdAt,
         count: 0,
+        // Read as of its creation: unread from then on, it is abandoned after this long.
+        ...(spec.abandonAfterMs ? { abandonAfterMs: spec.abandonAfterMs, readAt: createdAt } : {}),
       });
       let added: Promise<unknown>;
       try {
@@ -223,9 +229,12 @@ export class BullMqBackend implements JobQueueBackend {
     let events = toEvents(entries);
     if (!events.length && !terminal && options.waitMs > 0 && !this.stopped) {
       const subscription = this.reader.subscribe(eventsKey, options.after);
+      // A long-poll waiting for the next event still reads the job.
+      const release = page.abandonAfterMs ? this.keepAlive.hold(this.keys.meta(queue, id), page.abandonAfterMs) : undefined;
       try {
         events = (await subscription.next(options.waitMs, options.signal)).slice(0, options.limit);
       } finally {
+        release?.();
         subscription.close();
       }
     }
@@ -238,6 +247,10 @@ export class BullMqBackend implements JobQueueBackend {
   /** Follows through the shared reader: no Redis connection and no polling per follower. */
   async *followAfter(id: string, page: JobEventPage, options: FollowRequest): AsyncGenerator<JobEvent[], void, undefined> {
     if (this.stopped) return;
+    const metaKey = this.keys.meta(options.queue, id);
+    // A follower reads the job for as long as it follows (one lookup per follow, not per event).
+    const abandonAfterMs = Number(await this.connections.commands.hget(metaKey, 'abandonAfterMs').catch(() => null)) || 0;
+    const release = abandonAfterMs ? this.keepAlive.hold(metaKey, abandonAfterMs) : undefined;
     const subscription = this.reader.subscribe(this.keys.events(options.queue, id), page.next);
     // Closing the subscription ends its wait: one listener for the whole follow, none per wait.
     const stop = (): void => subscription.close();
@@ -251,6 +264,7 @@ export class BullMqBackend implements JobQueueBackend {
         if (end !== -1) return;
       }
     } finally {
+      release?.();
       options.signal?.removeEventListener('abort', stop);
       subscription.close();
     }

@@ -12,6 +12,8 @@ const SCRIPT_NAMES = [
   'bridge-entry',
   'bridge-lease',
   'bridge-position',
+  'touch-read',
+  'abandon-unread',
 ] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
@@ -26,6 +28,8 @@ const KEY_COUNTS: Record<ScriptName, number> = {
   'bridge-entry': 2,
   'bridge-lease': 1,
   'bridge-position': 2,
+  'touch-read': 1,
+  'abandon-unread': 2,
 };
 
 const sources = new Map<ScriptName, string>();
@@ -43,7 +47,8 @@ type ScriptReply = Array<string | number>;
 
 /** What `start-attempt` decided. */
 export type StartAttemptReply =
-  | { status: 'ok'; attempt: number; eventId: string; eventCount: number }
+  /** `abandonAfterMs`: the job's, when it was enqueued with one. */
+  | { status: 'ok'; attempt: number; eventId: string; eventCount: number; abandonAfterMs?: number }
   | { status: 'final'; state: string; result: string | undefined }
   | { status: 'gone' }
   | { status: 'limit' };
@@ -88,7 +93,10 @@ export type RawStreamEntry = [id: string, fields: string[]];
 
 /** What `read-events` found: the page, or why there is none. */
 export type ReadEventsReply =
-  { status: 'gone' } | { status: 'cursor' } | { status: 'ok'; terminal: string | undefined; entries: RawStreamEntry[] };
+  | { status: 'gone' }
+  | { status: 'cursor' }
+  /** `abandonAfterMs`: the job's, when it was enqueued with one (the read was recorded). */
+  | { status: 'ok'; terminal: string | undefined; entries: RawStreamEntry[]; abandonAfterMs?: number };
 
 /** `'1', owner` checks the owner; `'0', ''` is system access. */
 function ownerArgs(owner: string | undefined): [string, string] {
@@ -121,7 +129,13 @@ export class JobScripts {
     );
     switch (reply[0]) {
       case 'ok':
-        return { status: 'ok', attempt: Number(reply[1]), eventId: String(reply[2]), eventCount: Number(reply[3]) };
+        return {
+          status: 'ok',
+          attempt: Number(reply[1]),
+          eventId: String(reply[2]),
+          eventCount: Number(reply[3]),
+          abandonAfterMs: Number(reply[4]) || undefined,
+        };
       case 'final':
         return { status: 'final', state: String(reply[1]), result: reply[2] === '' ? undefined : String(reply[2]) };
       default:
@@ -181,9 +195,23 @@ export class JobScripts {
 
   /** A page of events after `cursor`, read only when `owner` (if given) owns the job and the cursor is one of its ids. */
   async readEvents(meta: string, events: string, owner: string | undefined, cursor: string, limit: number): Promise<ReadEventsReply> {
-    const reply = await this.run<[string, string?, RawStreamEntry[]?]>('read-events', [meta, events], [...ownerArgs(owner), cursor, limit]);
+    const reply = await this.run<[string, string?, RawStreamEntry[]?, string?]>(
+      'read-events',
+      [meta, events],
+      [...ownerArgs(owner), cursor, limit, Date.now()],
+    );
     if (reply[0] === 'gone' || reply[0] === 'cursor') return { status: reply[0] };
-    return { status: 'ok', terminal: reply[1] || undefined, entries: reply[2] ?? [] };
+    return { status: 'ok', terminal: reply[1] || undefined, entries: reply[2] ?? [], abandonAfterMs: Number(reply[3]) || undefined };
+  }
+
+  /** Records a read of a job enqueued with `abandonAfterMs` (no-op for other jobs). */
+  touchRead(meta: string, now: number): Promise<number> {
+    return this.run('touch-read', [meta], [now]);
+  }
+
+  /** Cancels the job with reason `abandoned` when no client read it for its `abandonAfterMs`. */
+  abandonUnread(meta: string, events: string, now: number, retentionMs: number): Promise<'abandoned' | 'read' | 'final' | 'gone'> {
+    return this.run('abandon-unread', [meta, events], [now, retentionMs]);
   }
 
   /** The job's metadata hash, or `undefined` when unknown or (with `owner`) not the caller's. */

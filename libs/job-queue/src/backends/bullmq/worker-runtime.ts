@@ -156,7 +156,7 @@ export class WorkerRuntime {
       outcome = { ok: false, error };
     }
     // Everything the handler emitted goes in before the terminal event.
-    await running.appender.close();
+    await running.close();
     progress.flush();
     if (this.running.get(id) === abort) this.running.delete(id);
     if (!running.refused && !outcome.ok && abort.signal.reason instanceof WorkerShutdown) {

@@ -57,6 +57,7 @@ export class MemoryBackend implements JobQueueBackend {
     for (const job of this.jobs.values()) {
       job.abort?.abort(new JobQueueUnavailableError('The job queue is shutting down'));
       if (job.expiry) clearTimeout(job.expiry);
+      clearInterval(job.watchdog);
       for (const wake of job.waiters) wake();
       job.waiters.clear();
     }
@@ -82,8 +83,10 @@ export class MemoryBackend implements JobQueueBackend {
       spec.attempts ?? this.options.defaultAttempts,
       spec.priority,
       Date.now(),
+      spec.abandonAfterMs,
     );
     this.jobs.set(MemoryBackend.keyOf(job.queue, job.id), job);
+    if (job.abandonAfterMs) this.watchReads(job, job.abandonAfterMs);
     this.schedule(job);
     return job.info();
   }
@@ -95,6 +98,7 @@ export class MemoryBackend implements JobQueueBackend {
   async readPage(id: string, options: PageRequest): Promise<JobEventPage> {
     const job = this.lookup(id, options);
     if (!CURSOR_PATTERN.test(options.after)) throw new InvalidCursorError(options.after);
+    job.readAt = Date.now();
     const after = Number(options.after);
     // Only ids this job issued: a cursor beyond its last event would wait for an event that never comes.
     if (after > job.events.length) throw new InvalidCursorError(options.after);
@@ -122,6 +126,25 @@ export class MemoryBackend implements JobQueueBackend {
     return job.info();
   }
 
+  /**
+   * Cancels `job` (reason `abandoned`) once no client has read it for `abandonAfterMs`: a reader
+   * waiting for its next event counts as reading it.
+   */
+  private watchReads(job: MemoryJob, abandonAfterMs: number): void {
+    job.watchdog = setInterval(
+      () => {
+        if (job.final) return clearInterval(job.watchdog);
+        if (job.waiters.size > 0 || Date.now() - job.readAt <= abandonAfterMs) return;
+        clearInterval(job.watchdog);
+        job.writeTerminal('cancelled', { reason: 'abandoned' });
+        job.abort?.abort(new Error('Job abandoned: no client read it'));
+        this.expireLater(job);
+      },
+      Math.max(250, Math.floor(abandonAfterMs / 4)),
+    );
+    job.watchdog.unref();
+  }
+
   private lookup(id: string, address: JobAddress): MemoryJob {
     const job = typeof id === 'string' ? this.jobs.get(MemoryBackend.keyOf(address.queue, id)) : undefined;
     if (!job || (address.owner !== undefined && job.owner !== address.owner)) throw new JobNotFoundError(String(id));
@@ -145,6 +168,7 @@ export class MemoryBackend implements JobQueueBackend {
     if (signal?.aborted) return RESOLVED;
     return new Promise<void>((resolve) => {
       const done = (): void => {
+        job.readAt = Date.now(); // a reader waited until now
         clearTimeout(timer);
         signal?.removeEventListener('abort', done);
         job.waiters.delete(done);

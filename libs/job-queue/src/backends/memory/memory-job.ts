@@ -19,6 +19,9 @@ export class MemoryJob {
   expiry?: NodeJS.Timeout;
   /** Set when the running attempt reached the event cap: the job fails with it. */
   limitError?: Error;
+  /** With `abandonAfterMs`: when a client last read the job, and the check that cancels it when unread. */
+  readAt = 0;
+  watchdog?: NodeJS.Timeout;
 
   constructor(
     /** The BullMQ queue name it belongs to (ids are unique per queue). */
@@ -30,7 +33,10 @@ export class MemoryJob {
     readonly maxAttempts: number,
     readonly priority: number | undefined,
     readonly createdAt: number,
-  ) {}
+    readonly abandonAfterMs?: number,
+  ) {
+    this.readAt = createdAt;
+  }
 
   /** True once the job reached a final state (its terminal event is written). */
   get final(): boolean {

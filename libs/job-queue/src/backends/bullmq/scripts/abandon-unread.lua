@@ -1,0 +1,21 @@
+--[[
+  Cancels a job that no client has read for its `abandonAfterMs`: appends `cancelled {reason:
+  'abandoned'}` and starts the retention clock, as a cancel does. A job in a final state, or read
+  recently enough, is left as it is.
+
+  KEYS[1] meta hash
+  KEYS[2] events stream
+  ARGV[1] now (epoch ms)
+  ARGV[2] retention (ms)
+
+  Returns 'abandoned' | 'read' (read within its abandonAfterMs) | 'final' | 'gone'.
+]]
+local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'abandonAfterMs', 'readAt', 'count')
+if not meta[1] then return 'gone' end
+if meta[2] then return 'final' end
+if not meta[3] or tonumber(ARGV[1]) - tonumber(meta[4] or ARGV[1]) <= tonumber(meta[3]) then return 'read' end
+local id = redis.call('XADD', KEYS[2], '*', 'type', 'cancelled', 'data', '{"reason":"abandoned"}')
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'terminal', id, 'finishedAt', ARGV[1], 'count', tonumber(meta[5]) + 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 'abandoned'
