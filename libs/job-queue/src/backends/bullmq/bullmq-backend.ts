@@ -247,11 +247,19 @@ export class BullMqBackend implements JobQueueBackend {
   /** Follows through the shared reader: no Redis connection and no polling per follower. */
   async *followAfter(id: string, page: JobEventPage, options: FollowRequest): AsyncGenerator<JobEvent[], void, undefined> {
     if (this.stopped) return;
-    const metaKey = this.keys.meta(options.queue, id);
-    // A follower reads the job for as long as it follows (one lookup per follow, not per event).
-    const abandonAfterMs = Number(await this.connections.commands.hget(metaKey, 'abandonAfterMs').catch(() => null)) || 0;
-    const release = abandonAfterMs ? this.keepAlive.hold(metaKey, abandonAfterMs) : undefined;
     const subscription = this.reader.subscribe(this.keys.events(options.queue, id), page.next);
+    // A follower reads the job for as long as it follows: one lookup per follow (not per event),
+    // made after subscribing so that it does not delay the subscription.
+    const metaKey = this.keys.meta(options.queue, id);
+    let following = true;
+    let release: (() => void) | undefined;
+    this.connections.commands.hget(metaKey, 'abandonAfterMs').then(
+      (value) => {
+        const abandonAfterMs = Number(value) || 0;
+        if (abandonAfterMs && following) release = this.keepAlive.hold(metaKey, abandonAfterMs);
+      },
+      () => undefined, // Redis away: the follow goes on; the job may be judged unread meanwhile
+    );
     // Closing the subscription ends its wait: one listener for the whole follow, none per wait.
     const stop = (): void => subscription.close();
     options.signal?.addEventListener('abort', stop, { once: true });
@@ -264,6 +272,7 @@ export class BullMqBackend implements JobQueueBackend {
         if (end !== -1) return;
       }
     } finally {
+      following = false;
       release?.();
       options.signal?.removeEventListener('abort', stop);
       subscription.close();
