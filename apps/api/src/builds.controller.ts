@@ -36,7 +36,8 @@ export class BuildsController extends JobRoutes {
     let abandoned = false;
     response.once('close', () => (abandoned = !response.writableFinished));
     await this.streamer.ndjson(job.id, request, response, { owner });
-    if (abandoned) await this.cancelAbandoned(job.id, owner);
+    // (A client gone while the job was enqueued had its 'close' before the listener was there.)
+    if (abandoned || (response.destroyed && !response.writableFinished)) await this.cancelAbandoned(job.id, owner);
   }
 
   private async cancelAbandoned(id: string, owner: string): Promise<void> {

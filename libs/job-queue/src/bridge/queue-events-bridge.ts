@@ -4,6 +4,7 @@ import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { BridgeEntry, BridgeEntryReply, JobScripts, NewJobMeta } from '../backends/bullmq/job-scripts.js';
 import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
+import { compareStreamIds } from '../reader/stream-id.js';
 
 /** How long a bridge lease lasts; its holder renews it three times as often. A dead holder's queue is taken over within about this long. */
 const DEFAULT_LEASE_MS = 3000;
@@ -86,6 +87,15 @@ function previousId(id: string): string {
 
 const msOf = (id: string): number => Number(id.split('-')[0]);
 
+/**
+ * Adds a script call of a batch to `sent`, with its rejection handled at once: the batch awaits
+ * its calls only after the previous batch's, and an unhandled rejection meanwhile ends the process.
+ */
+function send(sent: Array<Promise<void>>, call: Promise<void>): void {
+  call.catch(() => undefined);
+  sent.push(call);
+}
+
 function fieldsOf(raw: string[]): Fields {
   const fields: Fields = {};
   for (let i = 0; i + 1 < raw.length; i += 2) fields[raw[i]] = raw[i + 1];
@@ -133,6 +143,8 @@ export class QueueEventsBridge {
   private reading?: Promise<void>;
   private stopped = false;
   private lastLagLog = 0;
+  /** Set while a renewal round runs: rounds never overlap (a slow takeover must not start twice). */
+  private renewing = false;
 
   constructor(private readonly options: QueueEventsBridgeOptions) {
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
@@ -169,6 +181,16 @@ export class QueueEventsBridge {
   }
 
   private async renewLeases(): Promise<void> {
+    if (this.renewing) return;
+    this.renewing = true;
+    try {
+      await this.renewEachLease();
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  private async renewEachLease(): Promise<void> {
     for (const queue of this.statuses.keys()) {
       if (this.stopped) return;
       let lease: 'renewed' | 'taken' | 'held';
@@ -205,9 +227,10 @@ export class QueueEventsBridge {
       this.logger.log(`Took over the bridge of queue "${queue}" at entry ${position}`);
     }
     const led: LedQueue = { queue, position, count, pending: new Map(), moduleRun: new Set(), inFlight: [], status };
-    status.leading = true;
-    status.position = position;
     await this.recoverGap(led);
+    if (this.stopped) return;
+    status.leading = true;
+    status.position = led.position;
     this.led.set(queue, led);
     this.reading ??= this.readLoop().finally(() => (this.reading = undefined));
   }
@@ -232,13 +255,15 @@ export class QueueEventsBridge {
   }
 
   private async readLoop(): Promise<void> {
-    this.blocking ??= this.options.commands.duplicate({
-      connectionName: `${this.options.keys.prefix}:bridge`,
-      enableOfflineQueue: true,
-      maxRetriesPerRequest: null,
-      commandTimeout: undefined,
-    });
-    this.blocking.on('error', () => undefined); // the command connection's logger reports outages
+    if (!this.blocking) {
+      this.blocking = this.options.commands.duplicate({
+        connectionName: `${this.options.keys.prefix}:bridge`,
+        enableOfflineQueue: true,
+        maxRetriesPerRequest: null,
+        commandTimeout: undefined,
+      });
+      this.blocking.on('error', () => undefined); // the command connection's logger reports outages
+    }
     while (!this.stopped && this.led.size) {
       const queues = [...this.led.values()];
       let reply: Array<[string, Array<[string, string[]]>]> | null;
@@ -298,6 +323,7 @@ export class QueueEventsBridge {
       const now = Date.now();
       for (const [jobId, pending] of led.pending) if (now - pending.seenAt >= START_GRACE_MS) await this.resolveStart(led, jobId, sent);
     } catch (error) {
+      await Promise.allSettled(sent);
       this.failed(led, before, error);
       return;
     }
@@ -341,9 +367,9 @@ export class QueueEventsBridge {
     }
   }
 
-  /** Makes reading go back to where the failed batch began (the first failure wins). */
+  /** Makes reading go back to where the earliest failed batch began. */
   private failed(led: LedQueue, before: Rewind, error: unknown): void {
-    if (led.rewind) return;
+    if (led.rewind && led.rewind.count <= before.count) return;
     led.rewind = before;
     this.logger.warn(`Bridging queue "${led.queue}" failed (${(error as Error).message}); reading it again from ${before.position}`);
   }
@@ -375,7 +401,8 @@ export class QueueEventsBridge {
       if (ended) led.moduleRun.delete(jobId);
       return;
     }
-    sent.push(
+    send(
+      sent,
       this.applyToJob(led.queue, jobId, entryId, entry).then((reply) => {
         if (reply === 'module' && !ended) led.moduleRun.add(jobId);
       }),
@@ -406,8 +433,10 @@ export class QueueEventsBridge {
     const pending = led.pending.get(jobId);
     if (!pending) return;
     led.pending.delete(jobId);
-    const create = await pending.create;
-    sent.push(
+    // A lookup that failed (Redis away) is made again: a rewound batch must not fail on it forever.
+    const create = await pending.create.catch(() => this.newJobMeta(led.queue, jobId));
+    send(
+      sent,
       this.applyToJob(led.queue, jobId, pending.entryId, { kind: 'start', activeMs: pending.ms }, create).then((reply) => {
         if (reply === 'module') led.moduleRun.add(jobId);
       }),
@@ -475,8 +504,10 @@ export class QueueEventsBridge {
       commands.zrangebyscore(keys.bullFinished(led.queue, 'completed'), since, '+inf'),
       commands.zrangebyscore(keys.bullFinished(led.queue, 'failed'), since, '+inf'),
     ]);
-    const jobs = [...new Set([...active, ...completed, ...failed])];
-    for (const jobId of jobs) {
+    // Only what happened before the first entry still there can be lost: later entries are read as usual.
+    const firstMs = msOf(stream.firstId);
+    let marked = 0;
+    for (const jobId of new Set([...active, ...completed, ...failed])) {
       const [processedOn, finishedOn, returnvalue, failedReason] = await commands.hmget(
         keys.bullJob(led.queue, jobId),
         'processedOn',
@@ -484,18 +515,23 @@ export class QueueEventsBridge {
         'returnvalue',
         'failedReason',
       );
+      if (Number(processedOn) > firstMs) continue;
       const create = await this.newJobMeta(led.queue, jobId);
       if (!create) continue;
       const start = await this.applyToJob(led.queue, jobId, lostUpTo, { kind: 'start', activeMs: Number(processedOn) || since }, create);
       // The module's own workers wrote their attempts whole; finished or unknown jobs have nothing to add.
       if (start !== 'ok' && start !== 'dup') continue;
+      marked++;
       await this.applyToJob(led.queue, jobId, '', { kind: 'gap', data: gap });
-      if (!finishedOn) continue;
+      if (!finishedOn || Number(finishedOn) > firstMs) continue; // its terminal entry is still there
       const terminal = completed.includes(jobId)
         ? this.completedEntry(returnvalue ?? undefined)
         : this.failedEntry(failedReason ?? undefined);
       await this.applyToJob(led.queue, jobId, '', terminal);
     }
-    this.logger.warn(`${reason.replace(': progress of this job may be missing', '')}; ${jobs.length} job(s) marked with a gap event`);
+    // Read on from the first entry still there; the count now includes the lost ones.
+    if (compareStreamIds(lostUpTo, led.position) > 0) led.position = lostUpTo;
+    led.count = trimmed;
+    this.logger.warn(`${reason.replace(': progress of this job may be missing', '')}; ${marked} job(s) marked with a gap event`);
   }
 }

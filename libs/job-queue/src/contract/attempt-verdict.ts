@@ -49,12 +49,17 @@ export function judgeAttempt(
 ): AttemptVerdict {
   if (attempt.limitError) return { kind: 'failed', error: attempt.limitError, ours: true };
   if (outcome.ok) {
+    let result: string | undefined;
+    let problem = 'it has no JSON form';
     try {
-      return { kind: 'completed', result: JSON.stringify(outcome.value ?? null) };
+      result = JSON.stringify(outcome.value ?? null);
     } catch (error) {
-      const failure = new Error(`The ${attempt.what}'s result is not JSON-serializable: ${(error as Error).message}`);
-      return { kind: 'failed', error: failure, ours: true };
+      problem = (error as Error).message;
     }
+    // A function or a symbol gives no JSON text at all (and no error).
+    if (result !== undefined) return { kind: 'completed', result };
+    const failure = new Error(`The ${attempt.what}'s result is not JSON-serializable: ${problem}`);
+    return { kind: 'failed', error: failure, ours: true };
   }
   const { error } = outcome;
   if (attempt.deferrable !== false && error instanceof Error && CONTROL_FLOW_ERRORS.has(error.name)) return { kind: 'deferred', error };

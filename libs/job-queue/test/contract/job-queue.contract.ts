@@ -890,7 +890,7 @@ function describeContractFor(kind: JobKind, harness: ContractHarness): void {
       }
 
       it('a result JSON cannot represent fails the job; undefined becomes null', async () => {
-        for (const resultKind of ['bigint', 'circular']) {
+        for (const resultKind of ['bigint', 'circular', 'function']) {
           const info = await enqueue(queue, JOBS.badResult, { kind: resultKind });
           const events = await readAll(queue, info.id);
           expectWellFormedStream(events);

@@ -30,7 +30,7 @@ export const JOBS = {
   record: 'contract.record',
   /** Tries invalid emits, reporting each outcome as a `rejected` event. */
   invalidEmits: 'contract.invalid-emits',
-  /** Returns a value that JSON cannot represent (`bigint`, `circular`) or `undefined`. */
+  /** Returns a value that JSON cannot represent (`bigint`, `circular`, `function`) or `undefined`. */
   badResult: 'contract.bad-result',
   /**
    * Emits `count` `tick` events `{ index }`, swallowing emit errors; with `gate`, then waits for
@@ -344,8 +344,9 @@ export class ContractTestHandlers {
   }
 
   @JobHandler(JOBS.badResult)
-  badResult(ctx: JobContext<{ kind: 'bigint' | 'circular' | 'undefined' }>): unknown {
+  badResult(ctx: JobContext<{ kind: 'bigint' | 'circular' | 'function' | 'undefined' }>): unknown {
     if (ctx.data.kind === 'bigint') return { big: 10n };
+    if (ctx.data.kind === 'function') return () => 1; // no JSON text at all, and no error
     if (ctx.data.kind === 'circular') {
       const result: Record<string, unknown> = {};
       result.self = result;

@@ -166,7 +166,7 @@ export class AttemptLifecycle {
       const meta = this.keys.meta(queue, id);
       const events = this.keys.events(queue, id);
       attempt.watch(
-        async () => (await this.scripts.abandonUnread(meta, events, Date.now(), this.options.retentionMs)) !== 'read',
+        async () => (await this.scripts.abandonUnread(meta, events, this.options.retentionMs)) !== 'read',
         Math.max(250, Math.floor(started.abandonAfterMs / 4)),
       );
     }

@@ -198,20 +198,20 @@ export class JobScripts {
     const reply = await this.run<[string, string?, RawStreamEntry[]?, string?]>(
       'read-events',
       [meta, events],
-      [...ownerArgs(owner), cursor, limit, Date.now()],
+      [...ownerArgs(owner), cursor, limit],
     );
     if (reply[0] === 'gone' || reply[0] === 'cursor') return { status: reply[0] };
     return { status: 'ok', terminal: reply[1] || undefined, entries: reply[2] ?? [], abandonAfterMs: Number(reply[3]) || undefined };
   }
 
-  /** Records a read of a job enqueued with `abandonAfterMs` (no-op for other jobs). */
-  touchRead(meta: string, now: number): Promise<number> {
-    return this.run('touch-read', [meta], [now]);
+  /** Records a read of a job enqueued with `abandonAfterMs` (no-op for other jobs), at Redis's time. */
+  touchRead(meta: string): Promise<number> {
+    return this.run('touch-read', [meta], []);
   }
 
   /** Cancels the job with reason `abandoned` when no client read it for its `abandonAfterMs`. */
-  abandonUnread(meta: string, events: string, now: number, retentionMs: number): Promise<'abandoned' | 'read' | 'final' | 'gone'> {
-    return this.run('abandon-unread', [meta, events], [now, retentionMs]);
+  abandonUnread(meta: string, events: string, retentionMs: number): Promise<'abandoned' | 'read' | 'final' | 'gone'> {
+    return this.run('abandon-unread', [meta, events], ['', retentionMs]);
   }
 
   /** The job's metadata hash, or `undefined` when unknown or (with `owner`) not the caller's. */

@@ -14,7 +14,7 @@ export class ReadKeepAlive {
   hold(metaKey: string, abandonAfterMs: number): () => void {
     let entry = this.held.get(metaKey);
     if (!entry) {
-      const touch = (): void => void this.scripts.touchRead(metaKey, Date.now()).catch(() => undefined);
+      const touch = (): void => void this.scripts.touchRead(metaKey).catch(() => undefined);
       const timer = setInterval(touch, Math.max(250, Math.floor(abandonAfterMs / 3)));
       timer.unref();
       entry = { refs: 0, timer };

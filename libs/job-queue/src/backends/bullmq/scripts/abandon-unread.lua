@@ -5,7 +5,7 @@
 
   KEYS[1] meta hash
   KEYS[2] events stream
-  ARGV[1] now (epoch ms)
+  ARGV[1] unused (the time is Redis's own clock, which reads are recorded with)
   ARGV[2] retention (ms)
 
   Returns 'abandoned' | 'read' (read within its abandonAfterMs) | 'final' | 'gone'.
@@ -13,9 +13,11 @@
 local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'abandonAfterMs', 'readAt', 'count')
 if not meta[1] then return 'gone' end
 if meta[2] then return 'final' end
-if not meta[3] or tonumber(ARGV[1]) - tonumber(meta[4] or ARGV[1]) <= tonumber(meta[3]) then return 'read' end
+local time = redis.call('TIME')
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
+if not meta[3] or now - tonumber(meta[4] or now) <= tonumber(meta[3]) then return 'read' end
 local id = redis.call('XADD', KEYS[2], '*', 'type', 'cancelled', 'data', '{"reason":"abandoned"}')
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'terminal', id, 'finishedAt', ARGV[1], 'count', tonumber(meta[5]) + 1)
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'terminal', id, 'finishedAt', now, 'count', tonumber(meta[5]) + 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 'abandoned'

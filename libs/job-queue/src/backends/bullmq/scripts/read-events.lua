@@ -10,13 +10,16 @@
   ARGV[2] the caller's owner (when checked)
   ARGV[3] cursor: '0' (before the first event) or a stream id
   ARGV[4] limit (events at most)
-  ARGV[5] now (epoch ms): a job with `abandonAfterMs` records it as its last read
+  A job with `abandonAfterMs` records Redis's clock as its last read (one clock for every instance).
 
   Returns {'gone'} | {'cursor'} | {'ok', terminalEventId or '', entries, abandonAfterMs or ''}.
 ]]
 local meta = redis.call('HMGET', KEYS[1], 'name', 'owner', 'terminal', 'abandonAfterMs')
 if not meta[1] or (ARGV[1] == '1' and meta[2] ~= ARGV[2]) then return {'gone'} end
-if meta[4] then redis.call('HSET', KEYS[1], 'readAt', ARGV[5]) end
+if meta[4] then
+  local now = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'readAt', now[1] * 1000 + math.floor(now[2] / 1000))
+end
 local start = '-'
 if ARGV[3] ~= '0' then
   if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then return {'cursor'} end

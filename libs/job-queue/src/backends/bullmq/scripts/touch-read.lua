@@ -3,10 +3,11 @@
   enqueued with `abandonAfterMs`; any other job is left as it is.
 
   KEYS[1] meta hash
-  ARGV[1] now (epoch ms)
+  (The time is Redis's own clock, the same for every instance.)
 
   Returns 1 when recorded, 0 otherwise.
 ]]
 if redis.call('HEXISTS', KEYS[1], 'abandonAfterMs') == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'readAt', ARGV[1])
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'readAt', now[1] * 1000 + math.floor(now[2] / 1000))
 return 1
