@@ -282,21 +282,25 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
       // which every Queue instance writes to the queue's meta hash when it starts).
       await Promise.all(apps.splice(0).map((app) => app.close()));
       await admin.hset(`${prefix}:reports:meta`, 'opts.maxLenEvents', 30);
-      const finished = new Promise<void>((resolve) => workers[0].on('completed', (job) => job.data.pages === 80 && resolve()));
-      const done = await reports.add('report', { pages: 80 });
+      const finished = new Promise<void>((resolve) => workers[0].on('completed', (job) => job.data.pages === 4000 && resolve()));
+      const done = await reports.add('report', { pages: 4000 });
       await finished;
       const open = gate(`gap-${prefix}`);
       const active = new Promise<void>((resolve) => workers[0].on('active', (job) => job.data.gate === `gap-${prefix}` && resolve()));
       const running = await reports.add('report', { pages: 3, gate: `gap-${prefix}` });
       await active;
       for (let i = 0; i < 60; i++) await reports.add('filler', { pages: 0 }, { delay: 600_000 }); // entries that push the stream on
+      // Then, kept whole, more than one read's worth of entries (500): the bridge reads a full batch
+      // right after its takeover and checks for trimmed entries again; the gap must not be reported twice.
+      await admin.hset(`${prefix}:reports:meta`, 'opts.maxLenEvents', 10_000);
+      for (let i = 0; i < 600; i++) await reports.add('filler', { pages: 0 }, { delay: 600_000 });
 
       queue = await startApi();
       await leaseHeld();
       const doneEvents = simplify(await bridged(queue, done.id!));
       expect(doneEvents[0]).toEqual(['started', { attempt: 1 }]);
       expect(doneEvents[1][0]).toBe('gap');
-      expect(doneEvents.at(-1)).toEqual(['completed', { result: { pages: 80 } }]);
+      expect(doneEvents.at(-1)).toEqual(['completed', { result: { pages: 4000 } }]);
       open();
       const runningEvents = simplify(await bridged(queue, running.id!));
       expect(runningEvents.slice(0, 2).map(([type]) => type)).toEqual(['started', 'gap']);
