@@ -35,6 +35,7 @@ export {
   type TerminalEventType,
 } from './contract/job-event.js';
 export { isFinalState, type JobInfo, type JobState } from './contract/job-info.js';
+export type { QueueBridgeStatus } from './contract/queue-bridge-status.js';
 export { JobQueueError } from './errors/job-queue.error.js';
 export { JobNotFoundError } from './errors/job-not-found.error.js';
 export { JobAlreadyFinishedError } from './errors/job-already-finished.error.js';

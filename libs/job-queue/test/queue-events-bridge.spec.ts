@@ -263,6 +263,7 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
     const events = await following;
     expect(simplify(events)).toEqual([['started', { attempt: 1 }], ...progressEvents(30), ['completed', { result: { pages: 30 } }]]);
     expect(await leaseHeld()).not.toEqual(firstHolder);
+    expect(second.bridgeStatus()).toEqual([expect.objectContaining({ queue: 'reports', leading: true, takeovers: 1, gaps: 0 })]);
   });
 
   it('gap: entries trimmed before any bridge read them give the affected jobs a gap event; the others stay whole', async () => {
@@ -305,6 +306,7 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
       const runningEvents = simplify(await bridged(queue, running.id!));
       expect(runningEvents.slice(0, 2).map(([type]) => type)).toEqual(['started', 'gap']);
       expect(runningEvents.slice(2)).toEqual([...progressEvents(3), ['completed', { result: { pages: 3 } }]]);
+      expect(queue.bridgeStatus()).toEqual([expect.objectContaining({ queue: 'reports', leading: true, takeovers: 1, gaps: 1 })]);
       // A job bridged whole before the gap keeps its stream as it was.
       expect(simplify(await follow(queue, whole.id, 'alice')).map(([type]) => type)).not.toContain('gap');
     } finally {

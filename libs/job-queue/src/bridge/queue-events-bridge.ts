@@ -4,7 +4,8 @@ import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { BridgeEntry, BridgeEntryReply, JobScripts, NewJobMeta } from '../backends/bullmq/job-scripts.js';
 import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
-import { compareStreamIds } from '../reader/stream-id.js';
+import type { QueueBridgeStatus } from '../contract/queue-bridge-status.js';
+import { compareStreamIds, streamIdBefore, timestampOf } from '../reader/stream-id.js';
 
 /** How long a bridge lease lasts; its holder renews it three times as often. A dead holder's queue is taken over within about this long. */
 const DEFAULT_LEASE_MS = 3000;
@@ -17,23 +18,6 @@ const BLOCK_MS = 500;
 /** While behind the stream head by more than this, the bridge says so in the log (every {@link LAG_LOG_MS}). */
 const LAG_WARN_MS = 5000;
 const LAG_LOG_MS = 30_000;
-
-/** What one queue's bridge looks like from this process (for health checks, metrics and logs). */
-export interface QueueBridgeStatus {
-  queue: string;
-  /** True while this process holds the queue's lease and reads its events stream. */
-  leading: boolean;
-  /** Id of the last entry applied, while leading. */
-  position?: string;
-  /** While leading: how far behind the stream head the last read was (0 when caught up). */
-  lagMs: number;
-  /** While leading: entries not yet applied when the last read returned (at least this many; 0 when caught up). */
-  lagEntries: number;
-  /** Times this process took the queue's lease over. */
-  takeovers: number;
-  /** Times this process found entries trimmed before it read them. */
-  gaps: number;
-}
 
 /** What the bridge writes to and how it is bounded. */
 export interface QueueEventsBridgeOptions {
@@ -73,19 +57,11 @@ interface LedQueue {
 type Fields = Record<string, string>;
 
 /** Where a batch began, to read and apply it again after a failure. */
-type Rewind = Pick<LedQueue, 'position' | 'count' | 'pending' | 'moduleRun'>;
+// `moduleRun` is not part of it: a cache of facts that stay true, whichever batch is read again.
+type Rewind = Pick<LedQueue, 'position' | 'count' | 'pending'>;
 
 /** Batches in flight per queue before reading waits for the oldest one's replies. */
 const MAX_IN_FLIGHT = 4;
-
-/** The id right before `id` in stream order (reading after it returns `id` again). */
-function previousId(id: string): string {
-  const [ms, seq] = id.split('-').map(BigInt);
-  if (seq > 0n) return `${ms}-${seq - 1n}`;
-  return ms > 0n ? `${ms - 1n}-18446744073709551615` : '0-0';
-}
-
-const msOf = (id: string): number => Number(id.split('-')[0]);
 
 /**
  * Adds a script call of a batch to `sent`, with its rejection handled at once: the batch awaits
@@ -311,7 +287,7 @@ export class QueueEventsBridge {
    * replies are all in records the position. A failed batch makes reading go back to where it began.
    */
   private async applyBatch(led: LedQueue, entries: Array<[string, string[]]>): Promise<void> {
-    const before: Rewind = { position: led.position, count: led.count, pending: new Map(led.pending), moduleRun: new Set(led.moduleRun) };
+    const before: Rewind = { position: led.position, count: led.count, pending: new Map(led.pending) };
     const sent: Array<Promise<void>> = [];
     try {
       for (const [entryId, raw] of entries) {
@@ -330,7 +306,7 @@ export class QueueEventsBridge {
     // The recorded position stays before the oldest undecided `active`, so a takeover reads it again.
     let safe = { id: led.position, count: led.count };
     for (const pending of led.pending.values()) {
-      if (pending.count - 1 < safe.count) safe = { id: previousId(pending.entryId), count: pending.count - 1 };
+      if (pending.count - 1 < safe.count) safe = { id: streamIdBefore(pending.entryId), count: pending.count - 1 };
     }
     const previous = led.inFlight.at(-1);
     const settled = (async (): Promise<void> => {
@@ -385,7 +361,7 @@ export class QueueEventsBridge {
       // Name and attempts as BullMQ has them, in case the module has not seen the job (added with plain BullMQ).
       const create = this.newJobMeta(led.queue, jobId);
       create.catch(() => undefined);
-      led.pending.set(jobId, { entryId, count, ms: msOf(entryId), seenAt: Date.now(), create });
+      led.pending.set(jobId, { entryId, count, ms: timestampOf(entryId), seenAt: Date.now(), create });
       return;
     }
     let entry: BridgeEntry;
@@ -474,7 +450,7 @@ export class QueueEventsBridge {
       led.status.lagEntries = 0;
       return;
     }
-    led.status.lagMs = Math.max(0, Date.now() - msOf(led.position));
+    led.status.lagMs = Math.max(0, Date.now() - timestampOf(led.position));
     led.status.lagEntries = BATCH;
     if (led.status.lagMs > LAG_WARN_MS && Date.now() - this.lastLagLog > LAG_LOG_MS) {
       this.lastLagLog = Date.now();
@@ -494,18 +470,18 @@ export class QueueEventsBridge {
     if (!stream.firstId || trimmed <= led.count) return;
     const from = led.position;
     // Recovery writes as if at the last lost entry: later entries still apply, earlier ones do not.
-    const lostUpTo = previousId(stream.firstId);
+    const lostUpTo = streamIdBefore(stream.firstId);
     led.status.gaps++;
     const reason = `BullMQ trimmed ${trimmed - led.count} entries of its events stream of queue "${led.queue}" after ${from} before the bridge read them: progress of this job may be missing`;
     const gap = JSON.stringify({ reason });
     const active = await commands.lrange(keys.bullActive(led.queue), 0, -1);
-    const since = msOf(from);
+    const since = timestampOf(from);
     const [completed, failed] = await Promise.all([
       commands.zrangebyscore(keys.bullFinished(led.queue, 'completed'), since, '+inf'),
       commands.zrangebyscore(keys.bullFinished(led.queue, 'failed'), since, '+inf'),
     ]);
     // Only what happened before the first entry still there can be lost: later entries are read as usual.
-    const firstMs = msOf(stream.firstId);
+    const firstMs = timestampOf(stream.firstId);
     let marked = 0;
     for (const jobId of new Set([...active, ...completed, ...failed])) {
       const [processedOn, finishedOn, returnvalue, failedReason] = await commands.hmget(

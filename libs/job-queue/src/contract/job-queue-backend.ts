@@ -1,6 +1,7 @@
 import type { JobQueueBackendName } from '../options/job-queue-module-options.js';
 import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
+import type { QueueBridgeStatus } from './queue-bridge-status.js';
 
 /** Which job, once the facade has checked and defaulted the queue. */
 export interface JobAddress {
@@ -54,6 +55,8 @@ export interface JobQueueBackend {
   followAfter?(id: string, page: JobEventPage, request: FollowRequest): AsyncGenerator<JobEvent[], void, undefined>;
   cancel(id: string, address: JobAddress & { reason: string }): Promise<JobInfo>;
   checkHealth(): Promise<void>;
+  /** The foreign-worker bridges of this process, where the backend has them. */
+  bridgeStatus?(): QueueBridgeStatus[];
   /** Once the application is built: start running jobs. */
   start(): Promise<void> | void;
   /** At shutdown: stop running jobs and release connections. */

@@ -5,6 +5,7 @@ import { QUEUE_NAME } from '../options/validate-job-queue-options.js';
 import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
 import type { JobQueueBackend, PageRequest } from './job-queue-backend.js';
+import type { QueueBridgeStatus } from './queue-bridge-status.js';
 
 /** The queue of `@JobHandler` jobs, and of every call that names no queue. */
 export const DEFAULT_QUEUE = 'jobs';
@@ -218,6 +219,15 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
   /** Resolves when the backend can serve requests. @throws JobQueueUnavailableError */
   checkHealth(): Promise<void> {
     return this.store.checkHealth();
+  }
+
+  /**
+   * Each queue whose foreign-worker jobs are bridged, as this process sees it: whether it holds the
+   * queue's lease, how far behind BullMQ's events stream it is, takeovers and gaps so far. Empty on
+   * the memory backend and with `bridgeForeignWorkers: false`.
+   */
+  bridgeStatus(): QueueBridgeStatus[] {
+    return this.store.bridgeStatus?.() ?? [];
   }
 
   /** @internal Nest lifecycle: starts running jobs once the application is built. */

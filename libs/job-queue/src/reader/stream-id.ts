@@ -49,3 +49,10 @@ export function readIdAfter(cursor: string): string {
 export function timestampOf(id: string): number {
   return Number(id.slice(0, id.indexOf('-')));
 }
+
+/** The id right before `id` in stream order (reading after it returns `id` again). */
+export function streamIdBefore(id: string): string {
+  const [ms, seq] = id.split('-').map(BigInt);
+  if (seq > 0n) return `${ms}-${seq - 1n}`;
+  return ms > 0n ? `${ms - 1n}-18446744073709551615` : '0-0';
+}

@@ -211,7 +211,7 @@ export class JobScripts {
 
   /** Cancels the job with reason `abandoned` when no client read it for its `abandonAfterMs`. */
   abandonUnread(meta: string, events: string, retentionMs: number): Promise<'abandoned' | 'read' | 'final' | 'gone'> {
-    return this.run('abandon-unread', [meta, events], ['', retentionMs]);
+    return this.run('abandon-unread', [meta, events], [retentionMs]);
   }
 
   /** The job's metadata hash, or `undefined` when unknown or (with `owner`) not the caller's. */

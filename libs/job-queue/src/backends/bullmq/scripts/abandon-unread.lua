@@ -5,8 +5,8 @@
 
   KEYS[1] meta hash
   KEYS[2] events stream
-  ARGV[1] unused (the time is Redis's own clock, which reads are recorded with)
-  ARGV[2] retention (ms)
+  ARGV[1] retention (ms)
+  (The time is Redis's own clock, which reads are recorded with.)
 
   Returns 'abandoned' | 'read' (read within its abandonAfterMs) | 'final' | 'gone'.
 ]]
@@ -18,6 +18,6 @@ local now = time[1] * 1000 + math.floor(time[2] / 1000)
 if not meta[3] or now - tonumber(meta[4] or now) <= tonumber(meta[3]) then return 'read' end
 local id = redis.call('XADD', KEYS[2], '*', 'type', 'cancelled', 'data', '{"reason":"abandoned"}')
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'terminal', id, 'finishedAt', now, 'count', tonumber(meta[5]) + 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return 'abandoned'

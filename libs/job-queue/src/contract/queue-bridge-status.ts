@@ -1,0 +1,19 @@
+/**
+ * The foreign-worker bridge of one queue as this process sees it (see `bridgeForeignWorkers`), for
+ * health checks, metrics and alerts.
+ */
+export interface QueueBridgeStatus {
+  queue: string;
+  /** True while this process holds the queue's lease and reads its events stream. */
+  leading: boolean;
+  /** Id of the last entry applied, while leading. */
+  position?: string;
+  /** While leading: how far behind the stream head the last read was (0 when caught up). */
+  lagMs: number;
+  /** While leading: entries not yet applied when the last read returned (at least this many; 0 when caught up). */
+  lagEntries: number;
+  /** Times this process took the queue's lease over. */
+  takeovers: number;
+  /** Times this process found entries trimmed before it read them. */
+  gaps: number;
+}
