@@ -51,6 +51,12 @@ interface LedQueue {
   inFlight: Array<Promise<void>>;
   /** Set when a sent batch failed: reading goes back to where that batch began. */
   rewind?: Rewind;
+  /** The position (and count) up to which every batch's replies are in, to be recorded. */
+  applied?: string;
+  /** What was last recorded in Redis. */
+  recorded?: string;
+  /** Pending write of `applied` (see {@link POSITION_EVERY_MS}). */
+  recordTimer?: NodeJS.Timeout;
   status: QueueBridgeStatus;
 }
 
@@ -62,6 +68,12 @@ type Rewind = Pick<LedQueue, 'position' | 'count' | 'pending'>;
 
 /** Batches in flight per queue before reading waits for the oldest one's replies. */
 const MAX_IN_FLIGHT = 4;
+/**
+ * The position is recorded at most this often, not after every batch: at a steady rate a batch is
+ * often one entry, and a write per batch would double the bridge's Redis calls. A takeover reads
+ * what came after the last record again, which changes nothing (every entry is applied once per job).
+ */
+const POSITION_EVERY_MS = 100;
 
 /**
  * Adds a script call of a batch to `sent`, with its rejection handled at once: the batch awaits
@@ -143,6 +155,8 @@ export class QueueEventsBridge {
     this.blocking?.disconnect();
     await this.reading?.catch(() => undefined);
     await Promise.allSettled([...this.led.values()].flatMap((led) => led.inFlight));
+    for (const led of this.led.values()) clearTimeout(led.recordTimer);
+    await Promise.all([...this.led.values()].map((led) => this.recordPosition(led)));
     await Promise.all(
       [...this.led.keys()].map((queue) =>
         this.options.scripts.bridgeLease(this.options.keys.bridgeLease(queue), this.token, 0).catch(() => undefined),
@@ -314,19 +328,9 @@ export class QueueEventsBridge {
       try {
         await Promise.all(sent);
         if (led.rewind) return; // an earlier batch failed: this one is read again too
-        const { scripts, keys } = this.options;
-        const held = await scripts.bridgePosition(
-          keys.bridgeLease(led.queue),
-          keys.bridgePosition(led.queue),
-          this.token,
-          `${safe.id} ${safe.count}`,
-        );
-        if (!held) {
-          this.led.delete(led.queue);
-          led.status.leading = false;
-          return;
-        }
+        led.applied = `${safe.id} ${safe.count}`;
         led.status.position = safe.id;
+        led.recordTimer ??= setTimeout(() => void this.recordPosition(led), POSITION_EVERY_MS);
       } catch (error) {
         await Promise.allSettled(sent);
         this.failed(led, before, error);
@@ -340,6 +344,30 @@ export class QueueEventsBridge {
     if (entries.length === BATCH) {
       await Promise.all(led.inFlight);
       await this.recoverGap(led);
+    }
+  }
+
+  /**
+   * Records how far `led` is applied, while this process holds the lease; a process that finds
+   * it lost stops reading the queue.
+   */
+  private async recordPosition(led: LedQueue): Promise<void> {
+    led.recordTimer = undefined;
+    const position = led.applied;
+    if (position === undefined || position === led.recorded || this.led.get(led.queue) !== led) return;
+    const { scripts, keys } = this.options;
+    let held: boolean;
+    try {
+      held = await scripts.bridgePosition(keys.bridgeLease(led.queue), keys.bridgePosition(led.queue), this.token, position);
+    } catch {
+      // Redis away: the next settled batch tries again (a takeover meanwhile reads a little more again).
+      return;
+    }
+    if (held) {
+      led.recorded = position;
+    } else if (this.led.get(led.queue) === led) {
+      this.led.delete(led.queue);
+      led.status.leading = false;
     }
   }
 
