@@ -9,6 +9,7 @@ const config: Config = {
   moduleNameMapper: {
     '^nestjs-job-streams$': '<rootDir>/libs/job-queue/src/index.ts',
     '^nestjs-job-streams/http$': '<rootDir>/libs/job-queue/src/http/index.ts',
+    '^nestjs-job-streams/terminus$': '<rootDir>/libs/job-queue/src/terminus/index.ts',
     '^@app/builds$': '<rootDir>/libs/builds/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },

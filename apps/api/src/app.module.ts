@@ -1,14 +1,17 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { ConditionalModule, ConfigModule, ConfigService } from '@nestjs/config';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { TerminusModule } from '@nestjs/terminus';
 import { BuildsModule, ReportsModule, ReportsQueueModule } from '@app/builds';
 import { JobQueueExceptionFilter, JobQueueModule, jobQueueOptionsFromEnv } from 'nestjs-job-streams';
+import { JobQueueHealthIndicator } from 'nestjs-job-streams/terminus';
 import { API_SETTINGS, apiSettingsFromEnv } from './api-settings.js';
 import { AuthTokens } from './auth/auth-tokens.js';
 import { AUTH_TOKENS, TokenAuthGuard } from './auth/token-auth.guard.js';
 import { BodyErrorInterceptor } from './body-error.interceptor.js';
 import { BuildsController } from './builds.controller.js';
 import { HealthController } from './health.controller.js';
+import { HealthProbesController } from './health-probes.controller.js';
 import { HttpErrorFilter } from './http-error.filter.js';
 import { ReportsController } from './reports.controller.js';
 
@@ -30,6 +33,7 @@ export class AppModule {
       imports: [
         ConfigModule.forRoot({ isGlobal: true }),
         JobQueueModule.forRootAsync({ inject: [ConfigService], useFactory: jobQueueOptionsFromEnv }),
+        TerminusModule.forRoot(),
         BuildsModule,
         // The @nestjs/bullmq setup exists on the bullmq backend only: on memory, no Redis is needed
         // and the job queue module runs the report processor itself.
@@ -39,8 +43,9 @@ export class AppModule {
           debug: false,
         }),
       ],
-      controllers: [BuildsController, ReportsController, HealthController],
+      controllers: [BuildsController, ReportsController, HealthController, HealthProbesController],
       providers: [
+        JobQueueHealthIndicator,
         {
           provide: AUTH_TOKENS,
           inject: [ConfigService],

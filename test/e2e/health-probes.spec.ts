@@ -1,0 +1,87 @@
+import { randomUUID } from 'node:crypto';
+import { AppProcess } from '../support/app-process.js';
+import { RedisServer } from '../support/redis-server.js';
+
+/**
+ * The demo's terminus probes: `GET /health/live` (the process serves HTTP; a Redis outage does
+ * not fail it) and `GET /health/ready` (the library's `JobQueueHealthIndicator`: backend
+ * reachable, bridges keeping up), next to the plain `GET /health` whose contract is unchanged.
+ */
+
+interface TerminusBody {
+  status: 'ok' | 'error';
+  info?: Record<string, Record<string, unknown>>;
+  error?: Record<string, Record<string, unknown>>;
+  details: Record<string, Record<string, unknown>>;
+}
+
+async function probe(app: AppProcess, path: string): Promise<{ status: number; body: TerminusBody }> {
+  const response = await fetch(`${app.url}${path}`);
+  return { status: response.status, body: (await response.json()) as TerminusBody };
+}
+
+/** Asks `path` until it answers `status` (the api notices Redis' state on its own schedule). */
+async function until(app: AppProcess, path: string, status: number): Promise<{ status: number; body: TerminusBody }> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const answer = await probe(app, path);
+    if (answer.status === status || Date.now() > deadline) return answer;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('health probes built with @nestjs/terminus (demo api)', () => {
+  const SECRET = randomUUID().replace(/-/g, '');
+  let redis: RedisServer | undefined;
+  const processes: AppProcess[] = [];
+
+  beforeAll(async () => {
+    redis = await RedisServer.start({ password: SECRET });
+  });
+
+  afterAll(async () => {
+    await Promise.all(processes.map((app) => app.stop('SIGTERM', 5000)));
+    await redis?.destroy();
+  }, 30_000);
+
+  it('memory backend: live and ready answer 200 without a token; ready names the backend', async () => {
+    const [api] = await AppProcess.startAll(processes, [AppProcess.api({ AUTH_TOKENS: 'alice:tokenA' })]);
+    const live = await probe(api, '/health/live');
+    expect(live).toEqual({ status: 200, body: { status: 'ok', info: {}, error: {}, details: {} } });
+    const ready = await probe(api, '/health/ready');
+    expect(ready.status).toBe(200);
+    expect(ready.body.details.jobQueue).toEqual({ status: 'up', backend: 'memory', bridges: [] });
+  });
+
+  it('bullmq backend: ready goes down (503) while Redis is away and up again after, without the password; live stays 200', async () => {
+    const env = {
+      JOB_QUEUE_BACKEND: 'bullmq',
+      REDIS_URL: redis!.url,
+      JOB_QUEUE_PREFIX: `probe-${randomUUID().slice(0, 8)}`,
+      AUTH_TOKENS: 'alice:tokenA',
+    };
+    const [api] = await AppProcess.startAll(processes, [AppProcess.api(env)]);
+    const ready = await until(api, '/health/ready', 200);
+    expect(ready.status).toBe(200);
+    expect(ready.body.details.jobQueue).toMatchObject({ status: 'up', backend: 'bullmq' });
+    // The demo registers the reports queue: this api, alone, leads its bridge (once its lease is taken).
+    expect(ready.body.details.jobQueue.bridges).toEqual(expect.any(Array));
+
+    await redis!.stop();
+    const down = await until(api, '/health/ready', 503);
+    expect(down.status).toBe(503);
+    expect(down.body.status).toBe('error');
+    expect(down.body.error?.jobQueue).toMatchObject({ status: 'down', backend: 'bullmq', message: expect.any(String) });
+    expect(JSON.stringify(down.body)).not.toContain(SECRET);
+    expect(await probe(api, '/health/live')).toMatchObject({ status: 200, body: { status: 'ok' } });
+    // The plain route keeps its contract.
+    const plain = await fetch(`${api.url}/health`);
+    expect(plain.status).toBe(503);
+    expect(await plain.json()).toMatchObject({ status: 'error', backend: 'bullmq' });
+
+    await redis!.restart();
+    const back = await until(api, '/health/ready', 200);
+    expect(back.status).toBe(200);
+    expect(back.body.details.jobQueue).toMatchObject({ status: 'up', backend: 'bullmq' });
+  }, 60_000);
+});
