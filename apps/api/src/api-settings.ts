@@ -13,6 +13,31 @@ export interface ApiSettings {
   requestTimeoutMs: number;
   /** How long an idle keep-alive connection stays open (`HTTP_KEEP_ALIVE_TIMEOUT_MS`, default 5000). */
   keepAliveTimeoutMs: number;
+  /**
+   * Origins whose pages may call the API from a browser (`CORS_ORIGINS`, comma-separated, e.g.
+   * `https://app.example.com,http://localhost:5173`). Empty (unset): same origin only, no CORS headers.
+   */
+  corsOrigins: string[];
+}
+
+/** `scheme://host[:port]`, nothing after it: the form a browser sends in `Origin`. */
+const ORIGIN = /^https?:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$/;
+
+/** Reads `CORS_ORIGINS`; an entry that is not an origin stops start-up with a message naming it. */
+function corsOrigins(config: ConfigService): string[] {
+  const raw = config.get<string>('CORS_ORIGINS') ?? '';
+  const origins = raw
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean);
+  for (const origin of origins) {
+    if (!ORIGIN.test(origin)) {
+      throw new Error(
+        `CORS_ORIGINS must be a comma-separated list of origins like https://app.example.com (got ${JSON.stringify(origin)})`,
+      );
+    }
+  }
+  return origins;
 }
 
 function integerSetting(config: ConfigService, name: string, fallback: number, min: number, max: number): number {
@@ -29,6 +54,7 @@ export function apiSettingsFromEnv(config: ConfigService): ApiSettings {
     headersTimeoutMs: integerSetting(config, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
     requestTimeoutMs: integerSetting(config, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
     keepAliveTimeoutMs: integerSetting(config, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
+    corsOrigins: corsOrigins(config),
   };
   if (settings.headersTimeoutMs > settings.requestTimeoutMs) {
     throw new Error('HTTP_HEADERS_TIMEOUT_MS must not be greater than HTTP_REQUEST_TIMEOUT_MS');

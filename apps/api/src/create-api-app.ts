@@ -33,8 +33,19 @@ export async function createApiApp(options: { logger?: false | LoggerService } =
     ...(options.logger === undefined ? {} : { logger: options.logger }),
   });
   app.disable('x-powered-by');
+  const settings = app.get<ApiSettings>(API_SETTINGS);
+  if (settings.corsOrigins.length) {
+    // Exactly the listed origins (never a reflected one): the token is a header, not a cookie, so no credentials mode.
+    app.enableCors({
+      origin: settings.corsOrigins,
+      methods: ['GET', 'POST'],
+      allowedHeaders: ['Authorization', 'Content-Type', 'Last-Event-ID', 'Accept'],
+      exposedHeaders: ['X-Job-Id', 'Retry-After'],
+      maxAge: 600,
+    });
+  }
   app.use(jsonBody);
-  hardenHttpServer(app.getHttpServer() as Server, app.get<ApiSettings>(API_SETTINGS));
+  hardenHttpServer(app.getHttpServer() as Server, settings);
   closeConnectionsOnShutdown(app.getHttpServer() as Server);
   // On SIGTERM/SIGINT: run the shutdown hooks (open event streams end, the queue lets go of
   // Redis), then exit 0. Nest's default re-raises the signal, so a clean shutdown looked like
