@@ -11,6 +11,7 @@ const config: Config = {
     '^nestjs-job-streams/http$': '<rootDir>/libs/job-queue/src/http/index.ts',
     '^nestjs-job-streams/terminus$': '<rootDir>/libs/job-queue/src/terminus/index.ts',
     '^@app/builds$': '<rootDir>/libs/builds/src/index.ts',
+    '^nestjs-job-streams-client$': '<rootDir>/libs/client/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   transform: {
