@@ -18,6 +18,8 @@ export interface ApiSettings {
    * `https://app.example.com,http://localhost:5173`). Empty (unset): same origin only, no CORS headers.
    */
   corsOrigins: string[];
+  /** How long a stream ticket stays valid (`STREAM_TICKET_TTL_MS`, default 300000: five minutes). */
+  streamTicketTtlMs: number;
 }
 
 /** `scheme://host[:port]`, nothing after it: the form a browser sends in `Origin`. */
@@ -55,6 +57,7 @@ export function apiSettingsFromEnv(config: ConfigService): ApiSettings {
     requestTimeoutMs: integerSetting(config, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
     keepAliveTimeoutMs: integerSetting(config, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
     corsOrigins: corsOrigins(config),
+    streamTicketTtlMs: integerSetting(config, 'STREAM_TICKET_TTL_MS', 300_000, 1000, 3_600_000),
   };
   if (settings.headersTimeoutMs > settings.requestTimeoutMs) {
     throw new Error('HTTP_HEADERS_TIMEOUT_MS must not be greater than HTTP_REQUEST_TIMEOUT_MS');

@@ -5,8 +5,9 @@ import { TerminusModule } from '@nestjs/terminus';
 import { BuildsModule, ReportsModule, ReportsQueueModule } from '@app/builds';
 import { JobQueueExceptionFilter, JobQueueModule, jobQueueOptionsFromEnv } from 'nestjs-job-streams';
 import { JobQueueHealthIndicator } from 'nestjs-job-streams/terminus';
-import { API_SETTINGS, apiSettingsFromEnv } from './api-settings.js';
+import { API_SETTINGS, apiSettingsFromEnv, type ApiSettings } from './api-settings.js';
 import { AuthTokens } from './auth/auth-tokens.js';
+import { StreamTickets } from './auth/stream-tickets.js';
 import { AUTH_TOKENS, TokenAuthGuard } from './auth/token-auth.guard.js';
 import { BodyErrorInterceptor } from './body-error.interceptor.js';
 import { BuildsController } from './builds.controller.js';
@@ -52,6 +53,12 @@ export class AppModule {
           useFactory: (config: ConfigService) => AuthTokens.parse(config.get('AUTH_TOKENS')),
         },
         { provide: API_SETTINGS, inject: [ConfigService], useFactory: apiSettingsFromEnv },
+        {
+          provide: StreamTickets,
+          inject: [ConfigService, API_SETTINGS],
+          useFactory: (config: ConfigService, settings: ApiSettings) =>
+            StreamTickets.create(config.get('STREAM_TICKET_SECRET'), config.get('AUTH_TOKENS'), settings.streamTicketTtlMs),
+        },
         { provide: APP_GUARD, useClass: TokenAuthGuard },
         { provide: APP_INTERCEPTOR, useClass: BodyErrorInterceptor },
         { provide: APP_FILTER, useClass: JobQueueExceptionFilter },

@@ -1,7 +1,10 @@
 import { BadRequestException, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { PATH_METADATA } from '@nestjs/common/constants.js';
 import type { Request, Response } from 'express';
 import { JobEventStreamer, JobQueue, type JobEventPage, type JobInfo } from 'nestjs-job-streams';
 import { Owner } from './auth/owner.decorator.js';
+import { AcceptsStreamTicket } from './auth/stream-ticket.decorator.js';
+import { StreamTickets } from './auth/stream-tickets.js';
 import { API_SETTINGS, type ApiSettings } from './api-settings.js';
 
 /** The value of `?delivery=`, when it is one of `allowed`. */
@@ -25,6 +28,7 @@ export abstract class JobRoutes {
     @Inject(JobQueue) protected readonly queue: JobQueue,
     @Inject(JobEventStreamer) protected readonly streamer: JobEventStreamer,
     @Inject(API_SETTINGS) protected readonly settings: ApiSettings,
+    @Inject(StreamTickets) protected readonly tickets: StreamTickets,
   ) {}
 
   @Get(':id')
@@ -37,6 +41,7 @@ export abstract class JobRoutes {
    * Otherwise a stream: SSE when the client accepts `text/event-stream`, else NDJSON.
    */
   @Get(':id/events')
+  @AcceptsStreamTicket()
   async events(
     @Param('id') id: string,
     @Query() query: Record<string, unknown>,
@@ -57,6 +62,17 @@ export abstract class JobRoutes {
     } else {
       await this.streamer.ndjson(id, request, response, options);
     }
+  }
+
+  /**
+   * 201 `{ ticket, expiresAt }`: a short-lived ticket that lets `GET :id/events?ticket=` read this
+   * job's events without the bearer token (for `EventSource`). 404 when the job is unknown or not yours.
+   */
+  @Post(':id/ticket')
+  async ticket(@Param('id') id: string, @Owner() owner: string): Promise<{ ticket: string; expiresAt: number }> {
+    await this.queue.getJob(id, { queue: this.queueName, owner });
+    const resource = Reflect.getMetadata(PATH_METADATA, this.constructor) as string;
+    return this.tickets.issue(owner, resource, id);
   }
 
   /** 202 `{ cancelled: true }`; 409 when the job has already ended. */
