@@ -5,6 +5,7 @@ import { TerminusModule } from '@nestjs/terminus';
 import { BuildsModule, ReportsModule, ReportsQueueModule } from '@app/builds';
 import { JobQueueExceptionFilter, JobQueueModule, jobQueueOptionsFromEnv } from 'nestjs-job-streams';
 import { JobQueueHealthIndicator } from 'nestjs-job-streams/terminus';
+import { QueueBoard } from './admin/queue-board.js';
 import { API_SETTINGS, apiSettingsFromEnv, type ApiSettings } from './api-settings.js';
 import { AuthTokens } from './auth/auth-tokens.js';
 import { StreamTickets } from './auth/stream-tickets.js';
@@ -47,6 +48,7 @@ export class AppModule {
       controllers: [BuildsController, ReportsController, HealthController, HealthProbesController],
       providers: [
         JobQueueHealthIndicator,
+        QueueBoard,
         {
           provide: AUTH_TOKENS,
           inject: [ConfigService],

@@ -2,6 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { LoggerService } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { NestFactory } from '@nestjs/core';
+import { QueueBoard } from './admin/queue-board.js';
 import { AppModule } from './app.module.js';
 import { API_SETTINGS, type ApiSettings } from './api-settings.js';
 import { hardenHttpServer } from './harden-http-server.js';
@@ -45,6 +46,7 @@ export async function createApiApp(options: { logger?: false | LoggerService } =
     });
   }
   app.use(jsonBody);
+  app.get(QueueBoard).mount(app.getHttpAdapter().getInstance());
   hardenHttpServer(app.getHttpServer() as Server, settings);
   closeConnectionsOnShutdown(app.getHttpServer() as Server);
   // On SIGTERM/SIGINT: run the shutdown hooks (open event streams end, the queue lets go of

@@ -34,6 +34,7 @@ const API_ENV = [
   'CORS_ORIGINS',
   'STREAM_TICKET_TTL_MS',
   'STREAM_TICKET_SECRET',
+  'ADMIN_OWNERS',
 ] as const;
 
 /**
