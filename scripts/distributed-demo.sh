@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 REDIS_PORT="${REDIS_PORT:-6380}"
 API_PORTS=(${API_PORTS:-3000 3001})
 
-source scripts/ensure-redis.sh
+source scripts/ensure-packages.sh
 ensure_redis
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then bash scripts/install-deps.sh; fi
 npm run build

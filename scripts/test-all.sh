@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test from a fresh checkout: installs what is missing (Redis where it can), builds,
+# Runs every test from a fresh checkout: installs what is missing (Redis, Chromium and nginx where it can), builds,
 # then runs the whole Jest suite and prints a one-line summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-source scripts/ensure-redis.sh
-# Where Redis cannot be installed, the Redis tests fail and say why (they never skip).
-ensure_redis || true
+source scripts/ensure-packages.sh
+# Where they cannot be installed, the tests that need them fail and say why (they never skip).
+ensure_test_packages || true
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   bash scripts/install-deps.sh

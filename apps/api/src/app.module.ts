@@ -14,6 +14,7 @@ import { BodyErrorInterceptor } from './body-error.interceptor.js';
 import { BuildsController } from './builds.controller.js';
 import { HealthController } from './health.controller.js';
 import { HealthProbesController } from './health-probes.controller.js';
+import { LivePageController } from './live-page.controller.js';
 import { HttpErrorFilter } from './http-error.filter.js';
 import { ReportsController } from './reports.controller.js';
 
@@ -45,7 +46,7 @@ export class AppModule {
           debug: false,
         }),
       ],
-      controllers: [BuildsController, ReportsController, HealthController, HealthProbesController],
+      controllers: [BuildsController, ReportsController, HealthController, HealthProbesController, LivePageController],
       providers: [
         JobQueueHealthIndicator,
         QueueBoard,
