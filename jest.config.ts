@@ -10,6 +10,7 @@ const config: Config = {
     '^nestjs-job-streams$': '<rootDir>/libs/job-queue/src/index.ts',
     '^nestjs-job-streams/http$': '<rootDir>/libs/job-queue/src/http/index.ts',
     '^nestjs-job-streams/terminus$': '<rootDir>/libs/job-queue/src/terminus/index.ts',
+    '^nestjs-job-streams/metrics$': '<rootDir>/libs/job-queue/src/metrics/index.ts',
     '^@app/builds$': '<rootDir>/libs/builds/src/index.ts',
     '^nestjs-job-streams-client$': '<rootDir>/libs/client/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',

@@ -2,8 +2,10 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { ConditionalModule, ConfigModule, ConfigService } from '@nestjs/config';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
+import { Registry } from 'prom-client';
 import { BuildsModule, ReportsModule, ReportsQueueModule } from '@app/builds';
 import { JobQueueExceptionFilter, JobQueueModule, jobQueueOptionsFromEnv } from 'nestjs-job-streams';
+import { JobQueueMetricsModule } from 'nestjs-job-streams/metrics';
 import { JobQueueHealthIndicator } from 'nestjs-job-streams/terminus';
 import { QueueBoard } from './admin/queue-board.js';
 import { API_SETTINGS, apiSettingsFromEnv, type ApiSettings } from './api-settings.js';
@@ -15,6 +17,7 @@ import { BuildsController } from './builds.controller.js';
 import { HealthController } from './health.controller.js';
 import { HealthProbesController } from './health-probes.controller.js';
 import { LivePageController } from './live-page.controller.js';
+import { MetricsController } from './metrics.controller.js';
 import { HttpErrorFilter } from './http-error.filter.js';
 import { ReportsController } from './reports.controller.js';
 
@@ -37,6 +40,8 @@ export class AppModule {
         ConfigModule.forRoot({ isGlobal: true }),
         JobQueueModule.forRootAsync({ inject: [ConfigService], useFactory: jobQueueOptionsFromEnv }),
         TerminusModule.forRoot(),
+        // Each application its own registry: several apps in one process (tests) must not share metrics.
+        JobQueueMetricsModule.forRoot({ registry: new Registry() }),
         BuildsModule,
         // The @nestjs/bullmq setup exists on the bullmq backend only: on memory, no Redis is needed
         // and the job queue module runs the report processor itself.
@@ -46,7 +51,7 @@ export class AppModule {
           debug: false,
         }),
       ],
-      controllers: [BuildsController, ReportsController, HealthController, HealthProbesController, LivePageController],
+      controllers: [BuildsController, ReportsController, HealthController, HealthProbesController, LivePageController, MetricsController],
       providers: [
         JobQueueHealthIndicator,
         QueueBoard,

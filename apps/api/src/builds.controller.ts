@@ -42,7 +42,7 @@ export class BuildsController extends JobRoutes {
 
   private async cancelAbandoned(id: string, owner: string): Promise<void> {
     try {
-      await this.queue.cancel(id, { owner, reason: 'client disconnected' });
+      await this.queue.cancel(id, { owner, reason: 'client disconnected', cause: 'disconnect' });
     } catch (error) {
       // It ended meanwhile, or the backend is away (the build then runs to its end).
       if (!(error instanceof JobQueueError)) throw error;

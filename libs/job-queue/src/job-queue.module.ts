@@ -8,6 +8,7 @@ import { ProcessorRegistry } from './handlers/processor-registry.js';
 import { JobEventStreamer } from './http/job-event-streamer.js';
 import { JOB_QUEUE_OPTIONS } from './job-queue.constants.js';
 import { JobQueue } from './contract/job-queue.js';
+import { JobQueueMeter } from './metrics/job-queue-meter.js';
 import type { JobQueueModuleAsyncOptions, JobQueueModuleOptions, ResolvedJobQueueOptions } from './options/job-queue-module-options.js';
 import { withBullSharedConfig, type BullSharedConfig } from './options/options-from-bull-config.js';
 import { validateJobQueueOptions } from './options/validate-job-queue-options.js';
@@ -17,9 +18,9 @@ const BULL_SHARED_CONFIG = { token: getSharedConfigToken(), optional: true };
 
 const queueProvider: Provider = {
   provide: JobQueue,
-  useFactory: async (options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry, processors: ProcessorRegistry) =>
-    new JobQueue(await createBackend(options, handlers, processors)),
-  inject: [JOB_QUEUE_OPTIONS, JobHandlerRegistry, ProcessorRegistry],
+  useFactory: async (options: ResolvedJobQueueOptions, handlers: JobHandlerRegistry, processors: ProcessorRegistry, meter: JobQueueMeter) =>
+    new JobQueue(await createBackend(options, handlers, processors, meter), meter),
+  inject: [JOB_QUEUE_OPTIONS, JobHandlerRegistry, ProcessorRegistry, JobQueueMeter],
 };
 
 /**
@@ -67,8 +68,16 @@ export class JobQueueModule {
       module: JobQueueModule,
       global: true,
       imports: [DiscoveryModule, ...imports],
-      providers: [optionsProvider, JobHandlerRegistry, ProcessorRegistry, JobHandlerExplorer, queueProvider, JobEventStreamer],
-      exports: [JobQueue, JobEventStreamer, JOB_QUEUE_OPTIONS],
+      providers: [
+        optionsProvider,
+        JobHandlerRegistry,
+        ProcessorRegistry,
+        JobHandlerExplorer,
+        JobQueueMeter,
+        queueProvider,
+        JobEventStreamer,
+      ],
+      exports: [JobQueue, JobEventStreamer, JOB_QUEUE_OPTIONS, JobQueueMeter],
     };
   }
 }

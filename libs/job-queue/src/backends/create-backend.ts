@@ -1,6 +1,7 @@
 import type { JobQueueBackend } from '../contract/job-queue-backend.js';
 import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
 import type { ProcessorRegistry } from '../handlers/processor-registry.js';
+import type { JobQueueMeter } from '../metrics/job-queue-meter.js';
 import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
 
 /**
@@ -11,15 +12,16 @@ export async function createBackend(
   options: ResolvedJobQueueOptions,
   handlers: JobHandlerRegistry,
   processors: ProcessorRegistry,
+  meter?: JobQueueMeter,
 ): Promise<JobQueueBackend> {
   switch (options.backend) {
     case 'memory': {
       const { MemoryBackend } = await import('./memory/memory-backend.js');
-      return new MemoryBackend(options, handlers, processors);
+      return new MemoryBackend(options, handlers, processors, meter);
     }
     case 'bullmq': {
       const { BullMqBackend } = await import('./bullmq/bullmq-backend.js');
-      return BullMqBackend.connect(options, handlers, processors);
+      return BullMqBackend.connect(options, handlers, processors, meter);
     }
   }
 }

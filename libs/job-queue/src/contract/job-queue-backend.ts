@@ -2,6 +2,7 @@ import type { JobQueueBackendName } from '../options/job-queue-module-options.js
 import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
 import type { QueueBridgeStatus } from './queue-bridge-status.js';
+import type { QueueJobCounts } from './queue-job-counts.js';
 
 /** Which job, once the facade has checked and defaulted the queue. */
 export interface JobAddress {
@@ -55,6 +56,8 @@ export interface JobQueueBackend {
   followAfter?(id: string, page: JobEventPage, request: FollowRequest): AsyncGenerator<JobEvent[], void, undefined>;
   cancel(id: string, address: JobAddress & { reason: string }): Promise<JobInfo>;
   checkHealth(): Promise<void>;
+  /** Jobs per state of every queue this process knows. */
+  jobCounts(): Promise<QueueJobCounts[]>;
   /** The foreign-worker bridges of this process, where the backend has them. */
   bridgeStatus?(): QueueBridgeStatus[];
   /** Once the application is built: start running jobs. */

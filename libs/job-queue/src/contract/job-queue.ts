@@ -6,6 +6,8 @@ import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
 import type { JobQueueBackend, PageRequest } from './job-queue-backend.js';
 import type { QueueBridgeStatus } from './queue-bridge-status.js';
+import type { QueueJobCounts } from './queue-job-counts.js';
+import type { JobQueueMeter } from '../metrics/job-queue-meter.js';
 
 /** The queue of `@JobHandler` jobs, and of every call that names no queue. */
 export const DEFAULT_QUEUE = 'jobs';
@@ -64,6 +66,11 @@ export interface FollowOptions extends JobAccessOptions {
 export interface CancelOptions extends JobAccessOptions {
   /** Recorded in the `cancelled` event (default `"cancelled"`). */
   reason?: string;
+  /**
+   * What led to the cancel, for the metrics (`job_queue_cancels_total{cause}`): `request` (the
+   * default: someone asked) or `disconnect` (the client of a direct delivery went away).
+   */
+  cause?: 'request' | 'disconnect';
 }
 
 /** The first cursor: reading after it starts at the job's first event, on every backend. */
@@ -102,7 +109,10 @@ function checkInteger(name: string, value: unknown, min: number, max: number): v
  */
 export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
   /** Made by `JobQueueModule` around the backend its options name. */
-  constructor(private readonly store: JobQueueBackend) {}
+  constructor(
+    private readonly store: JobQueueBackend,
+    private readonly meter?: JobQueueMeter,
+  ) {}
 
   /** Which backend this is. */
   get backend(): JobQueueBackendName {
@@ -132,8 +142,9 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
       throw new InvalidArgumentError(`data must be JSON-serializable: ${(error as Error).message}`);
     }
     if (json === undefined) throw new InvalidArgumentError('data must be JSON-serializable');
-    return this.store.add({
-      queue: queueOf(options),
+    const queue = queueOf(options);
+    const job = await this.store.add({
+      queue,
       name,
       data: json,
       owner: options.owner,
@@ -141,6 +152,8 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
       priority: options.priority,
       abandonAfterMs: options.abandonAfterMs,
     });
+    this.meter?.sink?.enqueued(queue);
+    return job;
   }
 
   /**
@@ -213,7 +226,19 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
    * @throws JobNotFoundError, JobAlreadyFinishedError.
    */
   async cancel(id: string, options: CancelOptions = {}): Promise<JobInfo> {
-    return this.store.cancel(id, { queue: queueOf(options), owner: options.owner, reason: options.reason ?? 'cancelled' });
+    const info = await this.store.cancel(id, { queue: queueOf(options), owner: options.owner, reason: options.reason ?? 'cancelled' });
+    this.meter?.sink?.cancelled(options.cause ?? 'request');
+    return info;
+  }
+
+  /**
+   * How many jobs each queue this process knows (the `@JobHandler` queue and the bridged ones)
+   * holds in each state, for dashboards and metrics.
+   *
+   * @throws JobQueueUnavailableError when the backend is unreachable.
+   */
+  jobCounts(): Promise<QueueJobCounts[]> {
+    return this.store.jobCounts();
   }
 
   /** Resolves when the backend can serve requests. @throws JobQueueUnavailableError */

@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional, type BeforeApplicationShutdown } from '@nestjs/common';
 import { JobQueueError } from '../errors/job-queue.error.js';
 import type { JobEvent, JobEventPage } from '../contract/job-event.js';
 import { JobQueue, type JobAccessOptions } from '../contract/job-queue.js';
+import { JobQueueMeter, type DeliveryKind } from '../metrics/job-queue-meter.js';
 import { NDJSON_FORMAT, SSE_FORMAT, type EventStreamFormat } from './event-stream-format.js';
 import { parseEventQuery, type RawEventQuery } from './parse-event-query.js';
 
@@ -36,7 +37,16 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
   private readonly open = new Set<AbortController>();
   private closing = false;
 
-  constructor(@Inject(JobQueue) private readonly queue: JobQueue) {}
+  constructor(
+    @Inject(JobQueue) private readonly queue: JobQueue,
+    @Optional() @Inject(JobQueueMeter) private readonly meter?: JobQueueMeter,
+  ) {}
+
+  /** Tells the meter that `events` went out by `delivery`. */
+  private delivered(delivery: DeliveryKind, events: JobEvent[]): void {
+    const sink = this.meter?.sink;
+    if (sink && events.length) sink.delivered(delivery, events.length, Date.now() - events[events.length - 1].ts);
+  }
 
   /**
    * Ends every stream and long-poll when the application shuts down: Nest closes the HTTP server
@@ -63,7 +73,9 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
     request.once('close', onClose);
     const untrack = this.track(abort);
     try {
-      return await this.queue.readEvents(jobId, { queue: options.queue, owner: options.owner, ...query, signal: abort.signal });
+      const page = await this.queue.readEvents(jobId, { queue: options.queue, owner: options.owner, ...query, signal: abort.signal });
+      this.delivered('polling', page.events);
+      return page;
     } finally {
       untrack();
       request.off('close', onClose);
@@ -109,6 +121,8 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
     // this, the stream would follow the job (and hold a reader) for a connection that is gone.
     if (response.destroyed) abort.abort();
     const untrack = this.track(abort);
+    const delivery: DeliveryKind = format === SSE_FORMAT ? 'sse' : 'ndjson';
+    this.meter?.sink?.streamOpened(delivery);
     // No `Connection` header of ours: Node keeps the connection alive, or closes it after this
     // response when the client (or a server shutting down) asked for `Connection: close`.
     response.writeHead(200, {
@@ -127,6 +141,7 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
 
     const write = async (events: JobEvent[]): Promise<void> => {
       lastWrite = Date.now();
+      this.delivered(delivery, events);
       if (!response.write(events.map(format.encode).join(''))) await this.drained(response, abort.signal);
     };
     try {
@@ -148,6 +163,7 @@ export class JobEventStreamer implements BeforeApplicationShutdown {
       if (!(error instanceof JobQueueError)) this.logger.error(`Event stream of job ${jobId} broke: ${(error as Error).message}`);
     } finally {
       if (heartbeat) clearInterval(heartbeat);
+      this.meter?.sink?.streamClosed(delivery);
       untrack();
       response.off('close', onClose);
       if (!response.writableEnded) response.end();

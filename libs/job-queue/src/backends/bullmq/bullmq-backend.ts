@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
-import { Job, Queue } from 'bullmq';
+import { Job, Queue, type JobType } from 'bullmq';
 import type { JobEvent, JobEventPage } from '../../contract/job-event.js';
 import { isTerminalEventType } from '../../contract/job-event.js';
 import type { JobInfo, JobState } from '../../contract/job-info.js';
@@ -17,6 +17,8 @@ import { UnknownQueueError } from '../../errors/unknown-queue.error.js';
 import { QueueEventsBridge } from '../../bridge/queue-events-bridge.js';
 import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
 import type { ProcessorRegistry } from '../../handlers/processor-registry.js';
+import type { QueueJobCounts } from '../../contract/queue-job-counts.js';
+import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { EventStreamReader, toEvents } from '../../reader/event-stream-reader.js';
 import { assertCursor, compareStreamIds } from '../../reader/stream-id.js';
@@ -57,10 +59,11 @@ export class BullMqBackend implements JobQueueBackend {
     private readonly options: ResolvedJobQueueOptions,
     private readonly handlers: JobHandlerRegistry,
     private readonly connections: RedisConnections,
-    processors: ProcessorRegistry,
+    private readonly processors: ProcessorRegistry,
+    meter?: JobQueueMeter,
   ) {
     this.keys = new RedisKeys(options.redis.prefix);
-    this.scripts = new JobScripts(connections.commands);
+    this.scripts = new JobScripts(connections.commands, meter);
     this.keepAlive = new ReadKeepAlive(this.scripts);
     this.reader = new EventStreamReader(connections.blocking, connections.commands, {
       liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
@@ -88,10 +91,11 @@ export class BullMqBackend implements JobQueueBackend {
     options: ResolvedJobQueueOptions,
     handlers: JobHandlerRegistry,
     processors: ProcessorRegistry,
+    meter?: JobQueueMeter,
   ): Promise<BullMqBackend> {
-    const connections = await RedisConnections.open(options);
+    const connections = await RedisConnections.open(options, meter);
     try {
-      const backend = new BullMqBackend(options, handlers, connections, processors);
+      const backend = new BullMqBackend(options, handlers, connections, processors, meter);
       await backend.reader.start();
       return backend;
     } catch (error) {
@@ -130,6 +134,14 @@ export class BullMqBackend implements JobQueueBackend {
       this.queues.set(name, queue);
     }
     return queue;
+  }
+
+  async jobCounts(): Promise<QueueJobCounts[]> {
+    const names = [...new Set([DEFAULT_QUEUE, ...(this.options.queues ?? this.processors.knownQueues())])];
+    const states: JobType[] = ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed', 'waiting-children'];
+    return this.guard(() =>
+      Promise.all(names.map(async (queue) => ({ queue, counts: await this.queueNamed(queue).getJobCounts(...states) }))),
+    );
   }
 
   async checkHealth(): Promise<void> {

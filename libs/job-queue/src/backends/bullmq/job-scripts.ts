@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
+import { JobQueueMeter } from '../../metrics/job-queue-meter.js';
 
 const SCRIPT_NAMES = [
   'start-attempt',
@@ -105,7 +106,11 @@ function ownerArgs(owner: string | undefined): [string, string] {
 
 /** The Lua scripts of the backend, one per command (see `scripts/*.lua` for KEYS and ARGV). */
 export class JobScripts {
-  constructor(private readonly redis: Redis) {
+  /** `meter` is told of every event these scripts write to a job's stream. */
+  constructor(
+    private readonly redis: Redis,
+    private readonly meter?: JobQueueMeter,
+  ) {
     for (const name of SCRIPT_NAMES) redis.defineCommand(`jq:${name}`, { numberOfKeys: KEY_COUNTS[name], lua: source(name) });
   }
 
@@ -129,6 +134,7 @@ export class JobScripts {
     );
     switch (reply[0]) {
       case 'ok':
+        this.meter?.sink?.appended(JobQueueMeter.queueOfKey(events), 1);
         return {
           status: 'ok',
           attempt: Number(reply[1]),
@@ -159,7 +165,11 @@ export class JobScripts {
   ): Promise<AppendEventsReply> {
     const reply = await this.run<ScriptReply>('append-events', [meta, events], [writer, seq, maxEvents, attempt, ...pairs]);
     const status = reply[0] as AppendEventsReply['status'];
-    if (status === 'ok' || status === 'limit') return { status, appended: Number(reply[1]), lastId: String(reply[2]) };
+    if (status === 'ok' || status === 'limit') {
+      const appended = Number(reply[1]);
+      if (appended > 0) this.meter?.sink?.appended(JobQueueMeter.queueOfKey(events), appended);
+      return { status, appended, lastId: String(reply[2]) };
+    }
     return { status };
   }
 
@@ -180,6 +190,8 @@ export class JobScripts {
     );
     switch (reply[0]) {
       case 'ok':
+        this.meter?.sink?.appended(JobQueueMeter.queueOfKey(events), 1);
+        this.meter?.sink?.finished(JobQueueMeter.queueOfKey(events), state);
         return { status: 'ok', eventId: String(reply[1]) };
       case 'final':
         return { status: 'final', state: String(reply[1]) };
@@ -210,8 +222,15 @@ export class JobScripts {
   }
 
   /** Cancels the job with reason `abandoned` when no client read it for its `abandonAfterMs`. */
-  abandonUnread(meta: string, events: string, retentionMs: number): Promise<'abandoned' | 'read' | 'final' | 'gone'> {
-    return this.run('abandon-unread', [meta, events], [retentionMs]);
+  async abandonUnread(meta: string, events: string, retentionMs: number): Promise<'abandoned' | 'read' | 'final' | 'gone'> {
+    const reply = await this.run<'abandoned' | 'read' | 'final' | 'gone'>('abandon-unread', [meta, events], [retentionMs]);
+    if (reply === 'abandoned') {
+      const queue = JobQueueMeter.queueOfKey(events);
+      this.meter?.sink?.appended(queue, 1);
+      this.meter?.sink?.finished(queue, 'cancelled');
+      this.meter?.sink?.cancelled('abandoned');
+    }
+    return reply;
   }
 
   /** The job's metadata hash, or `undefined` when unknown or (with `owner`) not the caller's. */
@@ -255,6 +274,12 @@ export class JobScripts {
     }
     args.push(create?.name ?? '', create?.maxAttempts ?? 1, create?.createdAt ?? limits.now);
     const reply = await this.run<[BridgeEntryReply, string?]>('bridge-entry', [meta, events], args);
+    // 'ok' with an event id: one event appended ('requeue' appends none).
+    if (reply[0] === 'ok' && reply[1]) {
+      const queue = JobQueueMeter.queueOfKey(events);
+      this.meter?.sink?.appended(queue, 1);
+      if (entry.kind === 'terminal') this.meter?.sink?.finished(queue, entry.state);
+    }
     return reply[0];
   }
 

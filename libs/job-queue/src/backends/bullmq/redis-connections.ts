@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
+import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { connectRedis } from './redis-connection.js';
 
@@ -20,15 +21,25 @@ export class RedisConnections {
     readonly blocking: Redis,
     /** Cancel messages, on worker processes. */
     readonly subscriber: Redis | undefined,
+    private readonly meter: JobQueueMeter | undefined,
   ) {
-    for (const client of [commands, blocking, subscriber]) client?.on('error', this.errorLogger());
+    this.watch(commands, 'commands');
+    this.watch(blocking, 'reader');
+    if (subscriber) this.watch(subscriber, 'cancels');
+  }
+
+  /** Logs a client's errors (at most every 5 s) and reports errors and reconnects to the meter. */
+  private watch(client: Redis, connection: string): void {
+    client.on('error', this.errorLogger());
+    client.on('error', () => this.meter?.sink?.redisError(connection));
+    client.on('reconnecting', () => this.meter?.sink?.redisReconnect(connection));
   }
 
   /**
    * Connects every client the process needs, or throws a `JobQueueUnavailableError` that names
    * the (redacted) URL: a process that cannot reach Redis at start should not start.
    */
-  static async open(options: ResolvedJobQueueOptions): Promise<RedisConnections> {
+  static async open(options: ResolvedJobQueueOptions, meter?: JobQueueMeter): Promise<RedisConnections> {
     const { url, prefix } = options.redis;
     const opened: Redis[] = [];
     try {
@@ -42,7 +53,7 @@ export class RedisConnections {
       opened.push(blocking);
       const subscriber = options.worker ? await connectRedis(url, `${prefix}:cancels`, { maxRetriesPerRequest: null }) : undefined;
       if (subscriber) opened.push(subscriber);
-      return new RedisConnections(prefix, commands, blocking, subscriber);
+      return new RedisConnections(prefix, commands, blocking, subscriber, meter);
     } catch (error) {
       for (const client of opened) client.disconnect();
       throw error;
@@ -61,7 +72,7 @@ export class RedisConnections {
         maxRetriesPerRequest: null,
         commandTimeout: undefined,
       });
-      this.worker.on('error', this.errorLogger());
+      this.watch(this.worker, 'worker');
     }
     return this.worker;
   }

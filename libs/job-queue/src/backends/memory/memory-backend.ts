@@ -16,6 +16,8 @@ import type { JobEventPage } from '../../contract/job-event.js';
 import type { JobInfo } from '../../contract/job-info.js';
 import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
 import type { JobAddress, JobQueueBackend, NewJob, PageRequest } from '../../contract/job-queue-backend.js';
+import type { QueueJobCounts } from '../../contract/queue-job-counts.js';
+import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { MemoryBullJob } from './memory-bull-job.js';
 import { MemoryJob } from './memory-job.js';
@@ -44,6 +46,7 @@ export class MemoryBackend implements JobQueueBackend {
     private readonly options: ResolvedJobQueueOptions,
     private readonly handlers: JobHandlerRegistry,
     private readonly processors: ProcessorRegistry,
+    private readonly meter?: JobQueueMeter,
   ) {}
 
   start(): void {
@@ -115,12 +118,26 @@ export class MemoryBackend implements JobQueueBackend {
     };
   }
 
+  async jobCounts(): Promise<QueueJobCounts[]> {
+    const byQueue = new Map<string, Record<string, number>>([[DEFAULT_QUEUE, {}]]);
+    for (const job of this.jobs.values()) {
+      const counts = byQueue.get(job.queue) ?? {};
+      counts[job.state] = (counts[job.state] ?? 0) + 1;
+      byQueue.set(job.queue, counts);
+    }
+    const states = ['queued', 'running', 'completed', 'failed', 'cancelled'];
+    return [...byQueue].map(([queue, counts]) => ({
+      queue,
+      counts: Object.fromEntries(states.map((state) => [state, counts[state] ?? 0])),
+    }));
+  }
+
   async cancel(id: string, request: JobAddress & { reason: string }): Promise<JobInfo> {
     this.assertRunning();
     const job = this.lookup(id, request);
     if (job.final) throw new JobAlreadyFinishedError(id, job.state);
     const { reason } = request;
-    job.writeTerminal('cancelled', { reason });
+    this.terminal(job, 'cancelled', { reason });
     job.abort?.abort(new Error(`Job cancelled: ${reason}`));
     this.expireLater(job);
     return job.info();
@@ -136,7 +153,8 @@ export class MemoryBackend implements JobQueueBackend {
         if (job.final) return clearInterval(job.watchdog);
         if (job.waiters.size > 0 || Date.now() - job.readAt <= abandonAfterMs) return;
         clearInterval(job.watchdog);
-        job.writeTerminal('cancelled', { reason: 'abandoned' });
+        this.terminal(job, 'cancelled', { reason: 'abandoned' });
+        this.meter?.sink?.cancelled('abandoned');
         job.abort?.abort(new Error('Job abandoned: no client read it'));
         this.expireLater(job);
       },
@@ -227,6 +245,7 @@ export class MemoryBackend implements JobQueueBackend {
     job.state = 'running';
     job.startedAt = Date.now();
     job.append('started', { attempt: job.attempt });
+    this.meter?.sink?.appended(job.queue, 1);
     const attempt = job.attempt;
     // An attempt's events count only while its handler runs: a late emit of an attempt that
     // already ended (before a retry starts) must not land in the stream.
@@ -267,7 +286,7 @@ export class MemoryBackend implements JobQueueBackend {
     switch (verdict.kind) {
       case 'completed':
         job.result = JSON.parse(verdict.result);
-        job.writeTerminal('completed', { result: job.result });
+        this.terminal(job, 'completed', { result: job.result });
         this.expireLater(job);
         return;
       case 'retry':
@@ -320,12 +339,20 @@ export class MemoryBackend implements JobQueueBackend {
       return false;
     }
     job.append(type, JSON.parse(json));
+    this.meter?.sink?.appended(job.queue, 1);
     return true;
+  }
+
+  /** Writes the job's terminal event (and tells the meter). */
+  private terminal(job: MemoryJob, state: 'completed' | 'failed' | 'cancelled', data: unknown): void {
+    job.writeTerminal(state, data);
+    this.meter?.sink?.appended(job.queue, 1);
+    this.meter?.sink?.finished(job.queue, state);
   }
 
   private fail(job: MemoryJob, error: unknown): void {
     job.error = { message: errorMessageOf(error) };
-    job.writeTerminal('failed', { error: job.error });
+    this.terminal(job, 'failed', { error: job.error });
     this.expireLater(job);
   }
 

@@ -1,0 +1,244 @@
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Counter, Gauge, Histogram, register as defaultRegistry, type Metric, type Registry } from 'prom-client';
+import { JobQueue } from '../contract/job-queue.js';
+import { JobQueueMeter, type CancelCause, type DeliveryKind, type JobQueueMeterSink } from './job-queue-meter.js';
+
+/** Options of {@link JobQueueMetricsModule.forRoot}. */
+export interface JobQueueMetricsOptions {
+  /** The registry to register on (default prom-client's global `register`, which `/metrics` handlers usually serve). */
+  registry?: Registry;
+  /** Prefix of every metric name (default `job_queue_`). */
+  prefix?: string;
+}
+
+/** Injection token of the {@link JobQueueMetricsOptions}. @internal */
+export const JOB_QUEUE_METRICS_OPTIONS = Symbol('JOB_QUEUE_METRICS_OPTIONS');
+
+/**
+ * The job queue's Prometheus metrics, registered on the application's registry. Labels are
+ * few-valued (queue, state, delivery, cause, connection): no job id, owner or event type.
+ *
+ * @publicApi
+ */
+@Injectable()
+export class JobQueueMetrics implements JobQueueMeterSink, OnModuleInit, OnModuleDestroy {
+  readonly registry: Registry;
+  private readonly metrics: Metric[] = [];
+  private readonly enqueuedTotal: Counter<'queue'>;
+  private readonly finishedTotal: Counter<'queue' | 'state'>;
+  private readonly appendedTotal: Counter<'queue'>;
+  private readonly batchSize: Histogram;
+  private readonly deliveredTotal: Counter<'delivery'>;
+  private readonly deliveryDelay: Histogram<'delivery'>;
+  private readonly followers: Gauge<'delivery'>;
+  private readonly cancelsTotal: Counter<'cause'>;
+  private readonly redisErrorsTotal: Counter<'connection'>;
+  private readonly redisReconnectsTotal: Counter<'connection'>;
+
+  constructor(
+    @Inject(JobQueue) private readonly queue: JobQueue,
+    @Inject(JobQueueMeter) private readonly meter: JobQueueMeter,
+    @Inject(JOB_QUEUE_METRICS_OPTIONS) options: JobQueueMetricsOptions,
+  ) {
+    const prefix = options.prefix ?? 'job_queue_';
+    const registers = [(this.registry = options.registry ?? defaultRegistry)];
+    const add = <T extends Metric>(metric: T): T => {
+      this.metrics.push(metric);
+      return metric;
+    };
+    this.enqueuedTotal = add(
+      new Counter({
+        name: `${prefix}jobs_enqueued_total`,
+        help: 'Jobs enqueued through JobQueue by this process.',
+        labelNames: ['queue'],
+        registers,
+      }),
+    );
+    this.finishedTotal = add(
+      new Counter({
+        name: `${prefix}jobs_finished_total`,
+        help: 'Terminal events this process wrote, by final state.',
+        labelNames: ['queue', 'state'],
+        registers,
+      }),
+    );
+    const jobQueue = this.queue;
+    add(
+      new Gauge({
+        name: `${prefix}jobs`,
+        help: "Jobs per queue and state, as the backend counts them (BullMQ's states on bullmq).",
+        labelNames: ['queue', 'state'],
+        registers,
+        async collect() {
+          this.reset();
+          try {
+            for (const { queue: name, counts } of await jobQueue.jobCounts()) {
+              for (const [state, count] of Object.entries(counts)) this.set({ queue: name, state }, count);
+            }
+          } catch {
+            // The backend is away: no counts (the Redis error counters and /health tell why).
+          }
+        },
+      }),
+    );
+    this.appendedTotal = add(
+      new Counter({
+        name: `${prefix}events_appended_total`,
+        help: "Events this process wrote to jobs' streams (lifecycle events included).",
+        labelNames: ['queue'],
+        registers,
+      }),
+    );
+    this.batchSize = add(
+      new Histogram({
+        name: `${prefix}append_batch_size`,
+        help: 'Events per write to a job stream.',
+        buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+        registers,
+      }),
+    );
+    this.deliveredTotal = add(
+      new Counter({
+        name: `${prefix}events_delivered_total`,
+        help: 'Events written to HTTP clients, by delivery.',
+        labelNames: ['delivery'],
+        registers,
+      }),
+    );
+    this.deliveryDelay = add(
+      new Histogram({
+        name: `${prefix}event_delivery_delay_seconds`,
+        help: 'From an event being recorded to its being written to an HTTP client (how far readers lag).',
+        labelNames: ['delivery'],
+        buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers,
+      }),
+    );
+    this.followers = add(
+      new Gauge({ name: `${prefix}followers`, help: 'Open SSE and NDJSON streams.', labelNames: ['delivery'], registers }),
+    );
+    this.cancelsTotal = add(
+      new Counter({
+        name: `${prefix}cancels_total`,
+        help: 'Cancels, by what led to them (request, disconnect, abandoned).',
+        labelNames: ['cause'],
+        registers,
+      }),
+    );
+    this.redisErrorsTotal = add(
+      new Counter({ name: `${prefix}redis_errors_total`, help: 'Redis connection errors.', labelNames: ['connection'], registers }),
+    );
+    this.redisReconnectsTotal = add(
+      new Counter({ name: `${prefix}redis_reconnects_total`, help: 'Redis reconnect attempts.', labelNames: ['connection'], registers }),
+    );
+    const bridges = (): ReturnType<JobQueue['bridgeStatus']> => jobQueue.bridgeStatus().filter((bridge) => bridge.leading);
+    add(
+      new Gauge({
+        name: `${prefix}bridge_leading`,
+        help: '1 for each queue whose foreign-worker bridge this process leads.',
+        labelNames: ['queue'],
+        registers,
+        collect() {
+          this.reset();
+          for (const bridge of jobQueue.bridgeStatus()) this.set({ queue: bridge.queue }, bridge.leading ? 1 : 0);
+        },
+      }),
+    );
+    add(
+      new Gauge({
+        name: `${prefix}bridge_lag_seconds`,
+        help: "How far a bridge this process leads is behind BullMQ's events stream.",
+        labelNames: ['queue'],
+        registers,
+        collect() {
+          this.reset();
+          for (const bridge of bridges()) this.set({ queue: bridge.queue }, bridge.lagMs / 1000);
+        },
+      }),
+    );
+    add(
+      new Gauge({
+        name: `${prefix}bridge_lag_entries`,
+        help: "Entries of BullMQ's events stream a bridge this process leads has not read yet (at least).",
+        labelNames: ['queue'],
+        registers,
+        collect() {
+          this.reset();
+          for (const bridge of bridges()) this.set({ queue: bridge.queue }, bridge.lagEntries);
+        },
+      }),
+    );
+    add(
+      new Gauge({
+        name: `${prefix}bridge_takeovers`,
+        help: 'Bridge takeovers by this process since it started.',
+        labelNames: ['queue'],
+        registers,
+        collect() {
+          this.reset();
+          for (const bridge of jobQueue.bridgeStatus()) this.set({ queue: bridge.queue }, bridge.takeovers);
+        },
+      }),
+    );
+    add(
+      new Gauge({
+        name: `${prefix}bridge_gaps`,
+        help: 'Gaps (entries BullMQ trimmed before the bridge read them) this process found since it started.',
+        labelNames: ['queue'],
+        registers,
+        collect() {
+          this.reset();
+          for (const bridge of jobQueue.bridgeStatus()) this.set({ queue: bridge.queue }, bridge.gaps);
+        },
+      }),
+    );
+  }
+
+  onModuleInit(): void {
+    this.meter.sink = this;
+  }
+
+  /** Takes the metrics off the registry, so that another application in the process can register them again. */
+  onModuleDestroy(): void {
+    if (this.meter.sink === this) this.meter.sink = undefined;
+    for (const metric of this.metrics) this.registry.removeSingleMetric((metric as unknown as { name: string }).name);
+  }
+
+  enqueued(queue: string): void {
+    this.enqueuedTotal.inc({ queue });
+  }
+
+  appended(queue: string, events: number): void {
+    this.appendedTotal.inc({ queue }, events);
+    this.batchSize.observe(events);
+  }
+
+  finished(queue: string, state: 'completed' | 'failed' | 'cancelled'): void {
+    this.finishedTotal.inc({ queue, state });
+  }
+
+  cancelled(cause: CancelCause): void {
+    this.cancelsTotal.inc({ cause });
+  }
+
+  delivered(delivery: DeliveryKind, events: number, delayMs: number): void {
+    this.deliveredTotal.inc({ delivery }, events);
+    this.deliveryDelay.observe({ delivery }, Math.max(0, delayMs) / 1000);
+  }
+
+  streamOpened(delivery: DeliveryKind): void {
+    this.followers.inc({ delivery });
+  }
+
+  streamClosed(delivery: DeliveryKind): void {
+    this.followers.dec({ delivery });
+  }
+
+  redisError(connection: string): void {
+    this.redisErrorsTotal.inc({ connection });
+  }
+
+  redisReconnect(connection: string): void {
+    this.redisReconnectsTotal.inc({ connection });
+  }
+}
