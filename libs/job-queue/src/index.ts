@@ -36,6 +36,7 @@ export {
 } from './contract/job-event.js';
 export { isFinalState, type JobInfo, type JobState } from './contract/job-info.js';
 export type { QueueBridgeStatus } from './contract/queue-bridge-status.js';
+export { JOB_TRACER_NAME, JOB_SPAN_ATTRIBUTES } from './tracing/job-tracing.js';
 export { JobQueueError } from './errors/job-queue.error.js';
 export { JobNotFoundError } from './errors/job-not-found.error.js';
 export { JobAlreadyFinishedError } from './errors/job-already-finished.error.js';

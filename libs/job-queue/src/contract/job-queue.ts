@@ -6,6 +6,7 @@ import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
 import type { JobQueueBackend, PageRequest } from './job-queue-backend.js';
 import type { QueueBridgeStatus } from './queue-bridge-status.js';
+import { tracedEnqueue } from '../tracing/job-tracing.js';
 
 /** The queue of `@JobHandler` jobs, and of every call that names no queue. */
 export const DEFAULT_QUEUE = 'jobs';
@@ -113,6 +114,10 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
    * Adds a job: for the `@JobHandler` registered under `name` (default queue), or for the
    * `@Processor` of `options.queue`, with `name` as the BullMQ job name.
    *
+   * Called inside an OpenTelemetry span, it records an `enqueue` span and stores its trace context
+   * with the job (not in its data): every attempt's span, on whichever worker, is its child, and
+   * every event of the job has its `traceId`.
+   *
    * @throws UnknownJobNameError when no handler has that name.
    * @throws UnknownQueueError when no processor serves that queue, or it is not bridged.
    * @throws InvalidArgumentError when an option is out of range or `data` is not JSON.
@@ -132,15 +137,19 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
       throw new InvalidArgumentError(`data must be JSON-serializable: ${(error as Error).message}`);
     }
     if (json === undefined) throw new InvalidArgumentError('data must be JSON-serializable');
-    return this.store.add({
-      queue: queueOf(options),
-      name,
-      data: json,
-      owner: options.owner,
-      attempts: options.attempts,
-      priority: options.priority,
-      abandonAfterMs: options.abandonAfterMs,
-    });
+    const queue = queueOf(options);
+    return tracedEnqueue({ system: this.store.name, queue, name }, (trace) =>
+      this.store.add({
+        queue,
+        name,
+        data: json,
+        owner: options.owner,
+        attempts: options.attempts,
+        priority: options.priority,
+        abandonAfterMs: options.abandonAfterMs,
+        trace,
+      }),
+    );
   }
 
   /**

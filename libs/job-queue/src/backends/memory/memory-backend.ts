@@ -17,6 +17,7 @@ import type { JobInfo } from '../../contract/job-info.js';
 import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
 import type { JobAddress, JobQueueBackend, NewJob, PageRequest } from '../../contract/job-queue-backend.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
+import { AttemptSpan } from '../../tracing/job-tracing.js';
 import { MemoryBullJob } from './memory-bull-job.js';
 import { MemoryJob } from './memory-job.js';
 
@@ -84,6 +85,7 @@ export class MemoryBackend implements JobQueueBackend {
       spec.priority,
       Date.now(),
       spec.abandonAfterMs,
+      spec.trace,
     );
     this.jobs.set(MemoryBackend.keyOf(job.queue, job.id), job);
     if (job.abandonAfterMs) this.watchReads(job, job.abandonAfterMs);
@@ -247,13 +249,25 @@ export class MemoryBackend implements JobQueueBackend {
       },
     };
 
-    let outcome: AttemptOutcome;
+    // The attempt's span, a child of the enqueue's, as on the bullmq backend: the work runs in it.
+    const span = new AttemptSpan({ system: 'memory', queue: job.queue, name: job.name, id: job.id, attempt }, job.trace);
     try {
-      outcome = { ok: true, value: await this.work(job, context, live) };
-    } catch (error) {
-      outcome = { ok: false, error };
+      let outcome: AttemptOutcome;
+      try {
+        outcome = { ok: true, value: await span.run(() => this.work(job, context, live)) };
+      } catch (error) {
+        outcome = { ok: false, error };
+        span.fail(error);
+      }
+      ended = true;
+      span.run(() => this.conclude(job, attempt, outcome, span));
+    } finally {
+      span.end();
     }
-    ended = true;
+  }
+
+  /** Ends an attempt whose work returned or threw: the terminal event, or the retry. */
+  private conclude(job: MemoryJob, attempt: number, outcome: AttemptOutcome, span: AttemptSpan): void {
     if (job.final || job.attempt !== attempt) return; // cancelled meanwhile: the stream has its terminal event
     job.abort = undefined;
 
@@ -264,6 +278,7 @@ export class MemoryBackend implements JobQueueBackend {
       what: job.queue === DEFAULT_QUEUE ? 'handler' : 'processor',
       deferrable: false, // the in-memory Job refuses moveToDelayed and the like
     });
+    if (verdict.kind !== 'completed') span.fail(verdict.error);
     switch (verdict.kind) {
       case 'completed':
         job.result = JSON.parse(verdict.result);
