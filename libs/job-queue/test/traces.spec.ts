@@ -1,12 +1,14 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Injectable, Module, type DynamicModule, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { BullModule, Processor, WorkerHost } from '@nestjs/bullmq';
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import type { Job } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
 import {
   JOB_TRACER_NAME,
   JobHandler,
@@ -262,6 +264,61 @@ describe('traces (bullmq backend, api and worker apart)', () => {
     } finally {
       await worker?.close();
       await api.close();
+    }
+  });
+});
+
+/** An api (bullmq, no worker) with a queue that only a plain BullMQ `Worker`, without this module, processes. */
+@Module({})
+class ForeignQueueApiModule {
+  static register(url: string, prefix: string): DynamicModule {
+    return {
+      module: ForeignQueueApiModule,
+      imports: [
+        BullModule.forRoot({ connection: { url }, prefix }),
+        BullModule.registerQueue({ name: 'foreign-traced' }),
+        JobQueueModule.forRoot({ backend: 'bullmq', worker: false, queues: ['foreign-traced'] }),
+      ],
+    };
+  }
+}
+
+describe('traces (bullmq backend, a foreign worker)', () => {
+  it("a job of a worker without the module: no attempt span (its context does not reach it), but the bridged events carry the job's trace id", async () => {
+    const prefix = `f${randomUUID().slice(0, 8)}`;
+    const admin = new Redis(redis.url);
+    const api = await NestFactory.createApplicationContext(ForeignQueueApiModule.register(redis.url, prefix), {
+      logger: false,
+      abortOnError: false,
+    });
+    let worker: Worker | undefined;
+    try {
+      await api.init();
+      // The bridge reads BullMQ's events stream once it holds the lease and recorded where it starts.
+      while (!(await admin.get(`${prefix}:{bridge:foreign-traced}:position`))) await delay(20);
+      worker = new Worker(
+        'foreign-traced',
+        async (job: Job<{ pages: number }>) => {
+          await job.updateProgress({ page: 1 });
+          return { pages: job.data.pages };
+        },
+        { connection: { url: redis.url }, prefix },
+      );
+      const queue = api.get(JobQueue);
+      const request = await inSpan('request', () => queue.enqueue('report', { pages: 1 }, { owner: 'alice', queue: 'foreign-traced' }));
+      const events = await allEvents(queue, request.value.id, { queue: 'foreign-traced' });
+      expect(events.map((event) => [event.type, event.data])).toEqual([
+        ['started', { attempt: 1 }],
+        ['progress', { page: 1 }],
+        ['completed', { result: { pages: 1 } }],
+      ]);
+      for (const event of events) expect(event.traceId).toBe(request.traceId);
+      await tracing.waitForSpan(spanOfJob('enqueue', request.value.id), 'enqueue');
+      expect(tracing.spans().filter(spanOfJob('attempt', request.value.id))).toEqual([]);
+    } finally {
+      await worker?.close();
+      await api.close();
+      admin.disconnect();
     }
   });
 });
