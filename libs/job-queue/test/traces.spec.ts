@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Injectable, Module, type DynamicModule, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { BullModule, Processor, WorkerHost } from '@nestjs/bullmq';
-import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, createTraceState, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -216,6 +216,26 @@ describe.each(['memory', 'bullmq'] as const)('traces (%s backend)', (backend) =>
       .spans()
       .find((span) => span.name === 'processor.page' && span.parentSpanContext?.spanId === attempt.spanContext().spanId);
     expect(page?.spanContext().traceId).toBe(request.traceId);
+  });
+
+  it('a remote parent with a tracestate (as an incoming request has): the attempt gets the same trace, flags and tracestate', async () => {
+    const traceId = randomUUID().replace(/-/g, '');
+    const remote = trace.setSpanContext(context.active(), {
+      traceId,
+      spanId: 'a1b2c3d4e5f60718',
+      traceFlags: 1,
+      isRemote: true,
+      traceState: createTraceState('vendor=opaque,other=1'),
+    });
+    const info = await context.with(remote, () => queue.enqueue(WORK, {}, { owner: 'alice' }));
+    const events = await allEvents(queue, info.id);
+    expect(events.every((event) => event.traceId === traceId)).toBe(true);
+    const enqueue = await tracing.waitForSpan(spanOfJob('enqueue', info.id), 'enqueue');
+    expect(enqueue.parentSpanContext?.spanId).toBe('a1b2c3d4e5f60718');
+    const attempt = await tracing.waitForSpan(spanOfJob('attempt', info.id), 'attempt');
+    expect(attempt.parentSpanContext).toMatchObject({ traceId, spanId: enqueue.spanContext().spanId, traceFlags: 1, isRemote: true });
+    expect(attempt.parentSpanContext?.traceState?.serialize()).toBe('vendor=opaque,other=1');
+    expect(attempt.spanContext().traceState?.serialize()).toBe('vendor=opaque,other=1');
   });
 
   it('a job enqueued outside any span: no traceId on its events, no enqueue span, and it runs as before', async () => {
