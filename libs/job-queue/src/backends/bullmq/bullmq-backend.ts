@@ -264,7 +264,8 @@ export class BullMqBackend implements JobQueueBackend {
     }
     const subscription = this.reader.subscribe(this.keys.events(options.queue, id), page.next, traceId);
     // A follower reads the job for as long as it follows: one lookup per follow (not per event),
-    // made after subscribing so that it does not delay the subscription.
+    // made after subscribing so that it does not delay the subscription (after an empty page, the
+    // lookup above answered it too).
     let following = true;
     let release: (() => void) | undefined;
     (known ?? this.connections.commands.hget(metaKey, 'abandonAfterMs')).then(
