@@ -38,6 +38,7 @@ export { isFinalState, type JobInfo, type JobState } from './contract/job-info.j
 export type { QueueBridgeStatus } from './contract/queue-bridge-status.js';
 export type { QueueJobCounts } from './contract/queue-job-counts.js';
 export type { CancelCause, DeliveryKind } from './metrics/job-queue-meter.js';
+export { JOB_TRACER_NAME, JOB_SPAN_ATTRIBUTES } from './tracing/job-tracing.js';
 export { JobQueueError } from './errors/job-queue.error.js';
 export { JobNotFoundError } from './errors/job-not-found.error.js';
 export { JobAlreadyFinishedError } from './errors/job-already-finished.error.js';

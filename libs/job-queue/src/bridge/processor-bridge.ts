@@ -4,6 +4,7 @@ import { encodeProcessorCall, errorMessageOf } from '../contract/encode-event.js
 import type { AttemptLifecycle, RunningAttempt } from '../backends/bullmq/attempt-lifecycle.js';
 import type { AttemptOutcome } from '../contract/attempt-verdict.js';
 import { DEFAULT_QUEUE } from '../contract/job-queue.js';
+import { AttemptSpan } from '../tracing/job-tracing.js';
 import type { BridgedJob, ProgressSink } from './bridged-job.js';
 
 /** A worker that waits this long for its bridge says so in the log (it keeps waiting). */
@@ -140,23 +141,34 @@ export class ProcessorBridge {
     );
     const sink = new AttemptProgressSink(running, this.options.maxEventBytes);
     job.progressSink = sink;
-    let outcome: AttemptOutcome;
+    // The attempt's span, a child of the enqueue's: an inline processor runs in it (a sandboxed
+    // one runs in another process, which the context does not reach).
+    const span = new AttemptSpan({ system: 'bullmq', queue, name: job.name, id: job.id!, attempt: running.attempt }, running.trace);
     try {
-      outcome = { ok: true, value: await work() };
+      let outcome: AttemptOutcome;
+      try {
+        outcome = { ok: true, value: await span.run(work) };
+      } catch (error) {
+        outcome = { ok: false, error };
+        span.fail(error);
+      }
+      job.progressSink = undefined;
+      // Every call the processor made goes in before the terminal event.
+      sink.drain();
+      await running.close();
+      if (running.refused) {
+        // Cancelled (or superseded) meanwhile: the stream has its end. BullMQ records what the
+        // processor did, as it would without the bridge, but a cancelled job is not retried.
+        if (outcome.ok) return outcome.value;
+        throw new UnrecoverableError(errorMessageOf(outcome.error));
+      }
+      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'processor'));
     } catch (error) {
-      outcome = { ok: false, error };
+      span.fail(error);
+      throw error;
+    } finally {
+      span.end();
     }
-    job.progressSink = undefined;
-    // Every call the processor made goes in before the terminal event.
-    sink.drain();
-    await running.close();
-    if (running.refused) {
-      // Cancelled (or superseded) meanwhile: the stream has its end. BullMQ records what the
-      // processor did, as it would without the bridge, but a cancelled job is not retried.
-      if (outcome.ok) return outcome.value;
-      throw new UnrecoverableError(errorMessageOf(outcome.error));
-    }
-    return this.lifecycle.conclude(job, running, outcome, 'processor');
   }
 
   /**
@@ -166,7 +178,7 @@ export class ProcessorBridge {
   async onFailed(queue: string, job: Job, error: Error): Promise<void> {
     if (!job.id || !job.finishedOn) return;
     try {
-      await this.lifecycle.writeTerminal(queue, job.id, 'failed', { error });
+      await this.lifecycle.writeTerminal(queue, job, 'failed', { error });
     } catch (cause) {
       this.logger.warn(`Could not record the failure of job ${job.id} of queue ${queue}: ${(cause as Error).message}`);
     }

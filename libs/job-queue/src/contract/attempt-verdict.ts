@@ -23,6 +23,11 @@ export type AttemptVerdict =
  */
 const CONTROL_FLOW_ERRORS = new Set(['DelayedError', 'RateLimitError', 'WaitingError', 'WaitingChildrenError']);
 
+/** True for BullMQ's "not now" errors (by name, so that it holds across package copies). */
+export function isControlFlowError(error: unknown): boolean {
+  return error instanceof Error && CONTROL_FLOW_ERRORS.has(error.name);
+}
+
 /** True for an error after which BullMQ does not retry (by name, so that it holds across package copies). */
 export function isUnrecoverable(error: unknown): boolean {
   return error instanceof Error && error.name === 'UnrecoverableError';
@@ -62,7 +67,7 @@ export function judgeAttempt(
     return { kind: 'failed', error: failure, ours: true };
   }
   const { error } = outcome;
-  if (attempt.deferrable !== false && error instanceof Error && CONTROL_FLOW_ERRORS.has(error.name)) return { kind: 'deferred', error };
+  if (attempt.deferrable !== false && isControlFlowError(error)) return { kind: 'deferred', error };
   if (isUnrecoverable(error) || attempt.number >= Math.max(1, attempt.maxAttempts)) return { kind: 'failed', error, ours: false };
   return { kind: 'retry', error };
 }

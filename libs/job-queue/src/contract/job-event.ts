@@ -10,6 +10,11 @@ export interface JobEvent<TData = unknown> {
   data: TData;
   /** Milliseconds since the epoch at which the event was recorded. */
   ts: number;
+  /**
+   * The OpenTelemetry trace id (32 hex digits) of the context the job was enqueued in, on every
+   * event of the job; absent when it was enqueued outside of a valid span context.
+   */
+  traceId?: string;
 }
 
 /** Types of the events that end a stream; exactly one of them is the last event of every job. */

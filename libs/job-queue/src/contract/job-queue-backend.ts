@@ -3,6 +3,7 @@ import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
 import type { QueueBridgeStatus } from './queue-bridge-status.js';
 import type { QueueJobCounts } from './queue-job-counts.js';
+import type { TraceCarrier } from '../tracing/job-tracing.js';
 
 /** Which job, once the facade has checked and defaulted the queue. */
 export interface JobAddress {
@@ -21,6 +22,8 @@ export interface NewJob {
   attempts?: number;
   priority?: number;
   abandonAfterMs?: number;
+  /** The trace context of the enqueue, stored with the job (never in its data). */
+  trace?: TraceCarrier;
 }
 
 /** A read with every option checked and defaulted. */

@@ -8,6 +8,7 @@ import type { JobQueueBackend, PageRequest } from './job-queue-backend.js';
 import type { QueueBridgeStatus } from './queue-bridge-status.js';
 import type { QueueJobCounts } from './queue-job-counts.js';
 import type { JobQueueMeter } from '../metrics/job-queue-meter.js';
+import { tracedEnqueue } from '../tracing/job-tracing.js';
 
 /** The queue of `@JobHandler` jobs, and of every call that names no queue. */
 export const DEFAULT_QUEUE = 'jobs';
@@ -123,6 +124,10 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
    * Adds a job: for the `@JobHandler` registered under `name` (default queue), or for the
    * `@Processor` of `options.queue`, with `name` as the BullMQ job name.
    *
+   * Called inside an OpenTelemetry span, it records an `enqueue` span and stores its trace context
+   * with the job (not in its data): every attempt's span, on whichever worker, is its child, and
+   * every event of the job has its `traceId`.
+   *
    * @throws UnknownJobNameError when no handler has that name.
    * @throws UnknownQueueError when no processor serves that queue, or it is not bridged.
    * @throws InvalidArgumentError when an option is out of range or `data` is not JSON.
@@ -143,15 +148,18 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
     }
     if (json === undefined) throw new InvalidArgumentError('data must be JSON-serializable');
     const queue = queueOf(options);
-    const job = await this.store.add({
-      queue,
-      name,
-      data: json,
-      owner: options.owner,
-      attempts: options.attempts,
-      priority: options.priority,
-      abandonAfterMs: options.abandonAfterMs,
-    });
+    const job = await tracedEnqueue({ system: this.store.name, queue, name }, (trace) =>
+      this.store.add({
+        queue,
+        name,
+        data: json,
+        owner: options.owner,
+        attempts: options.attempts,
+        priority: options.priority,
+        abandonAfterMs: options.abandonAfterMs,
+        trace,
+      }),
+    );
     this.meter?.sink?.enqueued(queue);
     return job;
   }

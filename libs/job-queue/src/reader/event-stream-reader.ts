@@ -6,8 +6,11 @@ import { compareStreamIds, rangeStartAfter, readIdAfter, timestampOf } from './s
 type RawEntry = [id: string, fields: string[]];
 type XReadReply = Array<[key: string, entries: RawEntry[]]> | null;
 
-/** Turns stream entries into events (fields `type` and `data`). */
-export function toEvents(entries: RawEntry[]): JobEvent[] {
+/**
+ * Turns stream entries into events (fields `type` and `data`). `traceId` is the job's (one per
+ * job, known to the reader from the job's metadata, so entries do not carry it).
+ */
+export function toEvents(entries: RawEntry[], traceId?: string): JobEvent[] {
   return entries.map(([id, fields]) => {
     let type = '';
     let data = 'null';
@@ -15,7 +18,9 @@ export function toEvents(entries: RawEntry[]): JobEvent[] {
       if (fields[i] === 'type') type = fields[i + 1];
       else if (fields[i] === 'data') data = fields[i + 1];
     }
-    return { id, type, data: JSON.parse(data) as unknown, ts: timestampOf(id) };
+    const event: JobEvent = { id, type, data: JSON.parse(data) as unknown, ts: timestampOf(id) };
+    if (traceId !== undefined) event.traceId = traceId;
+    return event;
   });
 }
 
@@ -56,6 +61,8 @@ export class StreamSubscription {
     /** Id of the last event handed out (or queued); entries at or before it are skipped. */
     public cursor: string,
     private readonly reader: EventStreamReader,
+    /** The trace id of the job (the same for every subscription of the key), put on its events. */
+    readonly traceId?: string,
   ) {
     this.delivered = cursor;
   }
@@ -93,7 +100,7 @@ export class StreamSubscription {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (!this.pending.length && !this.attached && !this.closed) {
-        const caughtUp = await this.reader.fetchAfter(this.key, this.cursor);
+        const caughtUp = await this.reader.fetchAfter(this.key, this.cursor, this.traceId);
         if (caughtUp.length) {
           this.cursor = this.delivered = caughtUp[caughtUp.length - 1].id;
           return caughtUp;
@@ -188,9 +195,12 @@ export class EventStreamReader {
     await this.refreshClientId();
   }
 
-  /** Follows `key` after `cursor`. The caller must have read everything up to `cursor` itself. */
-  subscribe(key: string, cursor: string): StreamSubscription {
-    const subscription = new StreamSubscription(key, cursor, this);
+  /**
+   * Follows `key` after `cursor`. The caller must have read everything up to `cursor` itself.
+   * `traceId`: the job's, when it was enqueued in a trace (events get it).
+   */
+  subscribe(key: string, cursor: string, traceId?: string): StreamSubscription {
+    const subscription = new StreamSubscription(key, cursor, this, traceId);
     this.attach(subscription);
     return subscription;
   }
@@ -225,9 +235,9 @@ export class EventStreamReader {
   }
 
   /** A plain read for a subscriber catching up on its own after an overflow. */
-  async fetchAfter(key: string, cursor: string): Promise<JobEvent[]> {
+  async fetchAfter(key: string, cursor: string, traceId?: string): Promise<JobEvent[]> {
     const entries = (await this.commands.xrange(key, rangeStartAfter(cursor), '+', 'COUNT', READ_COUNT)) as RawEntry[];
-    return toEvents(entries);
+    return toEvents(entries, traceId);
   }
 
   /** Number of jobs followed right now (for metrics and tests). */
@@ -344,7 +354,8 @@ export class EventStreamReader {
       for (const [key, entries] of reply) {
         const set = this.byKey.get(key);
         if (!set || !entries.length) continue;
-        const events = toEvents(entries);
+        // Every subscription of a key is of the same job: the first one's trace id is the job's.
+        const events = toEvents(entries, set.values().next().value!.traceId);
         const sizes = sizesOf(entries);
         const from = ids[this.keyIndex.get(key)!];
         // (A subscription that detaches while being offered deletes itself: safe while iterating.)

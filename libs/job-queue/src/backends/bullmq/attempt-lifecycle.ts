@@ -8,6 +8,7 @@ import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-opt
 import { EventAppender, type AppendedEvent } from './event-appender.js';
 import type { JobScripts, NewJobMeta } from './job-scripts.js';
 import type { RedisKeys } from './redis-keys.js';
+import { tracedFinish, type TraceCarrier } from '../../tracing/job-tracing.js';
 
 const RESOLVED = Promise.resolve();
 
@@ -21,6 +22,8 @@ export class RunningAttempt {
   readonly abort = new AbortController();
   /** Set once the attempt reached `maxEventsPerJob`: the job fails with it. */
   limitError?: EventLimitExceededError;
+  /** The trace context the job was enqueued in, when it was: the parent of the attempt's span. */
+  trace?: TraceCarrier;
   readonly appender: EventAppender;
 
   constructor(
@@ -136,7 +139,7 @@ export class AttemptLifecycle {
     );
     if (started.status === 'limit') {
       const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
-      await this.writeTerminal(queue, id, 'failed', { error: limitError });
+      await this.writeTerminal(queue, job, 'failed', { error: limitError });
       throw new UnrecoverableError(limitError.message);
     }
     if (started.status !== 'ok') return started;
@@ -162,6 +165,7 @@ export class AttemptLifecycle {
           onFlushed: options.onFlushed,
         }),
     );
+    attempt.trace = started.trace;
     if (started.abandonAfterMs) {
       const meta = this.keys.meta(queue, id);
       const events = this.keys.events(queue, id);
@@ -180,7 +184,7 @@ export class AttemptLifecycle {
    */
   async conclude(job: Job, running: RunningAttempt, outcome: AttemptOutcome, what: string): Promise<unknown> {
     await running.close();
-    const { queue, jobId: id, attempt } = running;
+    const { queue, attempt } = running;
     if (running.refused) return undefined; // cancelled meanwhile, or superseded: its end is not ours to write
     const verdict = judgeAttempt(outcome, {
       number: job.attemptsMade + 1,
@@ -190,15 +194,15 @@ export class AttemptLifecycle {
     });
     switch (verdict.kind) {
       case 'completed':
-        await this.writeTerminal(queue, id, 'completed', { result: verdict.result }, attempt);
+        await this.writeTerminal(queue, job, 'completed', { result: verdict.result }, attempt);
         return outcome.ok ? outcome.value : undefined;
       case 'failed':
-        await this.writeTerminal(queue, id, 'failed', { error: verdict.error }, attempt);
+        await this.writeTerminal(queue, job, 'failed', { error: verdict.error }, attempt);
         // A failure of the library's making (cap, result) must not be retried by BullMQ.
         if (verdict.ours) throw new UnrecoverableError(errorMessageOf(verdict.error));
         break;
       case 'retry':
-        if ((await this.requeue(queue, id, attempt)) !== 'ok') return undefined; // cancelled meanwhile: no retry
+        if ((await this.requeue(queue, running.jobId, attempt)) !== 'ok') return undefined; // cancelled meanwhile: no retry
         break;
       case 'deferred':
         break; // BullMQ runs it again later: the stream goes on
@@ -211,10 +215,13 @@ export class AttemptLifecycle {
     return this.retrying(() => this.scripts.requeueJob(this.keys.meta(queue, id), attempt));
   }
 
-  /** Writes the terminal event of an attempt (retried through Redis blips; idempotent). `result` is JSON text. */
+  /**
+   * Writes the terminal event of an attempt (retried through Redis blips; idempotent), in a
+   * `finish` span (a child of the attempt's when called inside it). `result` is JSON text.
+   */
   async writeTerminal(
     queue: string,
-    id: string,
+    job: Pick<Job, 'id' | 'name'>,
     state: 'completed' | 'failed',
     outcome: { result: string } | { error: unknown },
     attempt?: number,
@@ -229,16 +236,19 @@ export class AttemptLifecycle {
       data = `{"error":${error}}`;
       field = { field: 'error', value: error };
     }
-    await this.retrying(() =>
-      this.scripts.finishJob(
-        this.keys.meta(queue, id),
-        this.keys.events(queue, id),
-        state,
-        data,
-        Date.now(),
-        this.options.retentionMs,
-        field,
-        attempt,
+    const id = job.id!;
+    await tracedFinish({ system: 'bullmq', queue, name: job.name, id, attempt, state }, () =>
+      this.retrying(() =>
+        this.scripts.finishJob(
+          this.keys.meta(queue, id),
+          this.keys.events(queue, id),
+          state,
+          data,
+          Date.now(),
+          this.options.retentionMs,
+          field,
+          attempt,
+        ),
       ),
     );
   }

@@ -22,6 +22,7 @@ import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { EventStreamReader, toEvents } from '../../reader/event-stream-reader.js';
 import { assertCursor, compareStreamIds } from '../../reader/stream-id.js';
+import { traceIdOf, tracedFinish } from '../../tracing/job-tracing.js';
 import { JobScripts } from './job-scripts.js';
 import { RedisConnections } from './redis-connections.js';
 import { ReadKeepAlive } from './read-keep-alive.js';
@@ -191,6 +192,7 @@ export class BullMqBackend implements JobQueueBackend {
         count: 0,
         // Read as of its creation: unread from then on, it is abandoned after this long.
         ...(spec.abandonAfterMs ? { abandonAfterMs: spec.abandonAfterMs, readAt: createdAt } : {}),
+        ...spec.trace,
       });
       let added: Promise<unknown>;
       try {
@@ -238,10 +240,10 @@ export class BullMqBackend implements JobQueueBackend {
     if (page.status === 'gone' && (await this.adopted(queue, id, options))) page = await this.guard(read);
     if (page.status === 'gone') throw new JobNotFoundError(id);
     if (page.status === 'cursor') throw new InvalidCursorError(options.after);
-    const { terminal, entries } = page;
-    let events = toEvents(entries);
+    const { terminal, entries, traceId } = page;
+    let events = toEvents(entries, traceId);
     if (!events.length && !terminal && options.waitMs > 0 && !this.stopped) {
-      const subscription = this.reader.subscribe(eventsKey, options.after);
+      const subscription = this.reader.subscribe(eventsKey, options.after, traceId);
       // A long-poll waiting for the next event still reads the job.
       const release = page.abandonAfterMs ? this.keepAlive.hold(this.keys.meta(queue, id), page.abandonAfterMs) : undefined;
       try {
@@ -260,13 +262,25 @@ export class BullMqBackend implements JobQueueBackend {
   /** Follows through the shared reader: no Redis connection and no polling per follower. */
   async *followAfter(id: string, page: JobEventPage, options: FollowRequest): AsyncGenerator<JobEvent[], void, undefined> {
     if (this.stopped) return;
-    const subscription = this.reader.subscribe(this.keys.events(options.queue, id), page.next);
-    // A follower reads the job for as long as it follows: one lookup per follow (not per event),
-    // made after subscribing so that it does not delay the subscription.
     const metaKey = this.keys.meta(options.queue, id);
+    // The page's events tell the job's trace id (every event of a job has it, or none has). Only a
+    // follow after an empty page asks the job, before subscribing, so that no event lacks it.
+    let traceId = page.events[0]?.traceId;
+    let known: Promise<string | null> | undefined;
+    if (!page.events.length) {
+      const [abandonAfterMs, traceparent] = await this.guard(() =>
+        this.connections.commands.hmget(metaKey, 'abandonAfterMs', 'traceparent'),
+      );
+      traceId = traceIdOf(traceparent ?? undefined);
+      known = Promise.resolve(abandonAfterMs);
+    }
+    const subscription = this.reader.subscribe(this.keys.events(options.queue, id), page.next, traceId);
+    // A follower reads the job for as long as it follows: one lookup per follow (not per event),
+    // made after subscribing so that it does not delay the subscription (after an empty page, the
+    // lookup above answered it too).
     let following = true;
     let release: (() => void) | undefined;
-    this.connections.commands.hget(metaKey, 'abandonAfterMs').then(
+    (known ?? this.connections.commands.hget(metaKey, 'abandonAfterMs')).then(
       (value) => {
         const abandonAfterMs = Number(value) || 0;
         if (abandonAfterMs && following) release = this.keepAlive.hold(metaKey, abandonAfterMs);
@@ -298,17 +312,19 @@ export class BullMqBackend implements JobQueueBackend {
     const { queue, reason } = options;
     this.assertWellFormed(queue, id, options);
     // Existence and ownership first (a plain BullMQ job is adopted for a system-level cancel).
-    await this.getJob(id, options);
-    const reply = await this.guard(() =>
-      this.scripts.finishJob(
-        this.keys.meta(queue, id),
-        this.keys.events(queue, id),
-        'cancelled',
-        JSON.stringify({ reason }),
-        Date.now(),
-        this.options.retentionMs,
-        undefined,
-        undefined,
+    const { name, attempt } = await this.getJob(id, options);
+    const reply = await tracedFinish({ system: 'bullmq', queue, name, id, attempt: attempt || undefined, state: 'cancelled' }, () =>
+      this.guard(() =>
+        this.scripts.finishJob(
+          this.keys.meta(queue, id),
+          this.keys.events(queue, id),
+          'cancelled',
+          JSON.stringify({ reason }),
+          Date.now(),
+          this.options.retentionMs,
+          undefined,
+          undefined,
+        ),
       ),
     );
     if (reply.status === 'gone') throw new JobNotFoundError(id);

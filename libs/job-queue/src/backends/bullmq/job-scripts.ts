@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { JobQueueMeter } from '../../metrics/job-queue-meter.js';
+import { traceIdOf, type TraceCarrier } from '../../tracing/job-tracing.js';
 
 const SCRIPT_NAMES = [
   'start-attempt',
@@ -49,7 +50,8 @@ type ScriptReply = Array<string | number>;
 /** What `start-attempt` decided. */
 export type StartAttemptReply =
   /** `abandonAfterMs`: the job's, when it was enqueued with one. */
-  | { status: 'ok'; attempt: number; eventId: string; eventCount: number; abandonAfterMs?: number }
+  /** `trace`: the trace context the job was enqueued in, when it was. */
+  | { status: 'ok'; attempt: number; eventId: string; eventCount: number; abandonAfterMs?: number; trace?: TraceCarrier }
   | { status: 'final'; state: string; result: string | undefined }
   | { status: 'gone' }
   | { status: 'limit' };
@@ -97,7 +99,8 @@ export type ReadEventsReply =
   | { status: 'gone' }
   | { status: 'cursor' }
   /** `abandonAfterMs`: the job's, when it was enqueued with one (the read was recorded). */
-  | { status: 'ok'; terminal: string | undefined; entries: RawStreamEntry[]; abandonAfterMs?: number };
+  /** `traceId`: of the trace context the job was enqueued in, when it was. */
+  | { status: 'ok'; terminal: string | undefined; entries: RawStreamEntry[]; abandonAfterMs?: number; traceId?: string };
 
 /** `'1', owner` checks the owner; `'0', ''` is system access. */
 function ownerArgs(owner: string | undefined): [string, string] {
@@ -141,6 +144,7 @@ export class JobScripts {
           eventId: String(reply[2]),
           eventCount: Number(reply[3]),
           abandonAfterMs: Number(reply[4]) || undefined,
+          trace: reply[5] ? { traceparent: String(reply[5]), ...(reply[6] ? { tracestate: String(reply[6]) } : {}) } : undefined,
         };
       case 'final':
         return { status: 'final', state: String(reply[1]), result: reply[2] === '' ? undefined : String(reply[2]) };
@@ -207,13 +211,19 @@ export class JobScripts {
 
   /** A page of events after `cursor`, read only when `owner` (if given) owns the job and the cursor is one of its ids. */
   async readEvents(meta: string, events: string, owner: string | undefined, cursor: string, limit: number): Promise<ReadEventsReply> {
-    const reply = await this.run<[string, string?, RawStreamEntry[]?, string?]>(
+    const reply = await this.run<[string, string?, RawStreamEntry[]?, string?, string?]>(
       'read-events',
       [meta, events],
       [...ownerArgs(owner), cursor, limit],
     );
     if (reply[0] === 'gone' || reply[0] === 'cursor') return { status: reply[0] };
-    return { status: 'ok', terminal: reply[1] || undefined, entries: reply[2] ?? [], abandonAfterMs: Number(reply[3]) || undefined };
+    return {
+      status: 'ok',
+      terminal: reply[1] || undefined,
+      entries: reply[2] ?? [],
+      abandonAfterMs: Number(reply[3]) || undefined,
+      traceId: traceIdOf(reply[4]),
+    };
   }
 
   /** Records a read of a job enqueued with `abandonAfterMs` (no-op for other jobs), at Redis's time. */

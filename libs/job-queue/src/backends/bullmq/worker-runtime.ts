@@ -8,6 +8,7 @@ import type { JobContext } from '../../contract/job-context.js';
 import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
 import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
+import { AttemptSpan } from '../../tracing/job-tracing.js';
 import { AttemptLifecycle } from './attempt-lifecycle.js';
 import type { JobScripts } from './job-scripts.js';
 import { ProgressReporter } from './progress-reporter.js';
@@ -148,31 +149,41 @@ export class WorkerRuntime {
       emit: (type: string, data?: unknown) => running.append(type, encodeHandlerEvent(type, data, this.options.maxEventBytes)),
     };
 
-    let outcome: AttemptOutcome;
+    // The attempt's span, a child of the enqueue's (on whichever worker): the handler runs in it.
+    const span = new AttemptSpan({ system: 'bullmq', queue: DEFAULT_QUEUE, name: job.name, id, attempt: running.attempt }, running.trace);
     try {
-      if (!handler) throw new UnrecoverableError(`No handler for job name "${job.name}" in this worker`);
-      outcome = { ok: true, value: await handler(context) };
+      let outcome: AttemptOutcome;
+      try {
+        if (!handler) throw new UnrecoverableError(`No handler for job name "${job.name}" in this worker`);
+        outcome = { ok: true, value: await span.run(() => handler(context)) };
+      } catch (error) {
+        outcome = { ok: false, error };
+        span.fail(error);
+      }
+      // Everything the handler emitted goes in before the terminal event.
+      await running.close();
+      progress.flush();
+      if (this.running.get(id) === abort) this.running.delete(id);
+      if (!running.refused && !outcome.ok && abort.signal.reason instanceof WorkerShutdown) {
+        // Hand the job back without using up an attempt: it is delayed by 0 ms, i.e. waiting again.
+        await this.lifecycle.requeue(DEFAULT_QUEUE, id, running.attempt);
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
+      }
+      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'handler'));
     } catch (error) {
-      outcome = { ok: false, error };
+      span.fail(error);
+      throw error;
+    } finally {
+      span.end();
     }
-    // Everything the handler emitted goes in before the terminal event.
-    await running.close();
-    progress.flush();
-    if (this.running.get(id) === abort) this.running.delete(id);
-    if (!running.refused && !outcome.ok && abort.signal.reason instanceof WorkerShutdown) {
-      // Hand the job back without using up an attempt: it is delayed by 0 ms, i.e. waiting again.
-      await this.lifecycle.requeue(DEFAULT_QUEUE, id, running.attempt);
-      await job.moveToDelayed(Date.now(), token);
-      throw new DelayedError();
-    }
-    return this.lifecycle.conclude(job, running, outcome, 'handler');
   }
 
   /** BullMQ failed a job without our handler's outcome (e.g. stalled too often): end its stream. */
   private async onBullFailed(job: Job | undefined, error: Error): Promise<void> {
     if (!job?.id || (job.attemptsMade < (job.opts.attempts ?? 1) && !/stalled/i.test(error.message))) return;
     try {
-      await this.lifecycle.writeTerminal(DEFAULT_QUEUE, job.id, 'failed', { error });
+      await this.lifecycle.writeTerminal(DEFAULT_QUEUE, job, 'failed', { error });
     } catch (cause) {
       this.logger.warn(`Could not record the failure of job ${job.id}: ${(cause as Error).message}`);
     }

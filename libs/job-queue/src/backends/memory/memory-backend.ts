@@ -19,6 +19,7 @@ import type { JobAddress, JobQueueBackend, NewJob, PageRequest } from '../../con
 import type { QueueJobCounts } from '../../contract/queue-job-counts.js';
 import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
+import { AttemptSpan } from '../../tracing/job-tracing.js';
 import { MemoryBullJob } from './memory-bull-job.js';
 import { MemoryJob } from './memory-job.js';
 
@@ -87,6 +88,7 @@ export class MemoryBackend implements JobQueueBackend {
       spec.priority,
       Date.now(),
       spec.abandonAfterMs,
+      spec.trace,
     );
     this.jobs.set(MemoryBackend.keyOf(job.queue, job.id), job);
     if (job.abandonAfterMs) this.watchReads(job, job.abandonAfterMs);
@@ -266,13 +268,25 @@ export class MemoryBackend implements JobQueueBackend {
       },
     };
 
-    let outcome: AttemptOutcome;
+    // The attempt's span, a child of the enqueue's, as on the bullmq backend: the work runs in it.
+    const span = new AttemptSpan({ system: 'memory', queue: job.queue, name: job.name, id: job.id, attempt }, job.trace);
     try {
-      outcome = { ok: true, value: await this.work(job, context, live) };
-    } catch (error) {
-      outcome = { ok: false, error };
+      let outcome: AttemptOutcome;
+      try {
+        outcome = { ok: true, value: await span.run(() => this.work(job, context, live)) };
+      } catch (error) {
+        outcome = { ok: false, error };
+        span.fail(error);
+      }
+      ended = true;
+      span.run(() => this.conclude(job, attempt, outcome, span));
+    } finally {
+      span.end();
     }
-    ended = true;
+  }
+
+  /** Ends an attempt whose work returned or threw: the terminal event, or the retry. */
+  private conclude(job: MemoryJob, attempt: number, outcome: AttemptOutcome, span: AttemptSpan): void {
     if (job.final || job.attempt !== attempt) return; // cancelled meanwhile: the stream has its terminal event
     job.abort = undefined;
 
@@ -283,6 +297,7 @@ export class MemoryBackend implements JobQueueBackend {
       what: job.queue === DEFAULT_QUEUE ? 'handler' : 'processor',
       deferrable: false, // the in-memory Job refuses moveToDelayed and the like
     });
+    if (verdict.kind !== 'completed') span.fail(verdict.error);
     switch (verdict.kind) {
       case 'completed':
         job.result = JSON.parse(verdict.result);

@@ -1,5 +1,7 @@
 import type { JobEvent } from '../../contract/job-event.js';
 import type { JobInfo, JobState } from '../../contract/job-info.js';
+import type { EventLimitExceededError } from '../../errors/event-limit-exceeded.error.js';
+import { traceIdOf, tracedFinish, type TraceCarrier } from '../../tracing/job-tracing.js';
 
 /** One job of the in-memory backend, with its events. */
 export class MemoryJob {
@@ -18,7 +20,7 @@ export class MemoryJob {
   abort?: AbortController;
   expiry?: NodeJS.Timeout;
   /** Set when the running attempt reached the event cap: the job fails with it. */
-  limitError?: Error;
+  limitError?: EventLimitExceededError;
   /** With `abandonAfterMs`: when a client last read the job, and the check that cancels it when unread. */
   readAt = 0;
   watchdog?: NodeJS.Timeout;
@@ -34,9 +36,15 @@ export class MemoryJob {
     readonly priority: number | undefined,
     readonly createdAt: number,
     readonly abandonAfterMs?: number,
+    /** The trace context the job was enqueued in, when it was. */
+    readonly trace?: TraceCarrier,
   ) {
     this.readAt = createdAt;
+    this.traceId = traceIdOf(trace?.traceparent);
   }
+
+  /** The trace id every event of the job carries, when it was enqueued in a trace. */
+  readonly traceId?: string;
 
   /** True once the job reached a final state (its terminal event is written). */
   get final(): boolean {
@@ -45,18 +53,21 @@ export class MemoryJob {
 
   append(type: string, data: unknown): JobEvent {
     const event: JobEvent = { id: String(this.events.length + 1), type, data, ts: Date.now() };
+    if (this.traceId !== undefined) event.traceId = this.traceId;
     this.events.push(event);
     for (const wake of this.waiters) wake();
     this.waiters.clear();
     return event;
   }
 
-  /** Ends the job: its final state, and the terminal event of the same name. */
+  /** Ends the job: its final state, and the terminal event of the same name (in a `finish` span). */
   writeTerminal(state: 'completed' | 'failed' | 'cancelled', data: unknown): void {
-    this.state = state;
-    this.finishedAt = Date.now();
-    this.terminalSeq = this.events.length + 1;
-    this.append(state, data);
+    tracedFinish({ system: 'memory', queue: this.queue, name: this.name, id: this.id, attempt: this.attempt || undefined, state }, () => {
+      this.state = state;
+      this.finishedAt = Date.now();
+      this.terminalSeq = this.events.length + 1;
+      this.append(state, data);
+    });
   }
 
   info(): JobInfo {

@@ -12,9 +12,10 @@
   ARGV[4] limit (events at most)
   A job with `abandonAfterMs` records Redis's clock as its last read (one clock for every instance).
 
-  Returns {'gone'} | {'cursor'} | {'ok', terminalEventId or '', entries, abandonAfterMs or ''}.
+  Returns {'gone'} | {'cursor'} | {'ok', terminalEventId or '', entries, abandonAfterMs or '', traceparent or ''}
+  (the job's trace context, so that readers give every event its trace id without a lookup per event).
 ]]
-local meta = redis.call('HMGET', KEYS[1], 'name', 'owner', 'terminal', 'abandonAfterMs')
+local meta = redis.call('HMGET', KEYS[1], 'name', 'owner', 'terminal', 'abandonAfterMs', 'traceparent')
 if not meta[1] or (ARGV[1] == '1' and meta[2] ~= ARGV[2]) then return {'gone'} end
 if meta[4] then
   local now = redis.call('TIME')
@@ -25,4 +26,4 @@ if ARGV[3] ~= '0' then
   if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then return {'cursor'} end
   start = '(' .. ARGV[3]
 end
-return {'ok', meta[3] or '', redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[4]), meta[4] or ''}
+return {'ok', meta[3] or '', redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[4]), meta[4] or '', meta[5] or ''}

@@ -13,7 +13,8 @@
           BullMQ, without an owner), '0' to treat a missing one as gone (expired)
   ARGV[5] job name, ARGV[6] max attempts, ARGV[7] created at (epoch ms): for that creation
 
-  Returns {'ok', attempt, eventId, eventCount, abandonAfterMs or ''} | {'final', state, result or ''} | {'gone'} | {'limit'}.
+  Returns {'ok', attempt, eventId, eventCount, abandonAfterMs or '', traceparent or '', tracestate or ''}
+    | {'final', state, result or ''} | {'gone'} | {'limit'}.
 ]]
 if redis.call('HEXISTS', KEYS[1], 'name') == 0 then
   if ARGV[4] ~= '1' then return {'gone'} end
@@ -31,12 +32,17 @@ if meta[2] and ARGV[4] == '1' and meta[9] == '' and meta[10] ~= ARGV[7] then
   meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'count', 'state', 'result')
 end
 if meta[2] then return {'final', meta[7], meta[8] or ''} end
-local abandonAfterMs = redis.call('HGET', KEYS[1], 'abandonAfterMs') or ''
-if meta[3] == ARGV[3] then return {'ok', tonumber(meta[4]), meta[5], tonumber(meta[6]), abandonAfterMs} end
+local extra = redis.call('HMGET', KEYS[1], 'abandonAfterMs', 'traceparent', 'tracestate')
+local abandonAfterMs = extra[1] or ''
+local traceparent = extra[2] or ''
+local tracestate = extra[3] or ''
+if meta[3] == ARGV[3] then
+  return {'ok', tonumber(meta[4]), meta[5], tonumber(meta[6]), abandonAfterMs, traceparent, tracestate}
+end
 local count = tonumber(meta[6]) + 1
 if count >= tonumber(ARGV[2]) then return {'limit'} end
 local attempt = tonumber(meta[4]) + 1
 local id = redis.call('XADD', KEYS[2], '*', 'type', 'started', 'data', '{"attempt":' .. attempt .. '}')
 redis.call('HSET', KEYS[1], 'attempt', attempt, 'count', count, 'state', 'running', 'startedAt', ARGV[1],
   'run', ARGV[3], 'startedId', id)
-return {'ok', attempt, id, count, abandonAfterMs}
+return {'ok', attempt, id, count, abandonAfterMs, traceparent, tracestate}
