@@ -50,7 +50,7 @@ describe('health probes built with @nestjs/terminus (demo api)', () => {
     expect(live).toEqual({ status: 200, body: { status: 'ok', info: {}, error: {}, details: {} } });
     const ready = await probe(api, '/health/ready');
     expect(ready.status).toBe(200);
-    expect(ready.body.details.jobQueue).toEqual({ status: 'up', backend: 'memory', bridges: [] });
+    expect(ready.body.details.jobQueue).toEqual({ status: 'up', backend: 'memory', connections: {}, bridges: [] });
   });
 
   it('bullmq backend: ready goes down (503) while Redis is away and up again after, without the password; live stays 200', async () => {
@@ -63,7 +63,11 @@ describe('health probes built with @nestjs/terminus (demo api)', () => {
     const [api] = await AppProcess.startAll(processes, [AppProcess.api(env)]);
     const ready = await until(api, '/health/ready', 200);
     expect(ready.status).toBe(200);
-    expect(ready.body.details.jobQueue).toMatchObject({ status: 'up', backend: 'bullmq' });
+    expect(ready.body.details.jobQueue).toMatchObject({
+      status: 'up',
+      backend: 'bullmq',
+      connections: { commands: 'ready', reader: 'ready', cancels: 'ready' },
+    });
     // The demo registers the reports queue: this api, alone, leads its bridge (once its lease is taken).
     expect(ready.body.details.jobQueue.bridges).toEqual(expect.any(Array));
 

@@ -61,6 +61,8 @@ export interface JobQueueBackend {
   checkHealth(): Promise<void>;
   /** Jobs per state of every queue this process knows. */
   jobCounts(): Promise<QueueJobCounts[]>;
+  /** State of each connection the backend holds (ioredis' `status`: `ready`, `reconnecting`, ...), where it has any. */
+  connectionStatus?(): Record<string, string>;
   /** The foreign-worker bridges of this process, where the backend has them. */
   bridgeStatus?(): QueueBridgeStatus[];
   /** Once the application is built: start running jobs. */

@@ -249,6 +249,15 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
     return this.store.jobCounts();
   }
 
+  /**
+   * The state of each Redis connection of this process (`commands`, `reader`: the shared blocking
+   * reader every follower depends on, `cancels` and `worker` on workers), as ioredis reports it:
+   * `ready`, `connecting`, `reconnecting`, ... Empty on the memory backend.
+   */
+  connectionStatus(): Record<string, string> {
+    return this.store.connectionStatus?.() ?? {};
+  }
+
   /** Resolves when the backend can serve requests. @throws JobQueueUnavailableError */
   checkHealth(): Promise<void> {
     return this.store.checkHealth();

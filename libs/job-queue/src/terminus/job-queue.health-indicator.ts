@@ -17,7 +17,8 @@ const DEFAULT_MAX_BRIDGE_LAG_MS = 30_000;
 
 /**
  * A `@nestjs/terminus` health indicator for the job queue: the backend is reachable (a Redis
- * round trip on `bullmq`) and the foreign-worker bridges this process leads keep up. Put it in
+ * round trip on `bullmq`), the shared event reader is connected, and the foreign-worker bridges
+ * this process leads keep up. Put it in
  * your own `HealthCheckService` checks, typically a readiness route:
  *
  * @example
@@ -49,13 +50,18 @@ export class JobQueueHealthIndicator {
       .bridgeStatus()
       .filter((bridge) => bridge.leading)
       .map(({ queue, lagMs, lagEntries }) => ({ queue, lagMs, lagEntries }));
-    const details = { backend: this.queue.backend, bridges };
+    const connections = this.queue.connectionStatus();
+    const details = { backend: this.queue.backend, connections, bridges };
     try {
       await this.queue.checkHealth();
     } catch (error) {
       // Only the library's own message: it names the backend, never a credential.
       const message = error instanceof JobQueueUnavailableError ? error.message : 'The job queue backend is unavailable';
       return session.down({ ...details, message });
+    }
+    // Followers wait on the shared reader: without its connection no event reaches them.
+    if (connections.reader !== undefined && connections.reader !== 'ready') {
+      return session.down({ ...details, message: `The shared event reader's Redis connection is ${connections.reader}` });
     }
     const behind = bridges.filter((bridge) => bridge.lagMs > maxLagMs);
     if (behind.length) {

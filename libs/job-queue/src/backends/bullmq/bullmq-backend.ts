@@ -145,6 +145,10 @@ export class BullMqBackend implements JobQueueBackend {
     );
   }
 
+  connectionStatus(): Record<string, string> {
+    return this.connections.status();
+  }
+
   async checkHealth(): Promise<void> {
     await this.guard(() => this.connections.commands.ping());
   }

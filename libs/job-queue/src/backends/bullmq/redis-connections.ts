@@ -77,6 +77,14 @@ export class RedisConnections {
     return this.worker;
   }
 
+  /** Each client's ioredis status, by role. */
+  status(): Record<string, string> {
+    const status: Record<string, string> = { commands: this.commands.status, reader: this.blocking.status };
+    if (this.subscriber) status.cancels = this.subscriber.status;
+    if (this.worker) status.worker = this.worker.status;
+    return status;
+  }
+
   close(): void {
     for (const client of [this.commands, this.blocking, this.subscriber, this.worker]) client?.disconnect();
   }
