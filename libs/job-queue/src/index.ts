@@ -36,6 +36,7 @@ export {
 } from './contract/job-event.js';
 export { isFinalState, type JobInfo, type JobState } from './contract/job-info.js';
 export type { QueueBridgeStatus } from './contract/queue-bridge-status.js';
+export type { CircuitBreakerOptions, CircuitBreakerState, CircuitBreakerStatus, JobWaitingFor } from './contract/circuit-breaker.js';
 export { JobQueueError } from './errors/job-queue.error.js';
 export { JobNotFoundError } from './errors/job-not-found.error.js';
 export { JobAlreadyFinishedError } from './errors/job-already-finished.error.js';

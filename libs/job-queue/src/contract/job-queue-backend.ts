@@ -1,6 +1,7 @@
 import type { JobQueueBackendName } from '../options/job-queue-module-options.js';
 import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
+import type { CircuitBreakerState } from './circuit-breaker.js';
 import type { QueueBridgeStatus } from './queue-bridge-status.js';
 
 /** Which job, once the facade has checked and defaulted the queue. */
@@ -57,6 +58,8 @@ export interface JobQueueBackend {
   checkHealth(): Promise<void>;
   /** The foreign-worker bridges of this process, where the backend has them. */
   bridgeStatus?(): QueueBridgeStatus[];
+  /** The circuit breakers of the job names this process knows of, with their shared state. */
+  circuitBreakers(): Promise<CircuitBreakerState[]>;
   /** Once the application is built: start running jobs. */
   start(): Promise<void> | void;
   /** At shutdown: stop running jobs and release connections. */
