@@ -195,7 +195,15 @@ export class AttemptLifecycle {
       limitError: running.limitError,
       what,
     });
-    await breaker?.settle(breakerOutcomeOf(verdict), attempt);
+    if (breaker) {
+      let told = breakerOutcomeOf(verdict);
+      // A handler that throws because its job was cancelled meanwhile did not fail: its appender
+      // may not have learnt of the cancel (nothing was appended after it), the job's state has.
+      if (told === 'failure' && (await this.retrying(() => this.scripts.finalState(this.keys.meta(queue, id)))) === 'cancelled') {
+        told = 'release';
+      }
+      await breaker.settle(told, attempt);
+    }
     switch (verdict.kind) {
       case 'completed':
         await this.writeTerminal(queue, id, 'completed', { result: verdict.result }, attempt);

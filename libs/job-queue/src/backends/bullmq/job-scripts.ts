@@ -234,6 +234,12 @@ export class JobScripts {
     return this.run('abandon-unread', [meta, events], [retentionMs]);
   }
 
+  /** The job's final state, or undefined while it has none (a plain read: one key, nothing to keep atomic). */
+  async finalState(meta: string): Promise<string | undefined> {
+    const [terminal, state] = await this.redis.hmget(meta, 'terminal', 'state');
+    return terminal === null ? undefined : (state ?? undefined);
+  }
+
   /** Marks a job given back unstarted by this module's worker (see `hold-job.lua`); `create` gives a plain BullMQ job metadata. */
   holdJob(meta: string, create?: NewJobMeta): Promise<'ok' | 'final' | 'gone'> {
     return this.run(
