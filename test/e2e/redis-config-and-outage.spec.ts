@@ -82,7 +82,10 @@ describe('REDIS_URL with a password and a database index (bullmq backend)', () =
     const api = new BuildApi(started[0].url, 'api');
 
     const health = await api.fetch('/health');
-    expect({ status: health.status, body: await health.json() }).toEqual({ status: 200, body: { status: 'ok', backend: 'bullmq' } });
+    expect({ status: health.status, body: await health.json() }).toEqual({
+      status: 200,
+      body: { status: 'ok', backend: 'bullmq', details: { circuitBreakers: [] } },
+    });
     const id = await api.start({ steps: 3, stepMs: 10, tokensPerStep: 2 });
     const events = await api.follow(id, 'ndjson').ended;
     expect(typesAndData(events)).toEqual(expectedBuildEvents(3, 2));

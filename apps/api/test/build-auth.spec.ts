@@ -37,7 +37,7 @@ describe('tokens and ownership (AUTH_TOKENS=alice:tokenA,bob:tokenB)', () => {
     for (const client of [anonymous, new ApiClient(server.baseUrl, 'wrong')]) {
       const response = await client.fetch('/health');
       expect(response.status).toBe(200);
-      expect(await response.json()).toEqual({ status: 'ok', backend: 'memory' });
+      expect(await response.json()).toEqual({ status: 'ok', backend: 'memory', details: { circuitBreakers: [] } });
     }
   });
 

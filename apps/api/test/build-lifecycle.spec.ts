@@ -26,7 +26,7 @@ describe('builds: start, state, cancel, failure', () => {
   it('GET /health: 200 { status: "ok", backend: "memory" }', async () => {
     const response = await api.fetch('/health');
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: 'ok', backend: 'memory' });
+    expect(await response.json()).toEqual({ status: 'ok', backend: 'memory', details: { circuitBreakers: [] } });
   });
 
   describe('POST /builds', () => {

@@ -39,6 +39,7 @@ export type { QueueBridgeStatus } from './contract/queue-bridge-status.js';
 export type { QueueJobCounts } from './contract/queue-job-counts.js';
 export type { CancelCause, DeliveryKind } from './metrics/job-queue-meter.js';
 export { JOB_TRACER_NAME, JOB_SPAN_ATTRIBUTES } from './tracing/job-tracing.js';
+export type { CircuitBreakerOptions, CircuitBreakerState, CircuitBreakerStatus, JobWaitingFor } from './contract/circuit-breaker.js';
 export { JobQueueError } from './errors/job-queue.error.js';
 export { JobNotFoundError } from './errors/job-not-found.error.js';
 export { JobAlreadyFinishedError } from './errors/job-already-finished.error.js';

@@ -83,6 +83,52 @@ describe('memory backend only', () => {
       expect(validateJobQueueOptions(fromEnv()).jobNames).toEqual([]);
     });
 
+    it('circuit breaker options name the option and its rule; JOB_CIRCUIT_BREAKER is read as default and per-name entries', async () => {
+      const error = await startFails({
+        backend: 'memory',
+        circuitBreaker: { failures: 0, windowMs: 999, coolDownMs: 5000 },
+        circuitBreakers: { build: { failures: 3, windowMs: 10_000, coolDownMs: 99, extra: 1 }, report: true },
+      });
+      expect(error.problems).toEqual([
+        '"circuitBreaker.failures" must be an integer from 1 to 100000 (got 0)',
+        '"circuitBreaker.windowMs" must be an integer from 1000 to 86400000 (got 999)',
+        '"circuitBreakers.build" has unknown fields "extra"',
+        '"circuitBreakers.build.coolDownMs" must be an integer from 100 to 86400000 (got 99)',
+        '"circuitBreakers.report" must be an object { failures, windowMs, coolDownMs } (got true)',
+      ]);
+      expect(() => validateJobQueueOptions({ backend: 'memory', circuitBreakers: [] })).toThrow(
+        '"circuitBreakers" must be an object of job name to breaker options or false (got an array)',
+      );
+      const resolved = validateJobQueueOptions({
+        backend: 'memory',
+        circuitBreaker: { failures: 5, windowMs: 60_000, coolDownMs: 30_000 },
+        circuitBreakers: { report: false },
+      });
+      expect(resolved).toMatchObject({
+        circuitBreaker: { failures: 5, windowMs: 60_000, coolDownMs: 30_000 },
+        circuitBreakers: { report: false },
+      });
+      expect(validateJobQueueOptions({ backend: 'memory' })).toMatchObject({ circuitBreaker: undefined, circuitBreakers: {} });
+
+      const env: Record<string, string> = { JOB_CIRCUIT_BREAKER: ' 5,60000,30000 ; build=3,10000,5000; report=off' };
+      const fromEnv = (): JobQueueModuleOptions => jobQueueOptionsFromEnv({ get: <T>(key: string) => env[key] as T | undefined });
+      expect(validateJobQueueOptions(fromEnv())).toMatchObject({
+        circuitBreaker: { failures: 5, windowMs: 60_000, coolDownMs: 30_000 },
+        circuitBreakers: { build: { failures: 3, windowMs: 10_000, coolDownMs: 5_000 }, report: false },
+      });
+      env.JOB_CIRCUIT_BREAKER = 'build=3,0,5000';
+      expect(() => validateJobQueueOptions(fromEnv())).toThrow(
+        '"circuitBreakers.build.windowMs" must be an integer from 1000 to 86400000 (got 0)',
+      );
+      for (const bad of ['5,60000', 'build=a,b,c', '=3,1000,1000', '1,1000,1000;2,1000,1000', 'x=off;x=off']) {
+        env.JOB_CIRCUIT_BREAKER = bad;
+        expect(fromEnv).toThrow(InvalidJobQueueOptionsError);
+        expect(fromEnv).toThrow('JOB_CIRCUIT_BREAKER must be "failures,windowMs,coolDownMs"');
+      }
+      env.JOB_CIRCUIT_BREAKER = '';
+      expect(validateJobQueueOptions(fromEnv()).circuitBreaker).toBeUndefined();
+    });
+
     it('the smallest allowed values start, with defaults filled in', async () => {
       const options = { backend: 'memory', concurrency: 1, retentionMs: 1_000, maxEventsPerJob: 10, maxEventBytes: 256 } as const;
       expect(validateJobQueueOptions(options)).toMatchObject({

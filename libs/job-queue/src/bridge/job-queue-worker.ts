@@ -49,6 +49,7 @@ export class JobQueueWorker extends Worker {
     return bridge.run(
       this.name,
       job,
+      token,
       () => super.callProcessJob(job, token, signal),
       (reason) => this.cancelJob(job.id!, reason),
     );

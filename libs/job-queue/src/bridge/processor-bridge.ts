@@ -1,7 +1,10 @@
 import { Logger } from '@nestjs/common';
-import { UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { encodeProcessorCall, errorMessageOf } from '../contract/encode-event.js';
 import type { AttemptLifecycle, RunningAttempt } from '../backends/bullmq/attempt-lifecycle.js';
+import type { BreakerTicket, RedisCircuitBreakers } from '../backends/bullmq/circuit-breakers.js';
+import type { JobScripts, NewJobMeta } from '../backends/bullmq/job-scripts.js';
+import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
 import type { AttemptOutcome } from '../contract/attempt-verdict.js';
 import { DEFAULT_QUEUE } from '../contract/job-queue.js';
 import { AttemptSpan } from '../tracing/job-tracing.js';
@@ -65,6 +68,9 @@ export class ProcessorBridge {
 
   constructor(
     private readonly lifecycle: AttemptLifecycle,
+    private readonly breakers: RedisCircuitBreakers,
+    private readonly scripts: JobScripts,
+    private readonly keys: RedisKeys,
     private readonly options: {
       /** Queues to bridge; every queue when undefined. */
       queues?: readonly string[];
@@ -117,12 +123,41 @@ export class ProcessorBridge {
   /**
    * Runs one attempt of a processor job: `started`, the processor (`work`) with its progress and
    * log calls bridged, then the terminal event or the retry. `cancel` stops the processor through
-   * BullMQ (`Worker#cancelJob`) when the job is cancelled or reaches the event cap.
+   * BullMQ (`Worker#cancelJob`) when the job is cancelled or reaches the event cap. A job whose
+   * circuit breaker is open goes back to BullMQ unstarted (delayed; `token` is the worker's lock).
    */
-  async run(queue: string, job: BridgedJob, work: () => Promise<unknown>, cancel: (reason: string) => void): Promise<unknown> {
-    const started = await this.lifecycle.start(queue, job, {
-      create: { name: job.name, maxAttempts: Math.max(1, job.opts.attempts ?? 1), createdAt: job.timestamp || Date.now() },
-    });
+  async run(
+    queue: string,
+    job: BridgedJob,
+    token: string | undefined,
+    work: () => Promise<unknown>,
+    cancel: (reason: string) => void,
+  ): Promise<unknown> {
+    const create: NewJobMeta = { name: job.name, maxAttempts: Math.max(1, job.opts.attempts ?? 1), createdAt: job.timestamp || Date.now() };
+    const gate = await this.breakers.admit(job.name, queue, job.id!);
+    if (!gate.admitted) {
+      if ((await this.lifecycle.retrying(() => this.scripts.holdJob(this.keys.meta(queue, job.id!), create))) === 'ok') {
+        await job.moveToDelayed(gate.retryAt, token);
+        throw new DelayedError();
+      }
+    }
+    const ticket = gate.admitted ? gate.ticket : undefined;
+    try {
+      return await this.attempt(queue, job, create, work, cancel, ticket);
+    } finally {
+      await ticket?.settle('release');
+    }
+  }
+
+  private async attempt(
+    queue: string,
+    job: BridgedJob,
+    create: NewJobMeta,
+    work: () => Promise<unknown>,
+    cancel: (reason: string) => void,
+    ticket: BreakerTicket | undefined,
+  ): Promise<unknown> {
+    const started = await this.lifecycle.start(queue, job, { create });
     if (started.status === 'gone') return undefined;
     if (started.status === 'final') {
       // Completed already (BullMQ lost the news, e.g. the worker died right after): same result, no rerun.
@@ -157,12 +192,13 @@ export class ProcessorBridge {
       sink.drain();
       await running.close();
       if (running.refused) {
+        await ticket?.settle('release', running.attempt);
         // Cancelled (or superseded) meanwhile: the stream has its end. BullMQ records what the
         // processor did, as it would without the bridge, but a cancelled job is not retried.
         if (outcome.ok) return outcome.value;
         throw new UnrecoverableError(errorMessageOf(outcome.error));
       }
-      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'processor'));
+      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'processor', ticket));
     } catch (error) {
       span.fail(error);
       throw error;

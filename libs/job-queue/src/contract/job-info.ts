@@ -1,3 +1,5 @@
+import type { JobWaitingFor } from './circuit-breaker.js';
+
 /** States of a job. `completed`, `failed` and `cancelled` are final. */
 export type JobState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
@@ -19,6 +21,11 @@ export interface JobInfo {
   result?: unknown;
   /** Why the job failed, once `failed`. */
   error?: { message: string };
+  /**
+   * Set while the job is `queued` and a circuit breaker of its name holds it back (open, or
+   * half-open with another job as its probe): the job waits without starting or using an attempt.
+   */
+  waitingFor?: JobWaitingFor;
 }
 
 /** Final states. */

@@ -1,6 +1,7 @@
 import type { JobQueueBackendName } from '../options/job-queue-module-options.js';
 import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
+import type { CircuitBreakerState } from './circuit-breaker.js';
 import type { QueueBridgeStatus } from './queue-bridge-status.js';
 import type { QueueJobCounts } from './queue-job-counts.js';
 import type { TraceCarrier } from '../tracing/job-tracing.js';
@@ -65,6 +66,8 @@ export interface JobQueueBackend {
   connectionStatus?(): Record<string, string>;
   /** The foreign-worker bridges of this process, where the backend has them. */
   bridgeStatus?(): QueueBridgeStatus[];
+  /** The circuit breakers of the job names this process knows of, with their shared state. */
+  circuitBreakers(): Promise<CircuitBreakerState[]>;
   /** Once the application is built: start running jobs. */
   start(): Promise<void> | void;
   /** At shutdown: stop running jobs and release connections. */

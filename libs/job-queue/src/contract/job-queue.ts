@@ -5,6 +5,7 @@ import { QUEUE_NAME } from '../options/validate-job-queue-options.js';
 import type { JobEvent, JobEventPage } from './job-event.js';
 import type { JobInfo } from './job-info.js';
 import type { JobQueueBackend, PageRequest } from './job-queue-backend.js';
+import type { CircuitBreakerState } from './circuit-breaker.js';
 import type { QueueBridgeStatus } from './queue-bridge-status.js';
 import type { QueueJobCounts } from './queue-job-counts.js';
 import type { JobQueueMeter } from '../metrics/job-queue-meter.js';
@@ -270,6 +271,18 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
    */
   bridgeStatus(): QueueBridgeStatus[] {
     return this.store.bridgeStatus?.() ?? [];
+  }
+
+  /**
+   * The circuit breakers (options `circuitBreaker`, `circuitBreakers`) of the job names this
+   * process knows: its `@JobHandler` names and `jobNames` (with a module-wide breaker), the names
+   * given their own breaker, and every name whose jobs it has run or held back. On `bullmq` the
+   * state is the one all workers share, read from Redis.
+   *
+   * @throws JobQueueUnavailableError when Redis is unreachable.
+   */
+  circuitBreakers(): Promise<CircuitBreakerState[]> {
+    return this.store.circuitBreakers();
   }
 
   /** @internal Nest lifecycle: starts running jobs once the application is built. */

@@ -1,4 +1,5 @@
 import type { ModuleMetadata } from '@nestjs/common';
+import type { CircuitBreakerOptions } from '../contract/circuit-breaker.js';
 
 /** The backends a {@link JobQueue} can run on. */
 export const JOB_QUEUE_BACKENDS = ['memory', 'bullmq'] as const;
@@ -51,6 +52,25 @@ export interface JobQueueModuleOptions {
    * `BullModule.registerQueue` or has a `@Processor` for. One process at a time reads each queue.
    */
   bridgeForeignWorkers?: boolean;
+  /**
+   * A circuit breaker for every job name (default none): `@JobHandler` jobs, and the jobs of
+   * processors on bridged queues that run on a `JobQueueWorker` (or, on `memory`, in the library).
+   * On `bullmq` the failures are counted in Redis, across every worker process of the prefix, so
+   * the breaker opens after `failures` failed attempts wherever they ran. While it is open, jobs of
+   * that name wait in the queue (state `queued`, {@link JobInfo.waitingFor} says why) without
+   * starting or using up an attempt. Every process should be given the same breakers.
+   *
+   * @example `{ failures: 5, windowMs: 60_000, coolDownMs: 30_000 }`
+   */
+  circuitBreaker?: CircuitBreakerOptions;
+  /**
+   * Circuit breakers per job name, overriding {@link circuitBreaker}: a job name's own breaker, or
+   * `false` for none. Breakers are per job name, whatever the queue: a processor job named
+   * `report` shares the breaker of every other job named `report`.
+   *
+   * @example `{ build: { failures: 3, windowMs: 10_000, coolDownMs: 5_000 }, report: false }`
+   */
+  circuitBreakers?: Readonly<Record<string, CircuitBreakerOptions | false>>;
   /** Redis connection, for the `bullmq` backend. */
   redis?: {
     /** `redis://[user:password@]host:port[/db]` or `rediss://...` (default `redis://127.0.0.1:6379`). */
@@ -75,6 +95,9 @@ export interface ResolvedJobQueueOptions {
   /** Bridged queues; `undefined` for every queue. */
   queues: readonly string[] | undefined;
   bridgeForeignWorkers: boolean;
+  /** The breaker of every job name without one of its own. */
+  circuitBreaker: CircuitBreakerOptions | undefined;
+  circuitBreakers: Readonly<Record<string, CircuitBreakerOptions | false>>;
   redis: { url: string; prefix: string };
 }
 

@@ -1,3 +1,5 @@
+import type { CircuitBreakerOptions } from '../contract/circuit-breaker.js';
+import { InvalidJobQueueOptionsError } from '../errors/invalid-options.error.js';
 import type { JobQueueModuleOptions } from './job-queue-module-options.js';
 
 /** Anything with a `get(key)`, such as `@nestjs/config`'s `ConfigService` or `process.env` wrapped. */
@@ -27,12 +29,52 @@ function boolean(value: string | undefined): boolean | undefined {
   return value as unknown as boolean;
 }
 
+const BREAKER_FORMAT =
+  'JOB_CIRCUIT_BREAKER must be "failures,windowMs,coolDownMs" (every job name) and/or "name=failures,windowMs,coolDownMs" or "name=off", separated by ";"';
+
+/**
+ * `JOB_CIRCUIT_BREAKER`: entries separated by `;`, each `failures,windowMs,coolDownMs` (the breaker
+ * of every job name) or `<job name>=failures,windowMs,coolDownMs` or `<job name>=off`. The numbers'
+ * ranges are checked by the module, naming the option.
+ */
+function circuitBreakers(value: string | undefined): Pick<JobQueueModuleOptions, 'circuitBreaker' | 'circuitBreakers'> {
+  if (value === undefined || value.trim() === '') return {};
+  let circuitBreaker: CircuitBreakerOptions | undefined;
+  const perName: Record<string, CircuitBreakerOptions | false> = {};
+  for (const entry of value.split(';').map((item) => item.trim())) {
+    if (entry === '') continue;
+    const equals = entry.indexOf('=');
+    const name = equals === -1 ? undefined : entry.slice(0, equals).trim();
+    const spec = (equals === -1 ? entry : entry.slice(equals + 1)).trim();
+    if (name === '' || (name === undefined && circuitBreaker) || (name !== undefined && Object.hasOwn(perName, name))) {
+      throw new InvalidJobQueueOptionsError([`${BREAKER_FORMAT} (got ${JSON.stringify(value)})`]);
+    }
+    if (name !== undefined && spec.toLowerCase() === 'off') {
+      perName[name] = false;
+      continue;
+    }
+    const numbers = spec.split(',').map((item) => item.trim());
+    if (numbers.length !== 3 || numbers.some((item) => !/^[0-9]+$/.test(item))) {
+      throw new InvalidJobQueueOptionsError([`${BREAKER_FORMAT} (got ${JSON.stringify(value)})`]);
+    }
+    const [failures, windowMs, coolDownMs] = numbers.map(Number);
+    if (name === undefined) circuitBreaker = { failures, windowMs, coolDownMs };
+    else perName[name] = { failures, windowMs, coolDownMs };
+  }
+  return { ...(circuitBreaker ? { circuitBreaker } : {}), ...(Object.keys(perName).length ? { circuitBreakers: perName } : {}) };
+}
+
 /**
  * Module options from the conventional environment variables, so switching backends is a matter
  * of configuration: `JOB_QUEUE_BACKEND` (memory|bullmq), `JOB_QUEUE_WORKER` (true|false),
  * `WORKER_CONCURRENCY`, `REDIS_URL`, `JOB_QUEUE_PREFIX`, `JOB_RETENTION_MS`,
  * `JOB_MAX_EVENTS`, `JOB_MAX_EVENT_BYTES`, `JOB_SHUTDOWN_GRACE_MS`, `JOB_LOCK_DURATION_MS`,
- * `JOB_NAMES` and `JOB_QUEUES` (comma-separated), `JOB_BRIDGE_FOREIGN_WORKERS` (true|false). Values are checked by the module at start.
+ * `JOB_NAMES` and `JOB_QUEUES` (comma-separated), `JOB_BRIDGE_FOREIGN_WORKERS` (true|false),
+ * `JOB_CIRCUIT_BREAKER` (`failures,windowMs,coolDownMs` for every job name, or
+ * `name=failures,windowMs,coolDownMs` / `name=off` entries separated by `;`). Values are checked by
+ * the module at start.
+ *
+ * @throws InvalidJobQueueOptionsError when `JOB_CIRCUIT_BREAKER` is not in that format.
  *
  * @example
  * ```ts
@@ -53,6 +95,7 @@ export function jobQueueOptionsFromEnv(config: ConfigReader): JobQueueModuleOpti
     jobNames: list(get('JOB_NAMES')),
     queues: list(get('JOB_QUEUES')),
     bridgeForeignWorkers: boolean(get('JOB_BRIDGE_FOREIGN_WORKERS')),
+    ...circuitBreakers(get('JOB_CIRCUIT_BREAKER')),
     redis: { url: get('REDIS_URL') || undefined, prefix: get('JOB_QUEUE_PREFIX') || undefined },
   };
 }

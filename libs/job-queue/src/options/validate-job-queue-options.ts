@@ -1,3 +1,4 @@
+import { CIRCUIT_BREAKER_RULES, type CircuitBreakerOptions } from '../contract/circuit-breaker.js';
 import { InvalidJobQueueOptionsError } from '../errors/invalid-options.error.js';
 import { JOB_QUEUE_BACKENDS, type ResolvedJobQueueOptions } from './job-queue-module-options.js';
 
@@ -34,6 +35,28 @@ function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (value === null || typeof value !== 'object') return String(value);
   return Array.isArray(value) ? 'an array' : 'an object';
+}
+
+/** Checks one breaker's options (`label` names it in messages); the breaker, or undefined after a problem. */
+function checkCircuitBreaker(value: unknown, label: string, problems: string[]): CircuitBreakerOptions | undefined {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) {
+    problems.push(`"${label}" must be an object { failures, windowMs, coolDownMs } (got ${describe(value)})`);
+    return undefined;
+  }
+  const input = value as Record<string, unknown>;
+  const unknown = Object.keys(input).filter((key) => !Object.hasOwn(CIRCUIT_BREAKER_RULES, key));
+  if (unknown.length) problems.push(`"${label}" has unknown fields ${unknown.map((key) => `"${key}"`).join(', ')}`);
+  let valid = unknown.length === 0;
+  for (const [name, [min, max]] of Object.entries(CIRCUIT_BREAKER_RULES)) {
+    const field = input[name];
+    if (typeof field !== 'number' || !Number.isInteger(field) || field < min || field > max) {
+      problems.push(`"${label}.${name}" must be an integer from ${min} to ${max} (got ${describe(field)})`);
+      valid = false;
+    }
+  }
+  return valid
+    ? { failures: input.failures as number, windowMs: input.windowMs as number, coolDownMs: input.coolDownMs as number }
+    : undefined;
 }
 
 /**
@@ -80,6 +103,23 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     problems.push(`"bridgeForeignWorkers" must be a boolean (got ${describe(bridgeForeignWorkers)})`);
   }
 
+  const circuitBreaker =
+    input.circuitBreaker === undefined ? undefined : checkCircuitBreaker(input.circuitBreaker, 'circuitBreaker', problems);
+  const circuitBreakers: Record<string, CircuitBreakerOptions | false> = {};
+  const perName = input.circuitBreakers ?? {};
+  if (!perName || typeof perName !== 'object' || Array.isArray(perName)) {
+    problems.push(`"circuitBreakers" must be an object of job name to breaker options or false (got ${describe(perName)})`);
+  } else {
+    for (const [name, value] of Object.entries(perName as Record<string, unknown>)) {
+      if (name.length < 1 || name.length > 200) problems.push(`"circuitBreakers" keys must be job names of 1 to 200 characters`);
+      if (value === false) circuitBreakers[name] = false;
+      else {
+        const breaker = checkCircuitBreaker(value, `circuitBreakers.${name}`, problems);
+        if (breaker) circuitBreakers[name] = breaker;
+      }
+    }
+  }
+
   const redisInput = (input.redis ?? {}) as Record<string, unknown>;
   if (typeof redisInput !== 'object' || Array.isArray(redisInput))
     problems.push(`"redis" must be an object (got ${describe(input.redis)})`);
@@ -101,6 +141,8 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     jobNames: [...new Set(jobNames as string[])],
     queues: queues === undefined ? undefined : [...new Set(queues as string[])],
     bridgeForeignWorkers: bridgeForeignWorkers as boolean,
+    circuitBreaker,
+    circuitBreakers,
     redis: { url: url as string, prefix: prefix as string },
   };
 }

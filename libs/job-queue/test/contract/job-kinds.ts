@@ -17,7 +17,7 @@ import { CONTRACT_PROCESSORS, PROCESSOR_QUEUE_NAMES, decodeProcessorEvent, proce
 export type ContractOptions = Omit<Partial<JobQueueModuleOptions>, 'backend'>;
 
 /** The part of {@link JobQueue} the suite uses. */
-export type ContractQueue = Pick<JobQueue, 'enqueue' | 'getJob' | 'readEvents' | 'follow' | 'cancel' | 'checkHealth'>;
+export type ContractQueue = Pick<JobQueue, 'enqueue' | 'getJob' | 'readEvents' | 'follow' | 'cancel' | 'checkHealth' | 'circuitBreakers'>;
 
 /** A job event as the suite expects it: what a handler emitted, or a lifecycle event. */
 export interface ContractJobEvent {
@@ -105,5 +105,6 @@ export function scopeToQueue(queue: JobQueue, name: string | undefined): Contrac
     follow: (id, options) => queue.follow(id, scoped(options)),
     cancel: (id, options) => queue.cancel(id, scoped(options)),
     checkHealth: () => queue.checkHealth(),
+    circuitBreakers: () => queue.circuitBreakers(),
   };
 }

@@ -1046,6 +1046,142 @@ function describeContractFor(kind: JobKind, harness: ContractHarness): void {
       });
     });
 
+    describe('circuit breaker', () => {
+      /** Breaker options for the breaker job's name only (no other name gets one). */
+      function breakerOn(failures: number, coolDownMs: number): ContractOptions {
+        return { circuitBreakers: { [JOBS.breaker]: { failures, windowMs: 60_000, coolDownMs } } };
+      }
+
+      async function breakerState(q: ContractQueue) {
+        const states = await q.circuitBreakers();
+        const state = states.find((breaker) => breaker.name === JOBS.breaker);
+        if (!state) throw new Error(`no breaker of ${JOBS.breaker} in ${JSON.stringify(states)}`);
+        return state;
+      }
+
+      /** Enqueues a failing breaker job and reads it to its end: one failed attempt. */
+      async function failOnce(q: ContractQueue): Promise<JobEvent[]> {
+        const info = await enqueue(q, JOBS.breaker, { fail: true });
+        const events = await readAll(q, info.id);
+        expect(typesOf(events)).toEqual(['started', 'ran', 'failed']);
+        return events;
+      }
+
+      /** A job held back by an open breaker: queued, never started, no attempt used, its reason visible. */
+      async function expectHeldBack(q: ContractQueue, id: string, until: number | undefined): Promise<void> {
+        const page = await q.readEvents(id, { owner: OWNER, waitMs: 1_500 });
+        expect({ events: page.events, done: page.done }).toEqual({ events: [], done: false });
+        const info = await q.getJob(id, { owner: OWNER });
+        expect(info).toMatchObject({ state: 'queued', attempt: 0 });
+        expect(info.startedAt).toBeUndefined();
+        expect(info.waitingFor).toEqual(until === undefined ? { circuitBreaker: JOBS.breaker } : { circuitBreaker: JOBS.breaker, until });
+      }
+
+      it('opens after `failures` failed attempts: jobs of that name wait queued (reason shown, no started event, no attempt used); other names run', async () => {
+        await withApp(breakerOn(3, 60_000), async (q) => {
+          expect(await breakerState(q)).toEqual({
+            name: JOBS.breaker,
+            state: 'closed',
+            recentFailures: 0,
+            options: { failures: 3, windowMs: 60_000, coolDownMs: 60_000 },
+          });
+          await failOnce(q);
+          await failOnce(q);
+          expect(await breakerState(q)).toMatchObject({ state: 'closed', recentFailures: 2 });
+          const third = await failOnce(q);
+          const open = await breakerState(q);
+          expect(open).toMatchObject({ state: 'open', recentFailures: 3 });
+          expect(open.openUntil).toBeGreaterThanOrEqual(third[third.length - 1].ts + 60_000 - 1_000);
+
+          const held = await enqueue(q, JOBS.breaker, {}, { attempts: 2 });
+          expect(held).toMatchObject({ state: 'queued', attempt: 0, maxAttempts: 2 });
+          // Another name is not affected, before or after the held job was picked up.
+          const other = await enqueue(q, JOBS.echo, { n: 1 });
+          expect(typesOf(await readAll(q, other.id))).toEqual(['started', 'completed']);
+          await expectHeldBack(q, held.id, open.openUntil);
+          expect(await breakerState(q)).toMatchObject({ state: 'open', openUntil: open.openUntil, recentFailures: 3 });
+
+          // A held-back job can still be cancelled; it ends without ever starting.
+          await q.cancel(held.id, { owner: OWNER, reason: 'no longer needed' });
+          expect(simplify(await readAll(q, held.id))).toEqual([['cancelled', { reason: 'no longer needed' }]]);
+          expect(await q.getJob(held.id, { owner: OWNER })).toMatchObject({ state: 'cancelled', attempt: 0 });
+        });
+      });
+
+      it('a cancelled attempt does not count as a failure', async () => {
+        await withApp(breakerOn(1, 60_000), async (q) => {
+          const gate = createGate();
+          const info = await enqueue(q, JOBS.breaker, { gate: gate.key, fail: true });
+          await readUntil(q, info.id, (event) => event.type === 'ran');
+          await q.cancel(info.id, { owner: OWNER });
+          expect(typesOf(await readAll(q, info.id)).slice(-1)).toEqual(['cancelled']);
+          const next = await enqueue(q, JOBS.breaker, {});
+          expect(typesOf(await readAll(q, next.id))).toEqual(['started', 'ran', 'completed']);
+          expect(await breakerState(q)).toMatchObject({ state: 'closed', recentFailures: 0 });
+        });
+      });
+
+      it('after the cool-down exactly one job runs as the probe while the others wait; its success closes the breaker', async () => {
+        await withApp(breakerOn(2, 1_500), async (q) => {
+          await failOnce(q);
+          await failOnce(q);
+          const { openUntil } = await breakerState(q);
+          const gates = [createGate(), createGate(), createGate()];
+          const jobs = await Promise.all(gates.map((gate) => enqueue(q, JOBS.breaker, { gate: gate.key })));
+          // The probe: the first of them whose handler runs.
+          const probeIndex = await Promise.race(
+            jobs.map((job, index) => readUntil(q, job.id, (event) => event.type === 'ran').then(() => index)),
+          );
+          const probe = jobs[probeIndex];
+          const others = jobs.filter((_, index) => index !== probeIndex);
+          const probeEvents = await q.readEvents(probe.id, { owner: OWNER });
+          expect(probeEvents.events[0].ts).toBeGreaterThanOrEqual(openUntil!);
+          expect(await breakerState(q)).toMatchObject({ state: 'half-open' });
+          for (const job of others) await expectHeldBack(q, job.id, undefined);
+
+          const gatesOpenedAt = Date.now();
+          for (const gate of gates) gate.open();
+          const probeEnd = await readAll(q, probe.id);
+          expect(typesOf(probeEnd)).toEqual(['started', 'ran', 'completed']);
+          for (const job of others) {
+            const events = await readAll(q, job.id);
+            expect(typesOf(events)).toEqual(['started', 'ran', 'completed']);
+            // They start only once the probe's success closed the breaker (which happens just before its terminal event is written).
+            expect(events[0].ts).toBeGreaterThanOrEqual(gatesOpenedAt);
+          }
+          expect(await breakerState(q)).toMatchObject({ state: 'closed', recentFailures: 0 });
+          expect((await breakerState(q)).openUntil).toBeUndefined();
+        });
+      });
+
+      it("the probe's failure opens the breaker for another cool-down; the next probe's success closes it", async () => {
+        await withApp(breakerOn(1, 1_500), async (q) => {
+          await failOnce(q);
+          const first = await breakerState(q);
+          expect(first.state).toBe('open');
+          const probe = await failOnce(q);
+          expect(probe[0].ts).toBeGreaterThanOrEqual(first.openUntil!);
+          const reopened = await breakerState(q);
+          expect(reopened.state).toBe('open');
+          expect(reopened.openUntil).toBeGreaterThanOrEqual(probe[probe.length - 1].ts + 1_500 - 100);
+
+          const next = await enqueue(q, JOBS.breaker, {});
+          if (Date.now() < reopened.openUntil! - 1_000) {
+            const info = await q.getJob(next.id, { owner: OWNER });
+            expect(info).toMatchObject({
+              state: 'queued',
+              attempt: 0,
+              waitingFor: { circuitBreaker: JOBS.breaker, until: reopened.openUntil },
+            });
+          }
+          const events = await readAll(q, next.id);
+          expect(typesOf(events)).toEqual(['started', 'ran', 'completed']);
+          expect(events[0].ts).toBeGreaterThanOrEqual(reopened.openUntil!);
+          expect(await breakerState(q)).toMatchObject({ state: 'closed', recentFailures: 0 });
+        });
+      });
+    });
+
     describe('a large job', () => {
       it('1000 steps x 10 tokens: read completely and in order by paging and by follow, resumable anywhere', async () => {
         const steps = 1_000;

@@ -37,6 +37,11 @@ export const JOBS = {
    * the gate or the signal. Reports what it saw under `key` and returns normally.
    */
   flood: 'contract.flood',
+  /**
+   * Guarded by a circuit breaker in the breaker tests: emits `ran` `{ attempt }`; with `gate`, waits
+   * for it (or the signal); then throws `Error('breaker test failure')` when `fail`, else returns `{ ran: true }`.
+   */
+  breaker: 'contract.breaker',
 } as const;
 
 interface Deferred<T> {
@@ -292,6 +297,16 @@ export class ContractTestHandlers {
     }
   }
 
+  @JobHandler(JOBS.breaker)
+  async breaker(ctx: JobContext<{ fail?: boolean; gate?: string }>): Promise<{ ran: true }> {
+    await ctx.emit('ran', { attempt: ctx.attempt });
+    if (ctx.data.gate !== undefined && (await waitForGateOrAbort(gates.get(ctx.data.gate), ctx.signal)) === 'aborted') {
+      throw new Error('aborted while waiting on the gate');
+    }
+    if (ctx.data.fail) throw new Error('breaker test failure');
+    return { ran: true };
+  }
+
   @JobHandler(JOBS.record)
   record(ctx: JobContext<{ key: string; label: string }>): { label: string } {
     runLog(ctx.data.key).push(ctx.data.label);
@@ -396,4 +411,5 @@ export const HANDLER_METHODS = {
   [JOBS.invalidEmits]: 'invalidEmits',
   [JOBS.badResult]: 'badResult',
   [JOBS.flood]: 'flood',
+  [JOBS.breaker]: 'breaker',
 } as const satisfies Record<ContractJobName, keyof ContractTestHandlers>;

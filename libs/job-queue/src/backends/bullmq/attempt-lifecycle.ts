@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '@nestjs/common';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { judgeAttempt, type AttemptOutcome } from '../../contract/attempt-verdict.js';
+import { breakerOutcomeOf } from '../../contract/circuit-breaker.js';
+import type { BreakerTicket } from './circuit-breakers.js';
 import { errorMessageOf } from '../../contract/encode-event.js';
 import { EventLimitExceededError } from '../../errors/event-limit-exceeded.error.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
@@ -181,17 +183,31 @@ export class AttemptLifecycle {
    * Ends an attempt whose work returned or threw, once all its events are in: writes the terminal
    * event (or marks the job queued for BullMQ's retry) and returns what BullMQ should record, or
    * throws what BullMQ should see. `what` names the work in messages ("handler", "processor").
+   * `breaker`: the job's circuit breaker ticket, told the outcome before the terminal event is
+   * written (whoever sees the job end sees the breaker's new state).
    */
-  async conclude(job: Job, running: RunningAttempt, outcome: AttemptOutcome, what: string): Promise<unknown> {
+  async conclude(job: Job, running: RunningAttempt, outcome: AttemptOutcome, what: string, breaker?: BreakerTicket): Promise<unknown> {
     await running.close();
-    const { queue, attempt } = running;
-    if (running.refused) return undefined; // cancelled meanwhile, or superseded: its end is not ours to write
+    const { queue, jobId: id, attempt } = running;
+    if (running.refused) {
+      await breaker?.settle('release', attempt); // a cancel says nothing about the work
+      return undefined; // cancelled meanwhile, or superseded: its end is not ours to write
+    }
     const verdict = judgeAttempt(outcome, {
       number: job.attemptsMade + 1,
       maxAttempts: job.opts.attempts ?? 1,
       limitError: running.limitError,
       what,
     });
+    if (breaker) {
+      let told = breakerOutcomeOf(verdict);
+      // A handler that throws because its job was cancelled meanwhile did not fail: its appender
+      // may not have learnt of the cancel (nothing was appended after it), the job's state has.
+      if (told === 'failure' && (await this.retrying(() => this.scripts.finalState(this.keys.meta(queue, id)))) === 'cancelled') {
+        told = 'release';
+      }
+      await breaker.settle(told, attempt);
+    }
     switch (verdict.kind) {
       case 'completed':
         await this.writeTerminal(queue, job, 'completed', { result: verdict.result }, attempt);

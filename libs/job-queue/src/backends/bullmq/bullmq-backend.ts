@@ -23,6 +23,8 @@ import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-opt
 import { EventStreamReader, toEvents } from '../../reader/event-stream-reader.js';
 import { assertCursor, compareStreamIds } from '../../reader/stream-id.js';
 import { traceIdOf, tracedFinish } from '../../tracing/job-tracing.js';
+import type { CircuitBreakerState } from '../../contract/circuit-breaker.js';
+import { RedisCircuitBreakers } from './circuit-breakers.js';
 import { JobScripts } from './job-scripts.js';
 import { RedisConnections } from './redis-connections.js';
 import { ReadKeepAlive } from './read-keep-alive.js';
@@ -48,6 +50,7 @@ export class BullMqBackend implements JobQueueBackend {
   private readonly scripts: JobScripts;
   private readonly reader: EventStreamReader;
   private readonly keepAlive: ReadKeepAlive;
+  private readonly breakers: RedisCircuitBreakers;
   /** BullMQ queues by name, for enqueue and the removal of cancelled jobs. */
   private readonly queues = new Map<string, Queue>();
   /** Runs jobs, on worker processes. */
@@ -69,7 +72,8 @@ export class BullMqBackend implements JobQueueBackend {
     this.reader = new EventStreamReader(connections.blocking, connections.commands, {
       liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
     });
-    if (options.worker) this.runtime = new WorkerRuntime(options, handlers, connections, this.keys, this.scripts);
+    this.breakers = new RedisCircuitBreakers(this.scripts, this.keys, options, this.logger);
+    if (options.worker) this.runtime = new WorkerRuntime(options, handlers, connections, this.keys, this.scripts, this.breakers);
     if (options.bridgeForeignWorkers) {
       this.foreign = new QueueEventsBridge({
         scripts: this.scripts,
@@ -220,7 +224,17 @@ export class BullMqBackend implements JobQueueBackend {
     let meta = await this.guard(read);
     if (!meta && (await this.adopted(queue, id, address))) meta = await this.guard(read);
     if (!meta) throw new JobNotFoundError(id);
-    return this.toInfo(id, meta);
+    const info = this.toInfo(id, meta);
+    if (info.state === 'queued') {
+      const waitingFor = await this.guard(() => this.breakers.waitingFor(info.name, queue, id));
+      if (waitingFor) info.waitingFor = waitingFor;
+    }
+    return info;
+  }
+
+  async circuitBreakers(): Promise<CircuitBreakerState[]> {
+    const names = this.options.circuitBreaker ? [...this.handlers.names(), ...this.options.jobNames] : [];
+    return this.guard(() => this.breakers.states(names));
   }
 
   /**

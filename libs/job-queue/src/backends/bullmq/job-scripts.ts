@@ -16,6 +16,10 @@ const SCRIPT_NAMES = [
   'bridge-position',
   'touch-read',
   'abandon-unread',
+  'breaker-admit',
+  'breaker-record',
+  'breaker-read',
+  'hold-job',
 ] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
@@ -32,6 +36,10 @@ const KEY_COUNTS: Record<ScriptName, number> = {
   'bridge-position': 2,
   'touch-read': 1,
   'abandon-unread': 2,
+  'breaker-admit': 1,
+  'breaker-record': 2,
+  'breaker-read': 2,
+  'hold-job': 1,
 };
 
 const sources = new Map<ScriptName, string>();
@@ -101,6 +109,18 @@ export type ReadEventsReply =
   /** `abandonAfterMs`: the job's, when it was enqueued with one (the read was recorded). */
   /** `traceId`: of the trace context the job was enqueued in, when it was. */
   | { status: 'ok'; terminal: string | undefined; entries: RawStreamEntry[]; abandonAfterMs?: number; traceId?: string };
+
+/** What `breaker-admit` decided. */
+export type BreakerAdmitReply = { status: 'pass' | 'probe' } | { status: 'wait'; retryAt: number; openUntil?: number };
+
+/** A breaker's shared state, as `breaker-record` leaves it or `breaker-read` finds it. */
+export interface BreakerStateReply {
+  state: 'closed' | 'open' | 'half-open';
+  recentFailures: number;
+  openUntil?: number;
+  /** The probe's holder (`breaker-read` only). */
+  probe?: string;
+}
 
 /** `'1', owner` checks the owner; `'0', ''` is system access. */
 function ownerArgs(owner: string | undefined): [string, string] {
@@ -241,6 +261,59 @@ export class JobScripts {
       this.meter?.sink?.cancelled('abandoned');
     }
     return reply;
+  }
+
+  /** The job's final state, or undefined while it has none (a plain read: one key, nothing to keep atomic). */
+  async finalState(meta: string): Promise<string | undefined> {
+    const [terminal, state] = await this.redis.hmget(meta, 'terminal', 'state');
+    return terminal === null ? undefined : (state ?? undefined);
+  }
+
+  /** Marks a job given back unstarted by this module's worker (see `hold-job.lua`); `create` gives a plain BullMQ job metadata. */
+  holdJob(meta: string, create?: NewJobMeta): Promise<'ok' | 'final' | 'gone'> {
+    return this.run(
+      'hold-job',
+      [meta],
+      [create ? '1' : '0', create?.name ?? '', create?.maxAttempts ?? 1, create?.createdAt ?? Date.now()],
+    );
+  }
+
+  /** May a job (`token`) of a breaker's name start now? Claims or renews the probe of a half-open breaker. */
+  async breakerAdmit(state: string, token: string, leaseMs: number, coolDownMs: number): Promise<BreakerAdmitReply> {
+    const reply = await this.run<ScriptReply>('breaker-admit', [state], [token, leaseMs, coolDownMs]);
+    if (reply[0] !== 'wait') return { status: reply[0] as 'pass' | 'probe' };
+    return { status: 'wait', retryAt: Number(reply[1]), openUntil: reply[2] === '' ? undefined : Number(reply[2]) };
+  }
+
+  /** Records an attempt's outcome (`attemptKey` unique per attempt) in a breaker; returns the state it left. */
+  async breakerRecord(
+    state: string,
+    failures: string,
+    outcome: 'success' | 'failure' | 'release',
+    token: string,
+    attemptKey: string,
+    config: { failures: number; windowMs: number; coolDownMs: number },
+  ): Promise<BreakerStateReply> {
+    const reply = await this.run<ScriptReply>(
+      'breaker-record',
+      [state, failures],
+      [outcome, token, attemptKey, config.failures, config.windowMs, config.coolDownMs],
+    );
+    return {
+      state: reply[0] as BreakerStateReply['state'],
+      recentFailures: Number(reply[1]),
+      openUntil: reply[2] === '' ? undefined : Number(reply[2]),
+    };
+  }
+
+  async breakerRead(state: string, failures: string, windowMs: number): Promise<BreakerStateReply> {
+    const reply = await this.run<ScriptReply>('breaker-read', [state, failures], [windowMs]);
+    return {
+      state: reply[0] as BreakerStateReply['state'],
+      recentFailures: Number(reply[1]),
+      openUntil: reply[2] === '' ? undefined : Number(reply[2]),
+      probe: reply[3] === '' ? undefined : String(reply[3]),
+    };
   }
 
   /** The job's metadata hash, or `undefined` when unknown or (with `owner`) not the caller's. */

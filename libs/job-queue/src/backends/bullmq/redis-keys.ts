@@ -55,4 +55,17 @@ export class RedisKeys {
   bullFinished(queue: string, state: 'completed' | 'failed'): string {
     return `${this.prefix}:${queue}:${state}`;
   }
+
+  /**
+   * Hash: the shared state of the circuit breaker of job name `name` (absent while closed). The
+   * name is URI-encoded: a processor job's name may hold any character, braces included.
+   */
+  breakerState(name: string): string {
+    return `${this.prefix}:{breaker:${encodeURIComponent(name)}}:state`;
+  }
+
+  /** Sorted set: the recent failed attempts of the circuit breaker of `name`, by failure time. */
+  breakerFailures(name: string): string {
+    return `${this.prefix}:{breaker:${encodeURIComponent(name)}}:failures`;
+  }
 }

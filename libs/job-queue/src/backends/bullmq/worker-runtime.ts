@@ -10,6 +10,7 @@ import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js'
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { AttemptSpan } from '../../tracing/job-tracing.js';
 import { AttemptLifecycle } from './attempt-lifecycle.js';
+import type { BreakerTicket, RedisCircuitBreakers } from './circuit-breakers.js';
 import type { JobScripts } from './job-scripts.js';
 import { ProgressReporter } from './progress-reporter.js';
 import type { RedisConnections } from './redis-connections.js';
@@ -45,10 +46,15 @@ export class WorkerRuntime {
     private readonly handlers: JobHandlerRegistry,
     private readonly connections: RedisConnections,
     private readonly keys: RedisKeys,
-    scripts: JobScripts,
+    private readonly scripts: JobScripts,
+    private readonly breakers: RedisCircuitBreakers,
   ) {
     this.lifecycle = new AttemptLifecycle(scripts, keys, options, this.logger, () => this.abandoned);
-    this.bridge = new ProcessorBridge(this.lifecycle, { queues: options.queues, maxEventBytes: options.maxEventBytes });
+    breakers.retrying = (operation) => this.lifecycle.retrying(operation);
+    this.bridge = new ProcessorBridge(this.lifecycle, breakers, scripts, keys, {
+      queues: options.queues,
+      maxEventBytes: options.maxEventBytes,
+    });
   }
 
   /** Registers the bridge, listens for cancels and starts taking `@JobHandler` jobs. */
@@ -126,8 +132,31 @@ export class WorkerRuntime {
     }
   }
 
-  /** Runs one attempt of a `@JobHandler` job: the handler gets `emit`, whose events go to the job's stream. */
+  /**
+   * Runs one attempt of a `@JobHandler` job: the handler gets `emit`, whose events go to the job's
+   * stream. A job whose circuit breaker is open goes back to BullMQ (delayed until the breaker may
+   * let it through) before anything is written: it stays queued, with no attempt used.
+   */
   private async process(job: Job, token?: string): Promise<unknown> {
+    const id = job.id!;
+    const gate = await this.breakers.admit(job.name, DEFAULT_QUEUE, id);
+    if (!gate.admitted) {
+      if ((await this.lifecycle.retrying(() => this.scripts.holdJob(this.keys.meta(DEFAULT_QUEUE, id)))) === 'ok') {
+        await job.moveToDelayed(gate.retryAt, token);
+        throw new DelayedError();
+      }
+      // Cancelled or expired meanwhile: start() below finds that and runs nothing.
+    }
+    const ticket = gate.admitted ? gate.ticket : undefined;
+    try {
+      return await this.attempt(job, token, ticket);
+    } finally {
+      // Whatever ended the attempt without a verdict (a Redis failure, the event cap at start) gives a probe back.
+      await ticket?.settle('release');
+    }
+  }
+
+  private async attempt(job: Job, token: string | undefined, ticket: BreakerTicket | undefined): Promise<unknown> {
     const id = job.id!;
     const handler = this.handlers.get(job.name);
     const progress = new ProgressReporter(job);
@@ -166,11 +195,12 @@ export class WorkerRuntime {
       if (this.running.get(id) === abort) this.running.delete(id);
       if (!running.refused && !outcome.ok && abort.signal.reason instanceof WorkerShutdown) {
         // Hand the job back without using up an attempt: it is delayed by 0 ms, i.e. waiting again.
+        await ticket?.settle('release', running.attempt); // a shutdown says nothing about the work
         await this.lifecycle.requeue(DEFAULT_QUEUE, id, running.attempt);
         await job.moveToDelayed(Date.now(), token);
         throw new DelayedError();
       }
-      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'handler'));
+      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'handler', ticket));
     } catch (error) {
       span.fail(error);
       throw error;

@@ -20,7 +20,9 @@ import type { QueueJobCounts } from '../../contract/queue-job-counts.js';
 import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { AttemptSpan } from '../../tracing/job-tracing.js';
+import { breakerOutcomeOf, type BreakerOutcome, type CircuitBreakerState } from '../../contract/circuit-breaker.js';
 import { MemoryBullJob } from './memory-bull-job.js';
+import { MemoryCircuitBreakers } from './memory-circuit-breakers.js';
 import { MemoryJob } from './memory-job.js';
 
 const CURSOR_PATTERN = /^(0|[1-9][0-9]{0,14})$/;
@@ -42,13 +44,19 @@ export class MemoryBackend implements JobQueueBackend {
   private readonly running = new Map<string, number>();
   private accepting = false;
   private stopped = false;
+  private readonly breakers: MemoryCircuitBreakers;
+  /** Wakes the queue when the earliest cool-down of a breaker holding jobs back ends. */
+  private breakerWake?: NodeJS.Timeout;
+  private breakerWakeAt = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly options: ResolvedJobQueueOptions,
     private readonly handlers: JobHandlerRegistry,
     private readonly processors: ProcessorRegistry,
     private readonly meter?: JobQueueMeter,
-  ) {}
+  ) {
+    this.breakers = new MemoryCircuitBreakers(options);
+  }
 
   start(): void {
     this.accepting = true;
@@ -58,6 +66,7 @@ export class MemoryBackend implements JobQueueBackend {
   stop(): void {
     this.stopped = true;
     this.accepting = false;
+    clearTimeout(this.breakerWake);
     for (const job of this.jobs.values()) {
       job.abort?.abort(new JobQueueUnavailableError('The job queue is shutting down'));
       if (job.expiry) clearTimeout(job.expiry);
@@ -97,7 +106,17 @@ export class MemoryBackend implements JobQueueBackend {
   }
 
   async getJob(id: string, address: JobAddress): Promise<JobInfo> {
-    return this.lookup(id, address).info();
+    const job = this.lookup(id, address);
+    const info = job.info();
+    if (job.state === 'queued') {
+      const waitingFor = this.breakers.waitingFor(job.name, MemoryBackend.tokenOf(job));
+      if (waitingFor) info.waitingFor = waitingFor;
+    }
+    return info;
+  }
+
+  async circuitBreakers(): Promise<CircuitBreakerState[]> {
+    return this.breakers.states(this.handlers.names());
   }
 
   async readPage(id: string, options: PageRequest): Promise<JobEventPage> {
@@ -175,6 +194,31 @@ export class MemoryBackend implements JobQueueBackend {
     return `${queue}\n${id}`;
   }
 
+  /** The job as its circuit breaker knows it (the probe's holder). */
+  private static tokenOf(job: MemoryJob): string {
+    return `${job.queue}:${job.id}`;
+  }
+
+  /** Tells the job's breaker how its attempt ended (`attempt`: the attempt's number). */
+  private settleBreaker(job: MemoryJob, attempt: number, outcome: BreakerOutcome): void {
+    this.breakers.record(job.name, MemoryBackend.tokenOf(job), `${MemoryBackend.tokenOf(job)}:${attempt}`, outcome);
+  }
+
+  /** Pumps the queue again at `at` (the earliest time a held-back job may start). */
+  private wakeAt(at: number): void {
+    if (!Number.isFinite(at) || at >= this.breakerWakeAt) return;
+    clearTimeout(this.breakerWake);
+    this.breakerWakeAt = at;
+    this.breakerWake = setTimeout(
+      () => {
+        this.breakerWakeAt = Number.POSITIVE_INFINITY;
+        this.pump();
+      },
+      Math.max(0, at - Date.now()),
+    );
+    this.breakerWake.unref();
+  }
+
   /** How many attempts of `queue` may run at once: `concurrency` for handlers, the processor's own for processors. */
   private capacityOf(queue: string): number {
     return queue === DEFAULT_QUEUE ? this.options.concurrency : (this.processors.get(queue)?.concurrency ?? 1);
@@ -227,6 +271,13 @@ export class MemoryBackend implements JobQueueBackend {
           index++;
           continue;
         }
+        // An open breaker holds the job back where it is: still queued, no attempt used.
+        const admission = this.breakers.admit(job.name, MemoryBackend.tokenOf(job));
+        if (!admission.admitted) {
+          this.wakeAt(admission.retryAt);
+          index++;
+          continue;
+        }
         list.splice(index, 1);
         this.running.set(job.queue, running + 1);
         void this.runAttempt(job).finally(() => {
@@ -239,8 +290,10 @@ export class MemoryBackend implements JobQueueBackend {
 
   private async runAttempt(job: MemoryJob): Promise<void> {
     // A retry's `started` counts against the cap too; keep the last slot for the terminal event.
-    if (job.events.length + 1 >= this.options.maxEventsPerJob)
+    if (job.events.length + 1 >= this.options.maxEventsPerJob) {
+      this.settleBreaker(job, job.attempt + 1, 'release');
       return this.fail(job, new EventLimitExceededError(this.options.maxEventsPerJob));
+    }
     const abort = new AbortController();
     job.abort = abort;
     job.attempt++;
@@ -287,7 +340,10 @@ export class MemoryBackend implements JobQueueBackend {
 
   /** Ends an attempt whose work returned or threw: the terminal event, or the retry. */
   private conclude(job: MemoryJob, attempt: number, outcome: AttemptOutcome, span: AttemptSpan): void {
-    if (job.final || job.attempt !== attempt) return; // cancelled meanwhile: the stream has its terminal event
+    if (job.final || job.attempt !== attempt) {
+      this.settleBreaker(job, attempt, 'release'); // a cancel says nothing about the work
+      return; // cancelled meanwhile: the stream has its terminal event
+    }
     job.abort = undefined;
 
     const verdict = judgeAttempt(outcome, {
@@ -298,6 +354,8 @@ export class MemoryBackend implements JobQueueBackend {
       deferrable: false, // the in-memory Job refuses moveToDelayed and the like
     });
     if (verdict.kind !== 'completed') span.fail(verdict.error);
+    // Before the terminal event: whoever sees the job end sees its breaker's new state.
+    this.settleBreaker(job, attempt, breakerOutcomeOf(verdict));
     switch (verdict.kind) {
       case 'completed':
         job.result = JSON.parse(verdict.result);

@@ -6,7 +6,8 @@
 
   One writer per attempt: an attempt the module's own worker started (its `started` was written
   at or after the `active` entry's time, and not by this script) is that worker's to write, and
-  this script leaves it alone.
+  this script leaves it alone; so is an activation the module's worker gave back unstarted (held
+  back by a circuit breaker: `heldAt` at or after the `active` entry's time, see hold-job.lua).
 
   KEYS[1] meta hash
   KEYS[2] events stream
@@ -37,7 +38,7 @@ if redis.call('HEXISTS', KEYS[1], 'name') == 0 then
   redis.call('HSET', KEYS[1], 'name', ARGV[10], 'owner', '', 'state', 'queued', 'attempt', 0,
     'maxAttempts', ARGV[11], 'createdAt', ARGV[12], 'count', 0)
 end
-local meta = redis.call('HMGET', KEYS[1], 'terminal', 'bridged', 'attempt', 'foreign', 'startedId', 'count')
+local meta = redis.call('HMGET', KEYS[1], 'terminal', 'bridged', 'attempt', 'foreign', 'startedId', 'count', 'heldAt')
 if meta[1] then return {'final'} end
 -- An empty entry id continues the previous call's entry (a gap's recovery writes several events for one).
 if ARGV[1] ~= '' then
@@ -56,6 +57,7 @@ if kind == 'start' then
     if ours then return {'dup'} end
     return {'module'}
   end
+  if meta[7] and tonumber(meta[7]) >= tonumber(ARGV[8]) then return {'module'} end
   if count + 2 > max then return {'full'} end
   attempt = attempt + 1
   local id = redis.call('XADD', KEYS[2], '*', 'type', 'started', 'data', '{"attempt":' .. attempt .. '}')
