@@ -106,3 +106,25 @@ describe('metrics (memory backend)', () => {
     expect(value).toBe(1);
   });
 });
+
+describe('metrics of the circuit breakers (memory backend)', () => {
+  let server: ApiServer;
+
+  beforeAll(async () => {
+    server = await startApiServer({ JOB_CIRCUIT_BREAKER: 'build=2,60000,60000' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('a breaker is 0 (closed) until its failures open it, then 2 (open), with its recent failures', async () => {
+    const api = new ApiClient(server.baseUrl);
+    const scrape = async (): Promise<Map<string, number>> => samples(await (await fetch(`${server.baseUrl}/metrics`)).text());
+    expect((await scrape()).get('job_queue_circuit_breaker_state{name="build"}')).toBe(0);
+    for (let i = 0; i < 2; i++) await api.waitForEnd(await api.startBuild({ steps: 1, stepMs: 0, failAtStep: 1 }));
+    const values = await scrape();
+    expect(values.get('job_queue_circuit_breaker_state{name="build"}')).toBe(2);
+    expect(values.get('job_queue_circuit_breaker_recent_failures{name="build"}')).toBe(2);
+  });
+});

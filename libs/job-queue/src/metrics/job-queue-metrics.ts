@@ -131,6 +131,39 @@ export class JobQueueMetrics implements JobQueueMeterSink, OnModuleInit, OnModul
     this.redisReconnectsTotal = add(
       new Counter({ name: `${prefix}redis_reconnects_total`, help: 'Redis reconnect attempts.', labelNames: ['connection'], registers }),
     );
+    const breakerStates = { closed: 0, 'half-open': 1, open: 2 } as const;
+    add(
+      new Gauge({
+        name: `${prefix}circuit_breaker_state`,
+        help: 'State of each circuit breaker, shared by every worker: 0 closed, 1 half-open (a probe runs), 2 open.',
+        labelNames: ['name'],
+        registers,
+        async collect() {
+          this.reset();
+          try {
+            for (const breaker of await jobQueue.circuitBreakers()) this.set({ name: breaker.name }, breakerStates[breaker.state]);
+          } catch {
+            // The backend is away.
+          }
+        },
+      }),
+    );
+    add(
+      new Gauge({
+        name: `${prefix}circuit_breaker_recent_failures`,
+        help: "Failed attempts within each circuit breaker's window, counted across every worker.",
+        labelNames: ['name'],
+        registers,
+        async collect() {
+          this.reset();
+          try {
+            for (const breaker of await jobQueue.circuitBreakers()) this.set({ name: breaker.name }, breaker.recentFailures);
+          } catch {
+            // The backend is away.
+          }
+        },
+      }),
+    );
     const bridges = (): ReturnType<JobQueue['bridgeStatus']> => jobQueue.bridgeStatus().filter((bridge) => bridge.leading);
     add(
       new Gauge({
