@@ -47,6 +47,11 @@ interface LedQueue {
   pending: Map<string, { entryId: string; count: number; ms: number; seenAt: number; create: Promise<NewJobMeta | undefined> }>;
   /** Jobs whose current attempt the module's own worker writes: their entries need no Redis call. */
   moduleRun: Set<string>;
+  /**
+   * Progress entries of the batch being applied not sent yet, by job (entry id, then data, per
+   * entry): a job's consecutive progress entries go out in one script call.
+   */
+  progress: Map<string, string[]>;
   /** Batches sent whose replies are not all in yet, oldest first; each records the position once its replies are in. */
   inFlight: Array<Promise<void>>;
   /** Set when a sent batch failed: reading goes back to where that batch began. */
@@ -216,7 +221,7 @@ export class QueueEventsBridge {
       status.takeovers++;
       this.logger.log(`Took over the bridge of queue "${queue}" at entry ${position}`);
     }
-    const led: LedQueue = { queue, position, count, pending: new Map(), moduleRun: new Set(), inFlight: [], status };
+    const led: LedQueue = { queue, position, count, pending: new Map(), moduleRun: new Set(), progress: new Map(), inFlight: [], status };
     await this.recoverGap(led);
     if (this.stopped) return;
     status.leading = true;
@@ -309,10 +314,12 @@ export class QueueEventsBridge {
         led.position = entryId;
         led.count++;
       }
+      for (const jobId of [...led.progress.keys()]) this.flushProgress(led, jobId, sent);
       // Starts nobody followed up in time are decided now.
       const now = Date.now();
       for (const [jobId, pending] of led.pending) if (now - pending.seenAt >= START_GRACE_MS) await this.resolveStart(led, jobId, sent);
     } catch (error) {
+      led.progress.clear(); // read again with the batch
       await Promise.allSettled(sent);
       this.failed(led, before, error);
       return;
@@ -383,6 +390,18 @@ export class QueueEventsBridge {
     const jobId = fields.jobId;
     if (!jobId) return;
     const event = fields.event;
+    if (event === 'progress' && !led.pending.has(jobId)) {
+      const entry = this.progressEntry(fields.data);
+      if (entry.kind === 'event') {
+        if (led.moduleRun.has(jobId)) return;
+        const buffered = led.progress.get(jobId);
+        if (buffered) buffered.push(entryId, entry.data);
+        else led.progress.set(jobId, [entryId, entry.data]);
+        return;
+      }
+    }
+    // Anything else of this job goes after its buffered progress.
+    this.flushProgress(led, jobId, sent);
     if (event === 'active') {
       led.moduleRun.delete(jobId); // a new attempt: its writer is decided anew
       await this.resolveStart(led, jobId, sent);
@@ -409,6 +428,21 @@ export class QueueEventsBridge {
       sent,
       this.applyToJob(led.queue, jobId, entryId, entry).then((reply) => {
         if (reply === 'module' && !ended) led.moduleRun.add(jobId);
+      }),
+    );
+  }
+
+  /** Sends the job's buffered progress entries, if any, in one script call. */
+  private flushProgress(led: LedQueue, jobId: string, sent: Array<Promise<void>>): void {
+    const entries = led.progress.get(jobId);
+    if (!entries) return;
+    led.progress.delete(jobId);
+    if (led.moduleRun.has(jobId)) return;
+    const { scripts, keys, maxEventsPerJob } = this.options;
+    send(
+      sent,
+      scripts.bridgeProgress(keys.meta(led.queue, jobId), keys.events(led.queue, jobId), maxEventsPerJob, entries).then((reply) => {
+        if (reply === 'module') led.moduleRun.add(jobId);
       }),
     );
   }

@@ -12,6 +12,7 @@ const SCRIPT_NAMES = [
   'read-job',
   'ensure-job',
   'bridge-entry',
+  'bridge-progress',
   'bridge-lease',
   'bridge-position',
   'touch-read',
@@ -32,6 +33,7 @@ const KEY_COUNTS: Record<ScriptName, number> = {
   'read-job': 1,
   'ensure-job': 2,
   'bridge-entry': 2,
+  'bridge-progress': 2,
   'bridge-lease': 1,
   'bridge-position': 2,
   'touch-read': 1,
@@ -363,6 +365,16 @@ export class JobScripts {
       this.meter?.sink?.appended(queue, 1);
       if (entry.kind === 'terminal') this.meter?.sink?.finished(queue, entry.state);
     }
+    return reply[0];
+  }
+
+  /**
+   * Applies consecutive progress entries of one job (`entries`: entry id, then data JSON, per
+   * entry) in one call, idempotently: what {@link bridgeEntry} does for each, at the cost of one.
+   */
+  async bridgeProgress(meta: string, events: string, maxEvents: number, entries: string[]): Promise<BridgeEntryReply> {
+    const reply = await this.run<[BridgeEntryReply, number?]>('bridge-progress', [meta, events], [maxEvents, ...entries]);
+    if (reply[1]) this.meter?.sink?.appended(JobQueueMeter.queueOfKey(events), Number(reply[1]));
     return reply[0];
   }
 
