@@ -56,12 +56,15 @@ describe('live page in headless Chromium behind nginx (2 apis, 1 worker, bullmq)
     rmSync(profile, { recursive: true, force: true });
   }, 30_000);
 
-  it('follows a build while the api serving its stream is killed: every event once, in order; no token in any logged URL', async () => {
+  it('follows a build while the api serving its stream is killed (its ticket expired by then): every event once, in order; no token in any logged URL', async () => {
     const env = {
       JOB_QUEUE_BACKEND: 'bullmq',
       REDIS_URL: redis!.url,
       JOB_QUEUE_PREFIX: `live-${randomUUID().slice(0, 8)}`,
       AUTH_TOKENS: `alice:${TOKEN}`,
+      // Short-lived tickets: by the time the api is killed the page's ticket has expired, so its
+      // EventSource is refused on reconnect and the page must resume with a new ticket.
+      STREAM_TICKET_TTL_MS: '1000',
     };
     const apis = await AppProcess.startAll(processes, [
       AppProcess.api({ ...env, JOB_QUEUE_WORKER: 'false' }),

@@ -50,7 +50,7 @@
     stop();
     try {
       const { jobId } = await api('POST', `/${kind}`, body);
-      start(kind, jobId);
+      await start(kind, jobId);
     } catch (error) {
       say(error.message);
     }
@@ -73,7 +73,8 @@
   }
 
   async function start(kind, id) {
-    job = { kind, id, source: null, done: false };
+    stop();
+    job = { kind, id, source: null, done: false, lastId: null };
     $('events').replaceChildren();
     $('event-count').textContent = '0';
     $('reconnects').textContent = '0';
@@ -87,12 +88,15 @@
   }
 
   async function openStream(current) {
-    let url = `/${current.kind}/${encodeURIComponent(current.id)}/events`;
+    const query = new URLSearchParams();
     if ($('token').value.trim()) {
       const { ticket } = await api('POST', `/${current.kind}/${encodeURIComponent(current.id)}/ticket`);
-      url += `?ticket=${encodeURIComponent(ticket)}`;
+      query.set('ticket', ticket);
     }
+    // A new EventSource sends no Last-Event-ID: it resumes with ?after= instead.
+    if (current.lastId) query.set('after', current.lastId);
     if (job !== current) return;
+    const url = `/${current.kind}/${encodeURIComponent(current.id)}/events${query.size ? `?${query}` : ''}`;
     const source = new EventSource(url);
     current.source = source;
     let opened = 0;
@@ -102,14 +106,26 @@
     };
     source.onerror = () => {
       // Open again: the browser reconnects by itself with Last-Event-ID. Closed: it gave up
-      // (204 at the terminal event, or a refusal such as an expired ticket).
-      $('connection').textContent = source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting';
+      // (204 at the terminal event, or a refusal such as a ticket that expired meanwhile): unless
+      // the job is over, start a new stream with a new ticket from the last event seen.
+      if (source.readyState !== EventSource.CLOSED) {
+        $('connection').textContent = 'reconnecting';
+        return;
+      }
+      $('connection').textContent = 'closed';
+      if (job !== current || current.done) return;
+      setTimeout(() => {
+        if (job !== current || current.done) return;
+        $('reconnects').textContent = String(Number($('reconnects').textContent) + 1);
+        openStream(current).catch((error) => say(error.message));
+      }, 1000);
     };
     for (const type of TYPES) source.addEventListener(type, (event) => show(current, event));
   }
 
   function show(current, event) {
     if (job !== current) return;
+    current.lastId = event.lastEventId;
     const item = document.createElement('li');
     item.dataset.id = event.lastEventId;
     item.dataset.type = event.type;

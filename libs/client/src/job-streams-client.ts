@@ -25,6 +25,12 @@ export interface JobStreamsClientOptions {
   maxRetries?: number;
   /** Long-polling: how long each request may wait for something new (ms, default 25000; the server allows up to 30000). */
   pollWaitMs?: number;
+  /**
+   * A stream that brings nothing for this long (ms, default 45000: three of the server's 15 s
+   * heartbeats) is taken as dead and retried elsewhere: a lost host or a silent network partition
+   * leaves a connection open that never ends on its own. A long-poll gets `pollWaitMs` plus this.
+   */
+  idleTimeoutMs?: number;
   /** Told before every retry, e.g. to log it. */
   onRetry?: (retry: RetryInfo) => void;
   /** The `fetch` to use (default the global one). */
@@ -54,7 +60,12 @@ export interface FollowJobOptions {
 
 /** How one request of a follow ended. */
 type Outcome =
-  { kind: 'terminal' } | { kind: 'again' } | { kind: 'retry'; reason: string; retryAfter?: string | null } | { kind: 'polling' };
+  | { kind: 'terminal' }
+  /** The caller's signal fired: the follow ends. */
+  | { kind: 'aborted' }
+  | { kind: 'again' }
+  | { kind: 'retry'; reason: string; retryAfter?: string | null }
+  | { kind: 'polling' };
 
 /** The cursor of a follow, moved by each event it yields. */
 interface FollowState {
@@ -126,7 +137,7 @@ export class JobStreamsClient {
           if (error instanceof JobStreamError) throw error;
           outcome = { kind: 'retry', reason: (error as Error).message || String(error) };
         }
-        if (outcome.kind === 'terminal') return;
+        if (outcome.kind === 'terminal' || outcome.kind === 'aborted') return;
         if (outcome.kind === 'polling') {
           transport = 'polling';
           continue;
@@ -163,7 +174,27 @@ export class JobStreamsClient {
   ): AsyncGenerator<JobStreamEvent<TData>, Outcome, undefined> {
     const headers: Record<string, string> = { Accept: 'text/event-stream', ...(await this.auth()) };
     if (state.cursor !== undefined) headers['Last-Event-ID'] = state.cursor;
-    const response = await this.fetch(url, { headers, signal });
+    const idleMs = this.options.idleTimeoutMs ?? 45_000;
+    const watchdog = new IdleWatchdog(signal, idleMs);
+    try {
+      return yield* this.readSse<TData>(url, headers, state, signal, watchdog, fallback);
+    } catch (error) {
+      if (watchdog.fired) return { kind: 'retry', reason: `no data for ${idleMs} ms` };
+      throw error;
+    } finally {
+      watchdog.clear();
+    }
+  }
+
+  private async *readSse<TData>(
+    url: string,
+    headers: Record<string, string>,
+    state: FollowState,
+    signal: AbortSignal,
+    watchdog: IdleWatchdog,
+    fallback: boolean,
+  ): AsyncGenerator<JobStreamEvent<TData>, Outcome, undefined> {
+    const response = await this.fetch(url, { headers, signal: watchdog.signal });
     if (response.status === 204) return { kind: 'terminal' }; // the cursor is at the terminal event already
     const refused = await this.refusal(response);
     if (refused) return refused;
@@ -182,16 +213,15 @@ export class JobStreamsClient {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) return { kind: 'retry', reason: 'stream ended before the terminal event' };
+        watchdog.touch();
         for (const frame of parser.push(decoder.decode(value, { stream: true }))) {
           if (frame.id === undefined || frame.id === state.cursor) continue;
-          const event: JobStreamEvent<TData> = {
-            id: frame.id,
-            type: frame.event,
-            data: (frame.data === '' ? null : JSON.parse(frame.data)) as TData,
-          };
+          const event: JobStreamEvent<TData> = { id: frame.id, type: frame.event, data: parseData<TData>(frame.data, url) };
           state.cursor = event.id;
           state.received++;
           yield event;
+          // The caller may have aborted while it had the event: nothing more after that.
+          if (signal.aborted) return { kind: 'aborted' };
           if (TERMINAL_TYPES.includes(event.type)) return { kind: 'terminal' };
         }
       }
@@ -206,20 +236,32 @@ export class JobStreamsClient {
     state: FollowState,
     signal: AbortSignal,
   ): AsyncGenerator<JobStreamEvent<TData>, Outcome, undefined> {
-    const query = new URLSearchParams({ delivery: 'polling', waitMs: String(this.options.pollWaitMs ?? 25_000) });
+    const waitMs = this.options.pollWaitMs ?? 25_000;
+    const query = new URLSearchParams({ delivery: 'polling', waitMs: String(waitMs) });
     if (state.cursor !== undefined) query.set('after', state.cursor);
-    const response = await this.fetch(`${url}?${query}`, {
-      headers: { Accept: 'application/json', ...(await this.auth()) },
-      signal,
-    });
-    const refused = await this.refusal(response);
-    if (refused) return refused;
-    const page = (await response.json()) as { events: Array<JobStreamEvent<TData>>; next: string; done: boolean };
+    const idleMs = this.options.idleTimeoutMs ?? 45_000;
+    const watchdog = new IdleWatchdog(signal, waitMs + idleMs);
+    let page: { events: Array<JobStreamEvent<TData>>; next: string; done: boolean };
+    try {
+      const response = await this.fetch(`${url}?${query}`, {
+        headers: { Accept: 'application/json', ...(await this.auth()) },
+        signal: watchdog.signal,
+      });
+      const refused = await this.refusal(response);
+      if (refused) return refused;
+      page = (await response.json()) as typeof page;
+    } catch (error) {
+      if (watchdog.fired) return { kind: 'retry', reason: `no answer within ${waitMs + idleMs} ms` };
+      throw error;
+    } finally {
+      watchdog.clear();
+    }
     for (const event of page.events) {
       if (event.id === state.cursor) continue;
       state.cursor = event.id;
       state.received++;
       yield event;
+      if (signal.aborted) return { kind: 'aborted' };
     }
     state.cursor = page.next;
     return page.done ? { kind: 'terminal' } : { kind: 'again' };
@@ -247,6 +289,53 @@ export class JobStreamsClient {
 
   private fetch(url: string, init: RequestInit): Promise<Response> {
     return (this.options.fetch ?? fetch)(url, init);
+  }
+}
+
+/** The `data:` of an SSE frame; a frame that is not JSON ends the follow (retrying would read it again forever). */
+function parseData<TData>(data: string, url: string): TData {
+  if (data === '') return null as TData;
+  try {
+    return JSON.parse(data) as TData;
+  } catch {
+    throw new JobStreamError(`Malformed event data from ${url}: not JSON`);
+  }
+}
+
+/**
+ * A request's own abort: fires when the follow's `signal` does, or when nothing arrived for
+ * `idleMs` (reset by {@link touch}); {@link fired} tells the second case apart.
+ */
+class IdleWatchdog {
+  private readonly controller = new AbortController();
+  private timer?: ReturnType<typeof setTimeout>;
+  private readonly onAbort = (): void => this.controller.abort();
+  fired = false;
+
+  constructor(
+    private readonly parent: AbortSignal,
+    private readonly idleMs: number,
+  ) {
+    parent.addEventListener('abort', this.onAbort, { once: true });
+    if (parent.aborted) this.controller.abort();
+    this.touch();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  touch(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.fired = true;
+      this.controller.abort();
+    }, this.idleMs);
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+    this.parent.removeEventListener('abort', this.onAbort);
   }
 }
 

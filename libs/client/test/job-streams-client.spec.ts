@@ -160,4 +160,65 @@ describe('JobStreamsClient against the demo api', () => {
     const client = new JobStreamsClient({ baseUrl: deadUrl, maxRetries: 2, backoff: { initialMs: 5 } });
     await expect(collect(client.follow('builds', 'x'))).rejects.toThrow(/Gave up following builds\/x after 3 failed tries/);
   });
+
+  it('an abort while a replayed chunk is being handed out stops at once: nothing after the event it fired on', async () => {
+    const id = await startBuild(server, { steps: 3, stepMs: 0, tokensPerStep: 3 });
+    const client = new JobStreamsClient({ baseUrl: server.baseUrl, token: TOKEN });
+    await collect(client.follow('builds', id)); // ended: a new follow gets everything in one chunk
+    for (const transport of ['sse', 'polling'] as const) {
+      const abort = new AbortController();
+      const seen: string[] = [];
+      for await (const event of new JobStreamsClient({ baseUrl: server.baseUrl, token: TOKEN, transport }).follow('builds', id, {
+        signal: abort.signal,
+      })) {
+        seen.push(event.type);
+        if (seen.length === 2) abort.abort();
+      }
+      expect({ transport, seen }).toEqual({ transport, seen: ['started', 'step'] });
+    }
+  });
+
+  describe('against servers that misbehave', () => {
+    const servers: Server[] = [];
+    const serve = async (handler: Parameters<typeof createServer>[0]): Promise<string> => {
+      const fake = createServer(handler);
+      servers.push(fake);
+      await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+      return `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
+    };
+
+    afterAll(async () => {
+      for (const fake of servers) {
+        fake.closeAllConnections();
+        await new Promise((resolve) => fake.close(resolve));
+      }
+    });
+
+    it('a stream that goes silent (a half-open connection) is given up after idleTimeoutMs and resumed elsewhere', async () => {
+      const silent = await serve((_request, response) => {
+        response.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        response.write(': hello\n\n'); // then nothing, ever
+      });
+      const id = await startBuild(server, { steps: 2, stepMs: 0 });
+      const retries: RetryInfo[] = [];
+      const client = new JobStreamsClient({
+        baseUrl: [silent, server.baseUrl],
+        token: TOKEN,
+        idleTimeoutMs: 300,
+        backoff: { initialMs: 10 },
+        onRetry: (retry) => retries.push(retry),
+      });
+      expect(await collect(client.follow('builds', id))).toEqual(withoutTs(await allEvents(server, id)));
+      expect(retries.map((retry) => retry.reason)).toEqual(['no data for 300 ms']);
+    });
+
+    it('event data that is not JSON ends the follow with a JobStreamError instead of retrying it forever', async () => {
+      const garbled = await serve((_request, response) => {
+        response.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        response.write('id: 1-0\nevent: started\ndata: {"attempt":\n\n');
+      });
+      const client = new JobStreamsClient({ baseUrl: garbled });
+      await expect(collect(client.follow('builds', 'x'))).rejects.toThrow(/Malformed event data/);
+    });
+  });
 });

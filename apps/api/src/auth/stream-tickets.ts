@@ -40,7 +40,17 @@ export class StreamTickets {
       if (secret.length < 32) throw new Error('STREAM_TICKET_SECRET must be at least 32 characters long');
       key = Buffer.from(secret);
     } else if (authTokens !== undefined && authTokens.trim() !== '') {
-      key = Buffer.from(hkdfSync('sha256', authTokens, 'nestjs-job-streams', 'stream tickets v1', 32));
+      // The entries as parsed, sorted: instances listing the same tokens in another order or
+      // spacing derive the same key.
+      const entries = authTokens
+        .split(',')
+        .map((entry) => {
+          const separator = entry.indexOf(':');
+          return `${entry.slice(0, separator).trim()}:${entry.slice(separator + 1).trim()}`;
+        })
+        .sort()
+        .join(',');
+      key = Buffer.from(hkdfSync('sha256', entries, 'nestjs-job-streams', 'stream tickets v1', 32));
     } else {
       key = randomBytes(32);
     }

@@ -7,7 +7,9 @@
           (a retried call, a stalled job run again) keeps or renews its probe
   ARGV[2] probe lease (ms): a probe whose holder neither renews nor reports within it is given
           to the next job (its worker died)
-  ARGV[3] cool-down (ms): how long a job held back by a running probe waits at most before asking again
+  ARGV[3] cool-down (ms): how long a job held back by a running probe waits at most before asking
+          again, and at least 1 s: every hold-back costs BullMQ a move and entries in its events
+          stream, so a short cool-down must not make held jobs spin
   (The time is Redis's own clock, shared by every worker.)
 
   Returns {'pass'} (closed) | {'probe'} (this job is the probe) | {'wait', retryAt, openUntil or ''}.
@@ -28,4 +30,4 @@ if breaker[3] == ARGV[1] or now >= probeUntil then
   redis.call('HSET', KEYS[1], 'probe', ARGV[1], 'probeUntil', now + leaseMs)
   return {'probe'}
 end
-return {'wait', math.min(probeUntil, now + tonumber(ARGV[3])), ''}
+return {'wait', math.max(now + 1000, math.min(probeUntil, now + tonumber(ARGV[3]))), ''}
