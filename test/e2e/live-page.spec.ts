@@ -91,13 +91,13 @@ describe('live page in headless Chromium behind nginx (2 apis, 1 worker, bullmq)
     await page.setViewport({ width: 1100, height: 900 });
     // The fragment is never sent to a server; the page keeps the token for this tab only.
     await page.goto(`${nginx.url}/#token=${TOKEN}`);
-    expect(await page.$eval('#token', (input) => (input as HTMLInputElement).value)).toBe(TOKEN);
+    expect(await page.$eval('#token', (input) => (input as unknown as { value: string }).value)).toBe(TOKEN);
     for (const [field, value] of [
       ['#steps', STEPS],
       ['#stepMs', 200],
       ['#tokensPerStep', TOKENS_PER_STEP],
     ] as const) {
-      await page.$eval(field, (input, text) => ((input as HTMLInputElement).value = text), String(value));
+      await page.$eval(field, (input, text) => ((input as unknown as { value: string }).value = text), String(value));
     }
     await page.click('#go');
     await waitForShown(page, `document.querySelectorAll('#events li[data-type="step"]').length >= 5`);
@@ -149,7 +149,7 @@ describe('live page in headless Chromium behind nginx (2 apis, 1 worker, bullmq)
   it('takes the token from ?token= too, and removes it from the address bar', async () => {
     const page = await browser!.newPage();
     await page.goto(`${nginx!.url}/?token=${TOKEN}`);
-    expect(await page.$eval('#token', (input) => (input as HTMLInputElement).value)).toBe(TOKEN);
+    expect(await page.$eval('#token', (input) => (input as unknown as { value: string }).value)).toBe(TOKEN);
     expect(new URL(page.url()).search).toBe('');
     await page.close();
   });

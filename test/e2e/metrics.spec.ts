@@ -3,18 +3,9 @@ import { AppProcess } from '../support/app-process.js';
 import { BuildApi } from '../support/build-api.js';
 import { freePort } from '../support/free-port.js';
 import { RedisServer } from '../support/redis-server.js';
+import { prometheusSamples as samples } from '../support/prometheus-samples.js';
 
 /** `GET /metrics` of a demo api that also runs the jobs (bullmq backend, real Redis). */
-
-function samples(text: string): Map<string, number> {
-  const values = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    values.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return values;
-}
 
 describe('metrics (bullmq backend)', () => {
   let redis: RedisServer | undefined;

@@ -20,7 +20,7 @@ describe('stream tickets across instances (bullmq, 2 apis, 1 worker)', () => {
     await redis?.destroy();
   }, 30_000);
 
-  it.each([
+  it.each<{ keyFrom: string; extra: Record<string, string> }>([
     { keyFrom: 'AUTH_TOKENS', extra: {} },
     { keyFrom: 'STREAM_TICKET_SECRET', extra: { STREAM_TICKET_SECRET: randomUUID() + randomUUID() } },
   ])(

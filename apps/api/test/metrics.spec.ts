@@ -1,18 +1,8 @@
 import { startApiServer, type ApiServer } from './support/api-server.js';
 import { ApiClient, readLines } from './support/http-client.js';
+import { prometheusSamples as samples } from '../../../test/support/prometheus-samples.js';
 
 /** `GET /metrics` of the demo api (memory backend): what the job queue counted, in Prometheus' text format. */
-
-/** Sample values by `name{labels}` as Prometheus writes them. */
-function samples(text: string): Map<string, number> {
-  const values = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    values.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return values;
-}
 
 describe('metrics (memory backend)', () => {
   let server: ApiServer;

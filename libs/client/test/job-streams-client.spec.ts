@@ -1,4 +1,4 @@
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer, request as httpRequest, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { JobStreamError, JobStreamsClient, type JobStreamEvent, type RetryInfo } from 'nestjs-job-streams-client';
 import { startApiServer, type ApiServer } from '../../../apps/api/test/support/api-server.js';
@@ -180,7 +180,7 @@ describe('JobStreamsClient against the demo api', () => {
 
   describe('against servers that misbehave', () => {
     const servers: Server[] = [];
-    const serve = async (handler: Parameters<typeof createServer>[0]): Promise<string> => {
+    const serve = async (handler: RequestListener): Promise<string> => {
       const fake = createServer(handler);
       servers.push(fake);
       await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));

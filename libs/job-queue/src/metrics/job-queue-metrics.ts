@@ -1,6 +1,7 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { Counter, Gauge, Histogram, register as defaultRegistry, type Metric, type Registry } from 'prom-client';
 import { JobQueue } from '../contract/job-queue.js';
+import type { QueueBridgeStatus } from '../contract/queue-bridge-status.js';
 import { JobQueueMeter, type CancelCause, type DeliveryKind, type JobQueueMeterSink } from './job-queue-meter.js';
 
 /** Options of {@link JobQueueMetricsModule.forRoot}. */
@@ -63,23 +64,36 @@ export class JobQueueMetrics implements JobQueueMeterSink, OnModuleInit, OnModul
       }),
     );
     const jobQueue = this.queue;
-    add(
-      new Gauge({
-        name: `${prefix}jobs`,
-        help: "Jobs per queue and state, as the backend counts them (BullMQ's states on bullmq).",
-        labelNames: ['queue', 'state'],
-        registers,
-        async collect() {
-          this.reset();
-          try {
-            for (const { queue: name, counts } of await jobQueue.jobCounts()) {
-              for (const [state, count] of Object.entries(counts)) this.set({ queue: name, state }, count);
+    /** A gauge read at scrape time: `rows` gives its samples (read first, then set all at once, so scrapes never see it half-filled). */
+    const reading = <L extends string>(
+      name: string,
+      help: string,
+      labelNames: L[],
+      rows: () => Promise<Array<[Record<L, string>, number]>>,
+    ): void => {
+      add(
+        new Gauge<L>({
+          name: `${prefix}${name}`,
+          help,
+          labelNames,
+          registers,
+          async collect() {
+            let samples: Array<[Record<L, string>, number]> = [];
+            try {
+              samples = await rows();
+            } catch {
+              // The backend is away: no samples (the Redis error counters and /health tell why).
             }
-          } catch {
-            // The backend is away: no counts (the Redis error counters and /health tell why).
-          }
-        },
-      }),
+            this.reset();
+            for (const [labels, value] of samples) this.set(labels as never, value);
+          },
+        }),
+      );
+    };
+    reading('jobs', "Jobs per queue and state, as the backend counts them (BullMQ's states on bullmq).", ['queue', 'state'], async () =>
+      (await jobQueue.jobCounts()).flatMap(({ queue, counts }) =>
+        Object.entries(counts).map(([state, count]) => [{ queue, state }, count] as [Record<'queue' | 'state', string>, number]),
+      ),
     );
     this.appendedTotal = add(
       new Counter({
@@ -132,98 +146,46 @@ export class JobQueueMetrics implements JobQueueMeterSink, OnModuleInit, OnModul
       new Counter({ name: `${prefix}redis_reconnects_total`, help: 'Redis reconnect attempts.', labelNames: ['connection'], registers }),
     );
     const breakerStates = { closed: 0, 'half-open': 1, open: 2 } as const;
-    add(
-      new Gauge({
-        name: `${prefix}circuit_breaker_state`,
-        help: 'State of each circuit breaker, shared by every worker: 0 closed, 1 half-open (a probe runs), 2 open.',
-        labelNames: ['name'],
-        registers,
-        async collect() {
-          this.reset();
-          try {
-            for (const breaker of await jobQueue.circuitBreakers()) this.set({ name: breaker.name }, breakerStates[breaker.state]);
-          } catch {
-            // The backend is away.
-          }
-        },
-      }),
+    reading(
+      'circuit_breaker_state',
+      'State of each circuit breaker, shared by every worker: 0 closed, 1 half-open (a probe runs), 2 open.',
+      ['name'],
+      async () => (await jobQueue.circuitBreakers()).map((breaker) => [{ name: breaker.name }, breakerStates[breaker.state]]),
     );
-    add(
-      new Gauge({
-        name: `${prefix}circuit_breaker_recent_failures`,
-        help: "Failed attempts within each circuit breaker's window, counted across every worker.",
-        labelNames: ['name'],
-        registers,
-        async collect() {
-          this.reset();
-          try {
-            for (const breaker of await jobQueue.circuitBreakers()) this.set({ name: breaker.name }, breaker.recentFailures);
-          } catch {
-            // The backend is away.
-          }
-        },
-      }),
+    reading(
+      'circuit_breaker_recent_failures',
+      "Failed attempts within each circuit breaker's window, counted across every worker.",
+      ['name'],
+      async () => (await jobQueue.circuitBreakers()).map((breaker) => [{ name: breaker.name }, breaker.recentFailures]),
     );
-    const bridges = (): ReturnType<JobQueue['bridgeStatus']> => jobQueue.bridgeStatus().filter((bridge) => bridge.leading);
-    add(
-      new Gauge({
-        name: `${prefix}bridge_leading`,
-        help: '1 for each queue whose foreign-worker bridge this process leads.',
-        labelNames: ['queue'],
-        registers,
-        collect() {
-          this.reset();
-          for (const bridge of jobQueue.bridgeStatus()) this.set({ queue: bridge.queue }, bridge.leading ? 1 : 0);
-        },
-      }),
+    const bridges = async (
+      which: 'all' | 'led',
+      value: (bridge: QueueBridgeStatus) => number,
+    ): Promise<Array<[Record<'queue', string>, number]>> =>
+      jobQueue
+        .bridgeStatus()
+        .filter((bridge) => which === 'all' || bridge.leading)
+        .map((bridge) => [{ queue: bridge.queue }, value(bridge)]);
+    reading('bridge_leading', '1 for each queue whose foreign-worker bridge this process leads.', ['queue'], () =>
+      bridges('all', (bridge) => (bridge.leading ? 1 : 0)),
     );
-    add(
-      new Gauge({
-        name: `${prefix}bridge_lag_seconds`,
-        help: "How far a bridge this process leads is behind BullMQ's events stream.",
-        labelNames: ['queue'],
-        registers,
-        collect() {
-          this.reset();
-          for (const bridge of bridges()) this.set({ queue: bridge.queue }, bridge.lagMs / 1000);
-        },
-      }),
+    reading('bridge_lag_seconds', "How far a bridge this process leads is behind BullMQ's events stream.", ['queue'], () =>
+      bridges('led', (bridge) => bridge.lagMs / 1000),
     );
-    add(
-      new Gauge({
-        name: `${prefix}bridge_lag_entries`,
-        help: "Entries of BullMQ's events stream a bridge this process leads has not read yet (at least).",
-        labelNames: ['queue'],
-        registers,
-        collect() {
-          this.reset();
-          for (const bridge of bridges()) this.set({ queue: bridge.queue }, bridge.lagEntries);
-        },
-      }),
+    reading(
+      'bridge_lag_entries',
+      "Entries of BullMQ's events stream a bridge this process leads has not read yet (at least).",
+      ['queue'],
+      () => bridges('led', (bridge) => bridge.lagEntries),
     );
-    add(
-      new Gauge({
-        name: `${prefix}bridge_takeovers`,
-        help: 'Bridge takeovers by this process since it started.',
-        labelNames: ['queue'],
-        registers,
-        collect() {
-          this.reset();
-          for (const bridge of jobQueue.bridgeStatus()) this.set({ queue: bridge.queue }, bridge.takeovers);
-        },
-      }),
+    reading('bridge_takeovers', 'Bridge takeovers by this process since it started.', ['queue'], () =>
+      bridges('all', (bridge) => bridge.takeovers),
     );
-    add(
-      new Gauge({
-        name: `${prefix}bridge_gaps`,
-        help: 'Gaps (entries BullMQ trimmed before the bridge read them) this process found since it started.',
-        labelNames: ['queue'],
-        registers,
-        collect() {
-          this.reset();
-          for (const bridge of jobQueue.bridgeStatus()) this.set({ queue: bridge.queue }, bridge.gaps);
-        },
-      }),
+    reading(
+      'bridge_gaps',
+      'Gaps (entries BullMQ trimmed before the bridge read them) this process found since it started.',
+      ['queue'],
+      () => bridges('all', (bridge) => bridge.gaps),
     );
   }
 
