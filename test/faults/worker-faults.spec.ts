@@ -83,6 +83,24 @@ describe('faults: workers killed or stopped mid-build (bullmq, 2 apis)', () => {
     expect(second.child.exitCode).toBeNull();
   }, 40_000);
 
+  it("with the default lock (no JOB_LOCK_DURATION_MS): a SIGKILLed worker's build starts again on another worker within 15 s", async () => {
+    const STEPS = 60;
+    const started = await cluster.worker({});
+    workers.push(started);
+    const id = await a.start({ steps: STEPS, stepMs: 250, tokensPerStep: 0 });
+    const follower = new FailoverFollower([b], id, 'ndjson', { timeoutMs: 60_000 });
+    await follower.waitFor((event) => stepIndex(event) === 2);
+    const second = await cluster.worker({});
+    workers.push(second);
+    const killedAt = Date.now();
+    await started.stop('SIGKILL');
+    const restarted = await follower.waitFor((event) => event.type === 'started' && (event.data as { attempt: number }).attempt === 2);
+    const afterMs = restarted.ts! - killedAt;
+    expect(afterMs).toBeGreaterThan(0);
+    expect(afterMs).toBeLessThan(15_000);
+    await b.cancel(id);
+  }, 60_000);
+
   it('SIGTERM to a worker: it takes no new job, finishes its running build within JOB_SHUTDOWN_GRACE_MS, exits 0; the queued job runs on the next worker', async () => {
     const STEPS = 6;
     const TOKENS = 1;

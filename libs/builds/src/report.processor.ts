@@ -9,13 +9,13 @@ export const REPORTS_QUEUE = 'reports';
 export const REPORT_JOB = 'report';
 
 /**
- * BullMQ's lock on a running report, from `JOB_LOCK_DURATION_MS` (default 30 s, the value the
+ * BullMQ's lock on a running report, from `JOB_LOCK_DURATION_MS` (default 7 s, the value the
  * apps check at start): the lock of a worker that died expires after this long, and the stalled
- * check, run as often, then hands the report to another worker.
+ * check, run as often but at least every 4 s, then hands the report to another worker.
  */
 function lockDurationMs(): number {
   const value = Number(process.env.JOB_LOCK_DURATION_MS);
-  return Number.isInteger(value) && value > 0 ? value : 30_000;
+  return Number.isInteger(value) && value > 0 ? value : 7_000;
 }
 
 /**
@@ -23,7 +23,7 @@ function lockDurationMs(): number {
  * module. Each page waits `pageMs` (stopping when the job is cancelled), reports its progress and
  * logs a line; `failAtPage` makes that page throw after both calls.
  */
-@Processor(REPORTS_QUEUE, { lockDuration: lockDurationMs(), stalledInterval: lockDurationMs() })
+@Processor(REPORTS_QUEUE, { lockDuration: lockDurationMs(), stalledInterval: Math.min(lockDurationMs(), 4000) })
 export class ReportProcessor extends WorkerHost {
   async process(job: Job<ReportInput>, _token?: string, signal?: AbortSignal): Promise<{ pages: number }> {
     const { pages, pageMs, failAtPage } = job.data;

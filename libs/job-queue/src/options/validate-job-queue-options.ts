@@ -10,7 +10,7 @@ const DEFAULTS = {
   maxEventBytes: 64 * 1024,
   defaultAttempts: 1,
   shutdownGraceMs: 10_000,
-  lockDurationMs: 30_000,
+  lockDurationMs: 7_000,
   redisUrl: 'redis://127.0.0.1:6379',
   prefix: 'jq',
 } as const;

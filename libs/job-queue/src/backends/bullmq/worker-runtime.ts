@@ -16,6 +16,15 @@ import { ProgressReporter } from './progress-reporter.js';
 import type { RedisConnections } from './redis-connections.js';
 import type { RedisKeys } from './redis-keys.js';
 
+/**
+ * How often a worker looks for jobs whose lock expired (their worker died): as often as the lock
+ * lasts, but at least every 4 s, so that with the default 7 s lock a dead worker's job starts again
+ * within about 11 s (the lock runs out, then the next check finds it).
+ */
+export function stalledIntervalMs(lockDurationMs: number): number {
+  return Math.min(lockDurationMs, 4000);
+}
+
 /** The reason running handlers are aborted with when this worker shuts down. */
 class WorkerShutdown extends Error {
   constructor() {
@@ -73,7 +82,7 @@ export class WorkerRuntime {
       prefix,
       concurrency: this.options.concurrency,
       lockDuration: this.options.lockDurationMs,
-      stalledInterval: this.options.lockDurationMs,
+      stalledInterval: stalledIntervalMs(this.options.lockDurationMs),
       autorun: false,
     });
     const unhandled = this.options.jobNames.filter((name) => !this.handlers.has(name));
