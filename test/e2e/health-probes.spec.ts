@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AppProcess } from '../support/app-process.js';
+import { pollUntil } from '../support/poll-until.js';
 import { RedisServer } from '../support/redis-server.js';
 
 /**
@@ -21,13 +22,11 @@ async function probe(app: AppProcess, path: string): Promise<{ status: number; b
 }
 
 /** Asks `path` until it answers `status` (the api notices Redis' state on its own schedule). */
-async function until(app: AppProcess, path: string, status: number): Promise<{ status: number; body: TerminusBody }> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const answer = await probe(app, path);
-    if (answer.status === status || Date.now() > deadline) return answer;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+function until(app: AppProcess, path: string, status: number): Promise<{ status: number; body: TerminusBody }> {
+  return pollUntil(
+    () => probe(app, path),
+    (answer) => answer.status === status,
+  );
 }
 
 describe('health probes built with @nestjs/terminus (demo api)', () => {

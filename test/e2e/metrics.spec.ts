@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { AppProcess } from '../support/app-process.js';
 import { BuildApi } from '../support/build-api.js';
 import { freePort } from '../support/free-port.js';
+import { pollUntil } from '../support/poll-until.js';
 import { RedisServer } from '../support/redis-server.js';
 import { prometheusSamples as samples } from '../support/prometheus-samples.js';
 
@@ -25,14 +26,7 @@ describe('metrics (bullmq backend)', () => {
     const [app] = await AppProcess.startAll(processes, [AppProcess.api(env)]);
     const scrape = async (): Promise<Map<string, number>> => samples(await (await fetch(`${app.url}/metrics`)).text());
     /** Scrapes until `check` holds (the counters move as the work happens), bounded. */
-    const until = async (check: (values: Map<string, number>) => boolean): Promise<Map<string, number>> => {
-      const deadline = Date.now() + 20_000;
-      for (;;) {
-        const values = await scrape();
-        if (check(values) || Date.now() > deadline) return values;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    };
+    const until = (check: (values: Map<string, number>) => boolean): Promise<Map<string, number>> => pollUntil(scrape, check);
     const builds = new BuildApi(app.url, 'api');
     const reports = new BuildApi(app.url, 'api', 'reports');
     const build = await builds.start({ steps: 3, stepMs: 0, tokensPerStep: 2 });

@@ -63,9 +63,9 @@ export class AppModule {
         { provide: API_SETTINGS, inject: [ConfigService], useFactory: apiSettingsFromEnv },
         {
           provide: StreamTickets,
-          inject: [ConfigService, API_SETTINGS],
-          useFactory: (config: ConfigService, settings: ApiSettings) =>
-            StreamTickets.create(config.get('STREAM_TICKET_SECRET'), config.get('AUTH_TOKENS'), settings.streamTicketTtlMs),
+          inject: [ConfigService, API_SETTINGS, AUTH_TOKENS],
+          useFactory: (config: ConfigService, settings: ApiSettings, tokens: AuthTokens | undefined) =>
+            StreamTickets.create(config.get('STREAM_TICKET_SECRET'), tokens, settings.streamTicketTtlMs),
         },
         { provide: APP_GUARD, useClass: TokenAuthGuard },
         { provide: APP_INTERCEPTOR, useClass: BodyErrorInterceptor },

@@ -22,6 +22,14 @@ export class AuthTokens {
     return new AuthTokens(entries);
   }
 
+  /** Every `owner:token` entry, sorted: the same for every instance given the same tokens, whatever their order or spacing. */
+  canonical(): string {
+    return this.entries
+      .map((entry) => `${entry.owner}:${entry.token.toString()}`)
+      .sort()
+      .join(',');
+  }
+
   /** The owner of `token`, comparing in constant time so timing does not reveal tokens. */
   ownerOf(token: string): string | undefined {
     const candidate = Buffer.from(token);

@@ -1,4 +1,5 @@
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { AuthTokens } from './auth-tokens.js';
 
 /** What a stream ticket grants: reading the events of one job, as one owner, until it expires. */
 export interface StreamTicketGrant {
@@ -34,23 +35,13 @@ export class StreamTickets {
    * instance of a deployment shares; in development mode (no tokens) a random per-process key (no
    * route needs a ticket there).
    */
-  static create(secret: string | undefined, authTokens: string | undefined, ttlMs: number): StreamTickets {
+  static create(secret: string | undefined, authTokens: AuthTokens | undefined, ttlMs: number): StreamTickets {
     let key: Buffer;
     if (secret !== undefined && secret !== '') {
       if (secret.length < 32) throw new Error('STREAM_TICKET_SECRET must be at least 32 characters long');
       key = Buffer.from(secret);
-    } else if (authTokens !== undefined && authTokens.trim() !== '') {
-      // The entries as parsed, sorted: instances listing the same tokens in another order or
-      // spacing derive the same key.
-      const entries = authTokens
-        .split(',')
-        .map((entry) => {
-          const separator = entry.indexOf(':');
-          return `${entry.slice(0, separator).trim()}:${entry.slice(separator + 1).trim()}`;
-        })
-        .sort()
-        .join(',');
-      key = Buffer.from(hkdfSync('sha256', entries, 'nestjs-job-streams', 'stream tickets v1', 32));
+    } else if (authTokens) {
+      key = Buffer.from(hkdfSync('sha256', authTokens.canonical(), 'nestjs-job-streams', 'stream tickets v1', 32));
     } else {
       key = randomBytes(32);
     }

@@ -33,10 +33,4 @@ export interface JobQueueMeterSink {
  */
 export class JobQueueMeter {
   sink?: JobQueueMeterSink;
-
-  /** The queue of a job key (`<prefix>:{<queue>:<jobId>}:...`). */
-  static queueOfKey(key: string): string {
-    const start = key.indexOf('{') + 1;
-    return key.slice(start, key.indexOf(':', start));
-  }
 }

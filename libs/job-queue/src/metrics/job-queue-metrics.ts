@@ -12,6 +12,15 @@ export interface JobQueueMetricsOptions {
   prefix?: string;
 }
 
+/**
+ * `read`, shared while in flight: prom-client collects a scrape's gauges at once, so the gauges of
+ * one scrape share one answer instead of each asking the backend again (never a stale one).
+ */
+function sharedWhileInFlight<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => (pending ??= read().finally(() => (pending = undefined)));
+}
+
 /** Injection token of the {@link JobQueueMetricsOptions}. @internal */
 export const JOB_QUEUE_METRICS_OPTIONS = Symbol('JOB_QUEUE_METRICS_OPTIONS');
 
@@ -146,17 +155,18 @@ export class JobQueueMetrics implements JobQueueMeterSink, OnModuleInit, OnModul
       new Counter({ name: `${prefix}redis_reconnects_total`, help: 'Redis reconnect attempts.', labelNames: ['connection'], registers }),
     );
     const breakerStates = { closed: 0, 'half-open': 1, open: 2 } as const;
+    const circuitBreakers = sharedWhileInFlight(() => jobQueue.circuitBreakers());
     reading(
       'circuit_breaker_state',
       'State of each circuit breaker, shared by every worker: 0 closed, 1 half-open (a probe runs), 2 open.',
       ['name'],
-      async () => (await jobQueue.circuitBreakers()).map((breaker) => [{ name: breaker.name }, breakerStates[breaker.state]]),
+      async () => (await circuitBreakers()).map((breaker) => [{ name: breaker.name }, breakerStates[breaker.state]]),
     );
     reading(
       'circuit_breaker_recent_failures',
       "Failed attempts within each circuit breaker's window, counted across every worker.",
       ['name'],
-      async () => (await jobQueue.circuitBreakers()).map((breaker) => [{ name: breaker.name }, breaker.recentFailures]),
+      async () => (await circuitBreakers()).map((breaker) => [{ name: breaker.name }, breaker.recentFailures]),
     );
     const bridges = async (
       which: 'all' | 'led',

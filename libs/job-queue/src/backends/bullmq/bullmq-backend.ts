@@ -53,6 +53,8 @@ export class BullMqBackend implements JobQueueBackend {
   private readonly breakers: RedisCircuitBreakers;
   /** BullMQ queues by name, for enqueue and the removal of cancelled jobs. */
   private readonly queues = new Map<string, Queue>();
+  /** What the read script told about each job along with a page this backend returned, for a follow after that page. */
+  private readonly pageFacts = new WeakMap<JobEventPage, { traceId?: string; abandonAfterMs?: number }>();
   /** Runs jobs, on worker processes. */
   private readonly runtime?: WorkerRuntime;
   /** Bridges jobs of workers without this module from BullMQ's queue events. */
@@ -274,37 +276,28 @@ export class BullMqBackend implements JobQueueBackend {
     const last = events.length ? events[events.length - 1].id : options.after;
     const done =
       events.some((event) => isTerminalEventType(event.type)) || (terminal !== undefined && compareStreamIds(terminal, last) <= 0);
-    return { events, next: last, done };
+    const result: JobEventPage = { events, next: last, done };
+    this.pageFacts.set(result, { traceId, abandonAfterMs: page.abandonAfterMs });
+    return result;
   }
 
   /** Follows through the shared reader: no Redis connection and no polling per follower. */
   async *followAfter(id: string, page: JobEventPage, options: FollowRequest): AsyncGenerator<JobEvent[], void, undefined> {
     if (this.stopped) return;
     const metaKey = this.keys.meta(options.queue, id);
-    // The page's events tell the job's trace id (every event of a job has it, or none has). Only a
-    // follow after an empty page asks the job, before subscribing, so that no event lacks it.
-    let traceId = page.events[0]?.traceId;
-    let known: Promise<string | null> | undefined;
-    if (!page.events.length) {
+    // The read script that made `page` told the job's trace id and abandonAfterMs already; only a
+    // page this backend did not make (a caller's own) needs them asked for, before subscribing,
+    // so that no event lacks its trace id.
+    let facts = this.pageFacts.get(page);
+    if (!facts) {
       const [abandonAfterMs, traceparent] = await this.guard(() =>
         this.connections.commands.hmget(metaKey, 'abandonAfterMs', 'traceparent'),
       );
-      traceId = traceIdOf(traceparent ?? undefined);
-      known = Promise.resolve(abandonAfterMs);
+      facts = { traceId: traceIdOf(traceparent ?? undefined), abandonAfterMs: Number(abandonAfterMs) || undefined };
     }
-    const subscription = this.reader.subscribe(this.keys.events(options.queue, id), page.next, traceId);
-    // A follower reads the job for as long as it follows: one lookup per follow (not per event),
-    // made after subscribing so that it does not delay the subscription (after an empty page, the
-    // lookup above answered it too).
-    let following = true;
-    let release: (() => void) | undefined;
-    (known ?? this.connections.commands.hget(metaKey, 'abandonAfterMs')).then(
-      (value) => {
-        const abandonAfterMs = Number(value) || 0;
-        if (abandonAfterMs && following) release = this.keepAlive.hold(metaKey, abandonAfterMs);
-      },
-      () => undefined, // Redis away: the follow goes on; the job may be judged unread meanwhile
-    );
+    const subscription = this.reader.subscribe(this.keys.events(options.queue, id), page.next, facts.traceId);
+    // A follower reads the job for as long as it follows: one touch per period, never per event.
+    const release = facts.abandonAfterMs ? this.keepAlive.hold(metaKey, facts.abandonAfterMs) : undefined;
     // Closing the subscription ends its wait: one listener for the whole follow, none per wait.
     const stop = (): void => subscription.close();
     options.signal?.addEventListener('abort', stop, { once: true });
@@ -317,7 +310,6 @@ export class BullMqBackend implements JobQueueBackend {
         if (end !== -1) return;
       }
     } finally {
-      following = false;
       release?.();
       options.signal?.removeEventListener('abort', stop);
       subscription.close();

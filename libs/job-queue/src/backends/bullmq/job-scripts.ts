@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { JobQueueMeter } from '../../metrics/job-queue-meter.js';
+import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
+import { RedisKeys } from './redis-keys.js';
 import { traceIdOf, type TraceCarrier } from '../../tracing/job-tracing.js';
 
 const SCRIPT_NAMES = [
@@ -159,7 +160,7 @@ export class JobScripts {
     );
     switch (reply[0]) {
       case 'ok':
-        this.meter?.sink?.appended(JobQueueMeter.queueOfKey(events), 1);
+        this.meter?.sink?.appended(RedisKeys.queueOfJobKey(events), 1);
         return {
           status: 'ok',
           attempt: Number(reply[1]),
@@ -193,7 +194,7 @@ export class JobScripts {
     const status = reply[0] as AppendEventsReply['status'];
     if (status === 'ok' || status === 'limit') {
       const appended = Number(reply[1]);
-      if (appended > 0) this.meter?.sink?.appended(JobQueueMeter.queueOfKey(events), appended);
+      if (appended > 0) this.meter?.sink?.appended(RedisKeys.queueOfJobKey(events), appended);
       return { status, appended, lastId: String(reply[2]) };
     }
     return { status };
@@ -216,8 +217,8 @@ export class JobScripts {
     );
     switch (reply[0]) {
       case 'ok':
-        this.meter?.sink?.appended(JobQueueMeter.queueOfKey(events), 1);
-        this.meter?.sink?.finished(JobQueueMeter.queueOfKey(events), state);
+        this.meter?.sink?.appended(RedisKeys.queueOfJobKey(events), 1);
+        this.meter?.sink?.finished(RedisKeys.queueOfJobKey(events), state);
         return { status: 'ok', eventId: String(reply[1]) };
       case 'final':
         return { status: 'final', state: String(reply[1]) };
@@ -257,7 +258,7 @@ export class JobScripts {
   async abandonUnread(meta: string, events: string, retentionMs: number): Promise<'abandoned' | 'read' | 'final' | 'gone'> {
     const reply = await this.run<'abandoned' | 'read' | 'final' | 'gone'>('abandon-unread', [meta, events], [retentionMs]);
     if (reply === 'abandoned') {
-      const queue = JobQueueMeter.queueOfKey(events);
+      const queue = RedisKeys.queueOfJobKey(events);
       this.meter?.sink?.appended(queue, 1);
       this.meter?.sink?.finished(queue, 'cancelled');
       this.meter?.sink?.cancelled('abandoned');
@@ -361,7 +362,7 @@ export class JobScripts {
     const reply = await this.run<[BridgeEntryReply, string?]>('bridge-entry', [meta, events], args);
     // 'ok' with an event id: one event appended ('requeue' appends none).
     if (reply[0] === 'ok' && reply[1]) {
-      const queue = JobQueueMeter.queueOfKey(events);
+      const queue = RedisKeys.queueOfJobKey(events);
       this.meter?.sink?.appended(queue, 1);
       if (entry.kind === 'terminal') this.meter?.sink?.finished(queue, entry.state);
     }
@@ -374,7 +375,7 @@ export class JobScripts {
    */
   async bridgeProgress(meta: string, events: string, maxEvents: number, entries: string[]): Promise<BridgeEntryReply> {
     const reply = await this.run<[BridgeEntryReply, number?]>('bridge-progress', [meta, events], [maxEvents, ...entries]);
-    if (reply[1]) this.meter?.sink?.appended(JobQueueMeter.queueOfKey(events), Number(reply[1]));
+    if (reply[1]) this.meter?.sink?.appended(RedisKeys.queueOfJobKey(events), Number(reply[1]));
     return reply[0];
   }
 

@@ -16,6 +16,12 @@ export class RedisKeys {
     return `${this.prefix}:{${queue}:${jobId}}:events`;
   }
 
+  /** The queue of a key of one job (`<prefix>:{<queue>:<jobId>}:...`; queue names hold no `:`). */
+  static queueOfJobKey(key: string): string {
+    const start = key.indexOf('{') + 1;
+    return key.slice(start, key.indexOf(':', start));
+  }
+
   /** The meta hash of the job whose events stream is `eventsKey`. */
   metaOfEvents(eventsKey: string): string {
     return `${eventsKey.slice(0, -':events'.length)}:meta`;
