@@ -36,6 +36,14 @@ const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Ids of jobs other code added to a processor queue (BullMQ's numbers, or custom ids of safe characters). */
 const FOREIGN_JOB_ID = /^[A-Za-z0-9_.~-]{1,200}$/;
 
+/** What the read script told about a job along with a page (see {@link BullMqBackend.readPage}). */
+interface PageFacts {
+  traceId?: string;
+  abandonAfterMs?: number;
+}
+
+const PAGE_FACTS = Symbol('pageFacts');
+
 /**
  * The distributed backend, on BullMQ and Redis. This class is what every process serves reads
  * with (enqueue, read, follow through the shared {@link EventStreamReader}, cancel); on worker
@@ -53,8 +61,6 @@ export class BullMqBackend implements JobQueueBackend {
   private readonly breakers: RedisCircuitBreakers;
   /** BullMQ queues by name, for enqueue and the removal of cancelled jobs. */
   private readonly queues = new Map<string, Queue>();
-  /** What the read script told about each job along with a page this backend returned, for a follow after that page. */
-  private readonly pageFacts = new WeakMap<JobEventPage, { traceId?: string; abandonAfterMs?: number }>();
   /** Runs jobs, on worker processes. */
   private readonly runtime?: WorkerRuntime;
   /** Bridges jobs of workers without this module from BullMQ's queue events. */
@@ -277,7 +283,8 @@ export class BullMqBackend implements JobQueueBackend {
     const done =
       events.some((event) => isTerminalEventType(event.type)) || (terminal !== undefined && compareStreamIds(terminal, last) <= 0);
     const result: JobEventPage = { events, next: last, done };
-    this.pageFacts.set(result, { traceId, abandonAfterMs: page.abandonAfterMs });
+    // Hidden from JSON and from callers: what the read script told about the job, for a follow after this page.
+    Object.defineProperty(result, PAGE_FACTS, { value: { traceId, abandonAfterMs: page.abandonAfterMs } satisfies PageFacts });
     return result;
   }
 
@@ -288,7 +295,7 @@ export class BullMqBackend implements JobQueueBackend {
     // The read script that made `page` told the job's trace id and abandonAfterMs already; only a
     // page this backend did not make (a caller's own) needs them asked for, before subscribing,
     // so that no event lacks its trace id.
-    let facts = this.pageFacts.get(page);
+    let facts = (page as JobEventPage & { [PAGE_FACTS]?: PageFacts })[PAGE_FACTS];
     if (!facts) {
       const [abandonAfterMs, traceparent] = await this.guard(() =>
         this.connections.commands.hmget(metaKey, 'abandonAfterMs', 'traceparent'),
