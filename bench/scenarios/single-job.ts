@@ -1,6 +1,7 @@
 import type { RunSummary } from '../support/payload.js';
 import { RoleProcess } from '../support/rpc.js';
 import { median, quantile, round } from '../support/stats.js';
+import { RedisKeys } from 'nestjs-job-streams';
 
 /** One way of getting a job's events from the producer process to a consumer process. */
 interface Contender {
@@ -180,7 +181,7 @@ const libraryProducerRawConsumer: Contender = {
       async run(n, rate, skip) {
         const id = await producer.call<string>('enqueue', { mode: rate ? 'paced' : 'burst', n, rate });
         // The job may have started already: the consumer reads its stream from the beginning.
-        await consumer.call('arm', { key: `${prefix}:{jobs:${id}}:events`, n });
+        await consumer.call('arm', { key: new RedisKeys(prefix).events('jobs', id), n });
         return consumer.call('collect', { timeoutMs: TIMEOUT_MS, skip, keep: !!rate });
       },
     };

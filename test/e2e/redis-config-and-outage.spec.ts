@@ -16,6 +16,7 @@ import {
   type WireEvent,
 } from '../support/build-api.js';
 import { RedisServer } from '../support/redis-server.js';
+import { RedisKeys } from 'nestjs-job-streams';
 
 /**
  * The bullmq backend against a Redis that needs a password, uses another database than 0, and
@@ -96,8 +97,8 @@ describe('REDIS_URL with a password and a database index (bullmq backend)', () =
       connectClient(urlOf(`:${ENCODED_PASSWORD}@`, '3'), clients),
       connectClient(urlOf(`:${ENCODED_PASSWORD}@`, '0'), clients),
     ]);
-    const meta = `${prefix}:{jobs:${id}}:meta`;
-    const stream = `${prefix}:{jobs:${id}}:events`;
+    const meta = new RedisKeys(prefix).meta('jobs', id);
+    const stream = new RedisKeys(prefix).events('jobs', id);
     expect(await db3.exists(meta, stream)).toBe(2);
     expect(await db3.hget(meta, 'state')).toBe('completed');
     expect(await db3.xlen(stream)).toBe(events.length);
@@ -483,7 +484,7 @@ describe('Redis lost while running: an api (JOB_QUEUE_WORKER=false) and a worker
 
     // The refused POST left nothing behind; a new build runs end to end.
     const db = await connectClient(`redis://:${ENCODED_PASSWORD}@127.0.0.1:${port}/2`, clients);
-    expect(await db.keys(`${prefix}:{*}:meta`)).toEqual([`${prefix}:{jobs:${id}}:meta`]);
+    expect(await db.keys(`${prefix}:{*}:*:meta`)).toEqual([new RedisKeys(prefix).meta('jobs', id)]);
     const next = await api.start({ steps: 3, stepMs: 10, tokensPerStep: 1 });
     expect(typesAndData(await api.follow(next, 'ndjson').ended)).toEqual(expectedBuildEvents(3, 1));
 

@@ -12,6 +12,7 @@ import { MiB, RssSampler, mib, processMemory } from '../support/process-memory.j
 import { redisConnectionsOf } from '../support/redis-clients.js';
 import { blockedConnectionsOf } from '../support/redis-monitor.js';
 import { RedisServer } from '../support/redis-server.js';
+import { RedisKeys } from 'nestjs-job-streams';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -380,7 +381,7 @@ export async function runLoad(profile: LoadProfile, log: (line: string) => void 
       KINDS.map((kind) => [kind, { ...NO_DELIVERY, clients: 0, requests: 0, retries: 0 }]),
     ) as LoadReport['byDelivery'];
     for (const round of rounds) {
-      const stored = await mapLimit(round.jobIds, 10, (id) => readStoredEvents(commands!, `${prefix}:{jobs:${id}}:events`));
+      const stored = await mapLimit(round.jobIds, 10, (id) => readStoredEvents(commands!, new RedisKeys(prefix).events('jobs', id)));
       buildsAsExpected += stored.filter((storedEvents) => isDeepStrictEqual(typesAndData(storedEvents), expected)).length;
       for (const run of round.runs) {
         const counts = auditDelivery(stored[run.build], run.events);

@@ -20,6 +20,7 @@ import { redisConnectionsOf } from '../support/redis-clients.js';
 import { RedisMonitor, blockedConnectionsOf, type MonitoredCommand } from '../support/redis-monitor.js';
 import { RedisServer } from '../support/redis-server.js';
 import { kernelQueuedBytes } from '../support/socket-queues.js';
+import { RedisKeys } from 'nestjs-job-streams';
 
 /**
  * Slow and vanished clients (issue 4, item 3), against one api (no handlers) and one worker as
@@ -150,7 +151,7 @@ describe('slow and vanished clients (bullmq backend: an api and a worker as proc
   let startedJobs: string[] = [];
   let monitor: RedisMonitor | undefined;
 
-  const eventsKey = (id: string): string => `${prefix}:{jobs:${id}}:events`;
+  const eventsKey = (id: string): string => new RedisKeys(prefix).events('jobs', id);
   const start = async (body: BuildBody): Promise<string> => {
     const id = await api.start(body);
     startedJobs.push(id);

@@ -5,6 +5,7 @@ import { RedisServer } from '../../../test/support/redis-server.js';
 import { startApiServer, type ApiServer } from './support/api-server.js';
 import { ApiClient, expectError, isTerminal, ndjsonEvents, readLines, type WireEvent } from './support/http-client.js';
 import { collect, openSocket, parseRawResponse, rawExchange, type RawExchange } from './support/raw-http.js';
+import { RedisKeys } from 'nestjs-job-streams';
 
 const TOKENS = 'alice:tokenA-3f9c1e,bob:tokenB-77d2aa';
 const ALICE_TOKEN = 'tokenA-3f9c1e';
@@ -149,7 +150,7 @@ describe.each(['memory', 'bullmq'] as const)('event streams resumed at or past t
       const lines = readLines(response);
       const redisClient = new Redis(redis!.url);
       try {
-        await redisClient.del(`hardening:{jobs:${id}}:meta`, `hardening:{jobs:${id}}:events`);
+        await redisClient.del(new RedisKeys('hardening').meta('jobs', id), new RedisKeys('hardening').events('jobs', id));
       } finally {
         redisClient.disconnect();
       }

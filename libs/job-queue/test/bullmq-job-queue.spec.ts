@@ -9,6 +9,7 @@ import { JobQueue, JobQueueModule, UnknownJobNameError, type JobEvent, type JobQ
 import { createContractApp, describeJobQueueContract, nestContractHarness } from './contract/job-queue.contract.js';
 import { JOBS } from './contract/test-handlers.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
+import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
 
 let redis: RedisServer | undefined;
 
@@ -139,7 +140,7 @@ describe('bullmq backend only: order of the writes that end a job', () => {
       for (let i = 0; i < 20; i++) ids.push((await app.queue.enqueue(JOBS.echo, { i }, { owner: 'alice' })).id);
       for (const id of ids) expect((await eventsOf(app.queue, id)).at(-1)?.type).toBe('completed');
       const position = (pattern: string): number => feed.lines.findIndex((line) => line.includes(pattern));
-      const ours = (id: string): number => position(`"XADD" "${prefix}:{jobs:${id}}:events" "*" "type" "completed"`);
+      const ours = (id: string): number => position(`"XADD" "${new RedisKeys(prefix).events('jobs', id)}" "*" "type" "completed"`);
       const bullmqs = (id: string): number => position(`"XADD" "${prefix}:jobs:events" "*" "event" "completed" "jobId" "${id}"`);
       // The last lines may still be on their way.
       for (let tries = 0; ids.some((id) => ours(id) === -1 || bullmqs(id) === -1); tries++) {

@@ -10,6 +10,7 @@ import { DelayedError, Queue, QueueEvents, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, UnknownQueueError, type JobEvent } from 'nestjs-job-streams';
 import { RedisServer } from '../../../test/support/redis-server.js';
+import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
 
 // What a team with an @nestjs/bullmq stack adds: workers are made from the bridging subclass.
 BullModule.workerClass = JobQueueWorker;
@@ -389,7 +390,7 @@ describe('one connection setting for both modules', () => {
       expect(await app.get<Queue>(getQueueToken('reports')).getJob(job.id)).toBeDefined();
       const keys = new Redis(redis.url);
       try {
-        expect(await keys.exists(`${prefix}:{reports:${job.id}}:events`)).toBe(1);
+        expect(await keys.exists(new RedisKeys(prefix).events('reports', job.id!))).toBe(1);
       } finally {
         keys.disconnect();
       }
@@ -490,10 +491,10 @@ describe('the bridge and BullMQ control flow (bullmq backend)', () => {
     try {
       const job = await bull.add('expire', {});
       expect(simplify(await follow(job.id!, 'expiring')).at(-1)).toEqual(['completed', { result: 'ok' }]);
-      await keys.del(`${prefix}:{expiring:${job.id}}:meta`, `${prefix}:{expiring:${job.id}}:events`); // as when retention ran out
+      await keys.del(new RedisKeys(prefix).meta('expiring', job.id!), new RedisKeys(prefix).events('expiring', job.id!)); // as when retention ran out
       await expect(queue.getJob(job.id!, { queue: 'expiring' })).rejects.toBeInstanceOf(JobNotFoundError);
       await expect(queue.follow(job.id!, { queue: 'expiring' }).next()).rejects.toBeInstanceOf(JobNotFoundError);
-      expect(await keys.exists(`${prefix}:{expiring:${job.id}}:meta`)).toBe(0);
+      expect(await keys.exists(new RedisKeys(prefix).meta('expiring', job.id!))).toBe(0);
     } finally {
       keys.disconnect();
       await worker.close();

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Logger } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import type { BridgeEntry, BridgeEntryReply, JobScripts, NewJobMeta } from '../backends/bullmq/job-scripts.js';
+import { attemptsOf } from '../backends/bullmq/bull-job-attempts.js';
+import { duplicateClient, type RedisClient } from '../backends/bullmq/redis-connection.js';
 import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
 import type { QueueBridgeStatus } from '../contract/queue-bridge-status.js';
 import { compareStreamIds, streamIdBefore, timestampOf } from '../reader/stream-id.js';
@@ -24,7 +25,7 @@ export interface QueueEventsBridgeOptions {
   scripts: JobScripts;
   keys: RedisKeys;
   /** Commands (fails fast while Redis is away). */
-  commands: Redis;
+  commands: RedisClient;
   /** The queues to bridge, known once the application is built. */
   queues: () => readonly string[];
   retentionMs: number;
@@ -131,7 +132,7 @@ export class QueueEventsBridge {
   private readonly leaseMs: number;
   private readonly led = new Map<string, LedQueue>();
   private readonly statuses = new Map<string, QueueBridgeStatus>();
-  private blocking?: Redis;
+  private blocking?: RedisClient;
   private leaseTimer?: NodeJS.Timeout;
   private reading?: Promise<void>;
   private stopped = false;
@@ -251,7 +252,7 @@ export class QueueEventsBridge {
 
   private async readLoop(): Promise<void> {
     if (!this.blocking) {
-      this.blocking = this.options.commands.duplicate({
+      this.blocking = duplicateClient(this.options.commands, {
         connectionName: `${this.options.keys.prefix}:bridge`,
         enableOfflineQueue: true,
         maxRetriesPerRequest: null,
@@ -485,13 +486,7 @@ export class QueueEventsBridge {
   private async newJobMeta(queue: string, jobId: string): Promise<NewJobMeta | undefined> {
     const [name, opts, timestamp] = await this.options.commands.hmget(this.options.keys.bullJob(queue, jobId), 'name', 'opts', 'timestamp');
     if (name === null) return undefined;
-    let attempts = 1;
-    try {
-      attempts = Math.max(1, Number((JSON.parse(opts ?? '{}') as { attempts?: number }).attempts) || 1);
-    } catch {
-      // BullMQ's own default
-    }
-    return { name, maxAttempts: attempts, createdAt: Number(timestamp) || Date.now() };
+    return { name, maxAttempts: attemptsOf(opts), createdAt: Number(timestamp) || Date.now() };
   }
 
   private applyToJob(queue: string, jobId: string, entryId: string, entry: BridgeEntry, create?: NewJobMeta): Promise<BridgeEntryReply> {

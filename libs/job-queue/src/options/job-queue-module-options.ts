@@ -77,8 +77,18 @@ export interface JobQueueModuleOptions {
   redis?: {
     /** `redis://[user:password@]host:port[/db]` or `rediss://...` (default `redis://127.0.0.1:6379`). */
     url?: string;
-    /** Prefix of every key (default `jq`). */
+    /**
+     * Prefix of every key (default `jq`). On Redis Cluster it must carry a hash tag, e.g. `{jq}`,
+     * as BullMQ requires (its scripts touch several keys of a queue); this library's own keys use
+     * it without the braces and are spread over the cluster by job.
+     */
     prefix?: string;
+    /**
+     * Redis Cluster: some of its nodes, as `redis://[user:password@]host:port` URLs (one is enough,
+     * the rest are found). When set, `url` is not used. Env: `REDIS_CLUSTER_NODES`, or several
+     * comma-separated URLs in `REDIS_URL`.
+     */
+    clusterNodes?: readonly string[];
   };
 }
 
@@ -100,7 +110,8 @@ export interface ResolvedJobQueueOptions {
   /** The breaker of every job name without one of its own. */
   circuitBreaker: CircuitBreakerOptions | undefined;
   circuitBreakers: Readonly<Record<string, CircuitBreakerOptions | false>>;
-  redis: { url: string; prefix: string };
+  /** `clusterNodes`: Redis Cluster's start nodes (`url` is then unused). */
+  redis: { url: string; prefix: string; clusterNodes?: readonly string[] };
 }
 
 /** Options of {@link JobQueueModule.forRootAsync}, typically fed from `@nestjs/config`. */

@@ -67,7 +67,8 @@ function circuitBreakers(value: string | undefined): Pick<JobQueueModuleOptions,
 /**
  * Module options from the conventional environment variables, so switching backends is a matter
  * of configuration: `JOB_QUEUE_BACKEND` (memory|bullmq), `JOB_QUEUE_WORKER` (true|false),
- * `WORKER_CONCURRENCY`, `REDIS_URL`, `JOB_QUEUE_PREFIX`, `JOB_RETENTION_MS`,
+ * `WORKER_CONCURRENCY`, `REDIS_URL`, `REDIS_CLUSTER_NODES` (comma-separated; or several URLs in
+ * `REDIS_URL`), `JOB_QUEUE_PREFIX`, `JOB_RETENTION_MS`,
  * `JOB_MAX_EVENTS`, `JOB_MAX_EVENT_BYTES`, `JOB_SHUTDOWN_GRACE_MS`, `JOB_LOCK_DURATION_MS`,
  * `JOB_NAMES` and `JOB_QUEUES` (comma-separated), `JOB_BRIDGE_FOREIGN_WORKERS` (true|false),
  * `JOB_CIRCUIT_BREAKER` (`failures,windowMs,coolDownMs` for every job name, or
@@ -96,6 +97,17 @@ export function jobQueueOptionsFromEnv(config: ConfigReader): JobQueueModuleOpti
     queues: list(get('JOB_QUEUES')),
     bridgeForeignWorkers: boolean(get('JOB_BRIDGE_FOREIGN_WORKERS')),
     ...circuitBreakers(get('JOB_CIRCUIT_BREAKER')),
-    redis: { url: get('REDIS_URL') || undefined, prefix: get('JOB_QUEUE_PREFIX') || undefined },
+    redis: redisFromEnv(get('REDIS_URL'), get('REDIS_CLUSTER_NODES'), get('JOB_QUEUE_PREFIX')),
   };
+}
+
+/** `REDIS_CLUSTER_NODES`, or a `REDIS_URL` of several comma-separated URLs, names Redis Cluster's nodes. */
+function redisFromEnv(
+  url: string | undefined,
+  clusterNodes: string | undefined,
+  prefix: string | undefined,
+): JobQueueModuleOptions['redis'] {
+  const nodes = list(clusterNodes) ?? (url?.includes(',') ? list(url) : undefined);
+  if (nodes?.length) return { clusterNodes: nodes, prefix: prefix || undefined };
+  return { url: url || undefined, prefix: prefix || undefined };
 }

@@ -12,7 +12,11 @@ export interface BullSharedConfig {
     db?: number;
     tls?: unknown;
     /** An ioredis instance keeps its settings here. */
-    options?: BullSharedConfig['connection'];
+    options?: BullSharedConfig['connection'] & { redisOptions?: { username?: string; password?: string; tls?: unknown } };
+    /** Set on an ioredis `Cluster`. */
+    isCluster?: boolean;
+    /** An ioredis `Cluster`'s start nodes. */
+    startupNodes?: Array<string | number | { host?: string; port?: number | string }>;
   };
 }
 
@@ -30,6 +34,26 @@ function urlOf(connection: BullSharedConfig['connection']): string | undefined {
   return url.toString();
 }
 
+/** Redis Cluster's start nodes as URLs, for a BullMQ connection that is an ioredis `Cluster`. */
+function clusterNodesOf(connection: BullSharedConfig['connection']): string[] | undefined {
+  if (!connection || typeof connection !== 'object' || connection.isCluster !== true || !Array.isArray(connection.startupNodes)) {
+    return undefined;
+  }
+  const auth = connection.options?.redisOptions ?? {};
+  return connection.startupNodes.map((node) => {
+    const [host, port] =
+      typeof node === 'object'
+        ? [node.host ?? '127.0.0.1', node.port ?? 6379]
+        : typeof node === 'number'
+          ? ['127.0.0.1', node]
+          : [node.slice(0, node.lastIndexOf(':')) || node, node.includes(':') ? node.slice(node.lastIndexOf(':') + 1) : 6379];
+    const url = new URL(`${auth.tls ? 'rediss' : 'redis'}://${host.includes(':') ? `[${host}]` : host}:${port}`);
+    if (auth.username) url.username = encodeURIComponent(auth.username);
+    if (auth.password) url.password = encodeURIComponent(auth.password);
+    return url.toString();
+  });
+}
+
 /**
  * Fills in what the options leave open from `BullModule.forRoot`'s shared configuration, so that
  * one connection setting serves both modules: the Redis URL and the key prefix (the bridged
@@ -37,7 +61,9 @@ function urlOf(connection: BullSharedConfig['connection']): string | undefined {
  */
 export function withBullSharedConfig(options: JobQueueModuleOptions, bull: BullSharedConfig | undefined): JobQueueModuleOptions {
   if (!bull || options.backend !== 'bullmq') return options;
-  const url = options.redis?.url ?? urlOf(bull.connection);
   const prefix = options.redis?.prefix ?? bull.prefix ?? 'bull';
+  const clusterNodes = options.redis?.url === undefined ? (options.redis?.clusterNodes ?? clusterNodesOf(bull.connection)) : undefined;
+  if (clusterNodes) return { ...options, redis: { ...options.redis, clusterNodes, prefix } };
+  const url = options.redis?.url ?? urlOf(bull.connection);
   return { ...options, redis: { ...options.redis, ...(url === undefined ? {} : { url }), prefix } };
 }

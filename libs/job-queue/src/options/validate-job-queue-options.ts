@@ -128,9 +128,34 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     // Never echo the URL: it may hold a password.
     problems.push('"redis.url" must be a redis:// or rediss:// URL, e.g. redis://user:password@host:6379/0');
   }
-  const prefix = redisInput.prefix ?? DEFAULTS.prefix;
-  if (typeof prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
-    problems.push(`"redis.prefix" must be 1 to 64 characters of letters, digits, "_", ".", ":" or "-" (got ${describe(prefix)})`);
+  const clusterNodes = redisInput.clusterNodes;
+  const isCluster = clusterNodes !== undefined;
+  if (isCluster) {
+    if (
+      !Array.isArray(clusterNodes) ||
+      !clusterNodes.length ||
+      !clusterNodes.every((node) => typeof node === 'string' && /^rediss?:\/\/[^\s/]+\/?$/.test(node) && URL.canParse(node))
+    ) {
+      // Never echo the nodes: their URLs may hold a password.
+      problems.push(
+        '"redis.clusterNodes" (REDIS_CLUSTER_NODES) must be a non-empty list of redis:// or rediss:// URLs without a database, e.g. redis://10.0.0.1:7000',
+      );
+    }
+  }
+  const prefix = redisInput.prefix ?? (isCluster ? `{${DEFAULTS.prefix}}` : DEFAULTS.prefix);
+  if (
+    typeof prefix !== 'string' ||
+    !/^[A-Za-z0-9_.:-]*(\{[A-Za-z0-9_.:-]+\})?[A-Za-z0-9_.:-]*$/.test(prefix) ||
+    prefix.length < 1 ||
+    prefix.length > 64
+  ) {
+    problems.push(
+      `"redis.prefix" must be 1 to 64 characters of letters, digits, "_", ".", ":" or "-", with at most one {hash tag} (got ${describe(prefix)})`,
+    );
+  } else if (isCluster && !/\{[^}]+\}/.test(prefix)) {
+    problems.push(
+      `"redis.prefix" must carry a hash tag on Redis Cluster, as BullMQ requires, e.g. "{${prefix}}" (got ${describe(prefix)})`,
+    );
   }
 
   if (problems.length) throw new InvalidJobQueueOptionsError(problems);
@@ -143,6 +168,6 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     bridgeForeignWorkers: bridgeForeignWorkers as boolean,
     circuitBreaker,
     circuitBreakers,
-    redis: { url: url as string, prefix: prefix as string },
+    redis: { url: url as string, prefix: prefix as string, ...(isCluster ? { clusterNodes: [...(clusterNodes as string[])] } : {}) },
   };
 }

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
+import { Cluster } from 'ioredis';
 import { JobQueue, JobQueueModule, JobQueueWorker, type JobEvent, type JobQueueModuleOptions } from 'nestjs-job-streams';
 import { ContractTestHandlers } from './test-handlers.js';
 import { CONTRACT_PROCESSORS, PROCESSOR_QUEUE_NAMES, decodeProcessorEvent, processorQueueFor } from './test-processors.js';
@@ -62,6 +63,23 @@ export const HANDLER_KIND: JobKind = {
   toJobEvent: (event) => ({ type: event.type, data: event.data }),
 };
 
+const clusterConnections: Cluster[] = [];
+
+/** An ioredis `Cluster` for BullModule, as a team on Redis Cluster passes one (closed by {@link closeTestClusterConnections}). */
+function testClusterConnection(nodes: readonly string[]): Cluster {
+  const cluster = new Cluster(
+    nodes.map((node) => ({ host: new URL(node).hostname, port: Number(new URL(node).port) })),
+    { redisOptions: { maxRetriesPerRequest: null } },
+  );
+  clusterConnections.push(cluster);
+  return cluster;
+}
+
+/** Closes the Cluster connections handed to BullModule by the processor contract apps. */
+export function closeTestClusterConnections(): void {
+  for (const cluster of clusterConnections.splice(0)) cluster.disconnect();
+}
+
 /**
  * The `@Processor` classes of `test-processors.ts`. On `bullmq` the application is set up as the
  * README tells a `@nestjs/bullmq` team to: `BullModule.workerClass = JobQueueWorker` before
@@ -74,11 +92,15 @@ export const PROCESSOR_KIND: JobKind = {
   appModule: (options) => {
     const bull: DynamicModule[] = [];
     if (options.backend === 'bullmq') {
-      const { url, prefix } = options.redis ?? {};
-      if (!url || !prefix) throw new Error('The processor contract app needs redis.url and redis.prefix to configure BullModule alike');
+      const { url, prefix, clusterNodes } = options.redis ?? {};
+      if ((!url && !clusterNodes) || !prefix) {
+        throw new Error(
+          'The processor contract app needs redis.url (or redis.clusterNodes) and redis.prefix to configure BullModule alike',
+        );
+      }
       BullModule.workerClass = JobQueueWorker;
       bull.push(
-        BullModule.forRoot({ connection: { url }, prefix }),
+        BullModule.forRoot({ connection: clusterNodes ? testClusterConnection(clusterNodes) : { url }, prefix }),
         BullModule.registerQueue(...PROCESSOR_QUEUE_NAMES.map((name) => ({ name }))),
       );
     }

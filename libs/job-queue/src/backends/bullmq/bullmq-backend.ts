@@ -27,6 +27,7 @@ import type { CircuitBreakerState } from '../../contract/circuit-breaker.js';
 import { RedisCircuitBreakers } from './circuit-breakers.js';
 import { JobScripts } from './job-scripts.js';
 import { RedisConnections } from './redis-connections.js';
+import type { RedisClient } from './redis-connection.js';
 import { ReadKeepAlive } from './read-keep-alive.js';
 import { RedisKeys } from './redis-keys.js';
 import { WorkerRuntime } from './worker-runtime.js';
@@ -77,8 +78,22 @@ export class BullMqBackend implements JobQueueBackend {
     this.keys = new RedisKeys(options.redis.prefix);
     this.scripts = new JobScripts(connections.commands, meter);
     this.keepAlive = new ReadKeepAlive(this.scripts);
+    // On Redis Cluster one XREAD reads one slot: a read per shard of followed jobs, the first on
+    // the reader connection opened at start, the others on connections of their own.
+    let unused: RedisClient | undefined = connections.blocking;
     this.reader = new EventStreamReader(connections.blocking, connections.commands, {
       liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
+      wakeKeyPrefix: this.keys.own,
+      cluster: connections.cluster
+        ? {
+            groupOf: (eventsKey) => RedisKeys.tagOfJobKey(eventsKey),
+            openBlocking: () => {
+              const blocking = unused ?? connections.forReader();
+              unused = undefined;
+              return blocking;
+            },
+          }
+        : undefined,
     });
     this.breakers = new RedisCircuitBreakers(this.scripts, this.keys, options, this.logger);
     if (options.worker) this.runtime = new WorkerRuntime(options, handlers, connections, this.keys, this.scripts, this.breakers);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-connection.js';
 import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
+import { attemptsOf } from './bull-job-attempts.js';
 import { RedisKeys } from './redis-keys.js';
 import { traceIdOf, type TraceCarrier } from '../../tracing/job-tracing.js';
 
@@ -32,7 +33,7 @@ const KEY_COUNTS: Record<ScriptName, number> = {
   'requeue-job': 1,
   'read-events': 2,
   'read-job': 1,
-  'ensure-job': 2,
+  'ensure-job': 1,
   'bridge-entry': 2,
   'bridge-progress': 2,
   'bridge-lease': 1,
@@ -134,7 +135,7 @@ function ownerArgs(owner: string | undefined): [string, string] {
 export class JobScripts {
   /** `meter` is told of every event these scripts write to a job's stream. */
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly meter?: JobQueueMeter,
   ) {
     for (const name of SCRIPT_NAMES) redis.defineCommand(`jq:${name}`, { numberOfKeys: KEY_COUNTS[name], lua: source(name) });
@@ -176,9 +177,23 @@ export class JobScripts {
     }
   }
 
-  /** Gives a job BullMQ has (`bullJob`) metadata of its own when it has none; false when BullMQ has no such job either. */
+  /**
+   * Gives a job BullMQ has (its hash `bullJob`) metadata of its own when it has none; false when
+   * BullMQ has no such job, or finished it (a finished job whose stream expired has nothing to follow).
+   */
   async ensureJob(meta: string, bullJob: string, now: number): Promise<boolean> {
-    return (await this.run<number>('ensure-job', [meta, bullJob], [now])) === 1;
+    let fields: Array<string | null>;
+    try {
+      fields = await this.redis.hmget(bullJob, 'name', 'opts', 'timestamp', 'finishedOn');
+    } catch (error) {
+      // Ids such as 'wait' or 'events' name BullMQ's own lists and streams, not jobs.
+      if (/WRONGTYPE/.test((error as Error).message)) return false;
+      throw error;
+    }
+    const [name, opts, timestamp, finishedOn] = fields;
+    if (name === null || finishedOn !== null) return false;
+    const job = { name, maxAttempts: attemptsOf(opts), createdAt: Number(timestamp) || now };
+    return (await this.run<number>('ensure-job', [meta], [job.name, job.maxAttempts, job.createdAt])) === 1;
   }
 
   async appendEvents(

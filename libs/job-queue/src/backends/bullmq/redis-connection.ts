@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { InvalidJobQueueOptionsError } from '../../errors/invalid-options.error.js';
 import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
 
@@ -29,6 +29,9 @@ export function scrubSecrets(message: string, url: string): string {
     return message;
   }
 }
+
+/** A client of one Redis server or of a Redis Cluster: the commands this library sends are the same. */
+export type RedisClient = Redis | Cluster;
 
 /** Reconnect forever with a capped backoff: a Redis restart must not kill the process. */
 const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 6), 2000);
@@ -76,4 +79,70 @@ export async function connectRedis(url: string, name: string, extra: RedisOption
     }
   }
   return client;
+}
+
+/** What a connection of this library changes from the defaults (both kinds of client take them). */
+export interface ConnectionTuning {
+  connectionName: string;
+  enableOfflineQueue?: boolean;
+  maxRetriesPerRequest?: number | null;
+  commandTimeout?: number;
+}
+
+/**
+ * A new client for Redis Cluster, given some of its nodes' URLs (user name, password and TLS are
+ * taken from the first one and used for every node), connected, or a clear error naming the
+ * (redacted) nodes.
+ */
+export async function connectCluster(nodes: readonly string[], tuning: ConnectionTuning): Promise<Cluster> {
+  const first = new URL(nodes[0]);
+  const options: ClusterOptions = {
+    lazyConnect: true,
+    clusterRetryStrategy: retryStrategy,
+    enableOfflineQueue: tuning.enableOfflineQueue ?? true,
+    redisOptions: {
+      connectionName: tuning.connectionName,
+      connectTimeout: 5000,
+      maxRetriesPerRequest: tuning.maxRetriesPerRequest,
+      commandTimeout: tuning.commandTimeout,
+      ...(first.username ? { username: decodeURIComponent(first.username) } : {}),
+      ...(first.password ? { password: decodeURIComponent(first.password) } : {}),
+      ...(first.protocol === 'rediss:' ? { tls: {} } : {}),
+    },
+  };
+  const cluster = new Cluster(
+    nodes.map((node) => {
+      const url = new URL(node);
+      return { host: url.hostname, port: Number(url.port) || 6379 };
+    }),
+    options,
+  );
+  let firstError: Error | undefined;
+  cluster.on('error', (error: Error) => (firstError ??= error));
+  try {
+    await cluster.connect();
+  } catch (error) {
+    cluster.disconnect();
+    const reason = nodes.reduce((message, node) => scrubSecrets(message, node), (firstError ?? (error as Error)).message);
+    throw new JobQueueUnavailableError(
+      `Cannot connect to Redis Cluster at ${nodes.map(redactRedisUrl).join(', ')} (${reason}). Check REDIS_CLUSTER_NODES (redis.clusterNodes) and that the cluster is up.`,
+    );
+  }
+  return cluster;
+}
+
+/** A new client like `client` (same server or cluster, same credentials) with `tuning` changed. */
+export function duplicateClient(client: RedisClient, tuning: ConnectionTuning): RedisClient {
+  if (client instanceof Cluster) {
+    return client.duplicate([], {
+      enableOfflineQueue: tuning.enableOfflineQueue ?? true,
+      redisOptions: {
+        ...client.options.redisOptions,
+        connectionName: tuning.connectionName,
+        maxRetriesPerRequest: tuning.maxRetriesPerRequest,
+        commandTimeout: tuning.commandTimeout,
+      },
+    });
+  }
+  return client.duplicate(tuning);
 }

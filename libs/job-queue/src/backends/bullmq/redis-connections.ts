@@ -1,8 +1,7 @@
 import { Logger } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
-import { connectRedis } from './redis-connection.js';
+import { connectCluster, connectRedis, duplicateClient, type ConnectionTuning, type RedisClient } from './redis-connection.js';
 
 /**
  * The Redis clients of one process, opened at start and closed at shutdown. Their number does
@@ -11,17 +10,19 @@ import { connectRedis } from './redis-connection.js';
 export class RedisConnections {
   private readonly logger = new Logger('JobQueue');
   /** BullMQ's worker commands (BullMQ adds its own blocking connection), opened by {@link forWorker}. */
-  private worker?: Redis;
+  private worker?: RedisClient;
 
   private constructor(
     private readonly prefix: string,
     /** Commands and scripts; fails fast while Redis is down (requests get 503, never hang). */
-    readonly commands: Redis,
+    readonly commands: RedisClient,
     /** The shared blocking `XREAD` of the event stream reader. */
-    readonly blocking: Redis,
+    readonly blocking: RedisClient,
     /** Cancel messages, on worker processes. */
-    readonly subscriber: Redis | undefined,
+    readonly subscriber: RedisClient | undefined,
     private readonly meter: JobQueueMeter | undefined,
+    /** True on Redis Cluster. */
+    readonly cluster: boolean,
   ) {
     this.watch(commands, 'commands');
     this.watch(blocking, 'reader');
@@ -29,7 +30,7 @@ export class RedisConnections {
   }
 
   /** Logs a client's errors (at most every 5 s) and reports errors and reconnects to the meter. */
-  private watch(client: Redis, connection: string): void {
+  private watch(client: RedisClient, connection: string): void {
     client.on('error', this.errorLogger());
     client.on('error', () => this.meter?.sink?.redisError(connection));
     client.on('reconnecting', () => this.meter?.sink?.redisReconnect(connection));
@@ -40,20 +41,23 @@ export class RedisConnections {
    * the (redacted) URL: a process that cannot reach Redis at start should not start.
    */
   static async open(options: ResolvedJobQueueOptions, meter?: JobQueueMeter): Promise<RedisConnections> {
-    const { url, prefix } = options.redis;
-    const opened: Redis[] = [];
+    const { url, prefix, clusterNodes } = options.redis;
+    const connect = (tuning: ConnectionTuning): Promise<RedisClient> =>
+      clusterNodes ? connectCluster(clusterNodes, tuning) : connectRedis(url, tuning.connectionName, tuning);
+    const opened: RedisClient[] = [];
     try {
-      const commands = await connectRedis(url, `${prefix}:commands`, {
+      const commands = await connect({
+        connectionName: `${prefix}:commands`,
         enableOfflineQueue: false,
         maxRetriesPerRequest: 1,
         commandTimeout: 10_000,
       });
       opened.push(commands);
-      const blocking = await connectRedis(url, `${prefix}:reader`, { maxRetriesPerRequest: null });
+      const blocking = await connect({ connectionName: `${prefix}:reader`, maxRetriesPerRequest: null });
       opened.push(blocking);
-      const subscriber = options.worker ? await connectRedis(url, `${prefix}:cancels`, { maxRetriesPerRequest: null }) : undefined;
+      const subscriber = options.worker ? await connect({ connectionName: `${prefix}:cancels`, maxRetriesPerRequest: null }) : undefined;
       if (subscriber) opened.push(subscriber);
-      return new RedisConnections(prefix, commands, blocking, subscriber, meter);
+      return new RedisConnections(prefix, commands, blocking, subscriber, meter, clusterNodes !== undefined);
     } catch (error) {
       for (const client of opened) client.disconnect();
       throw error;
@@ -61,12 +65,22 @@ export class RedisConnections {
   }
 
   /**
+   * A connection for one more blocking read of the event reader (on Redis Cluster each slot group
+   * of followed jobs has its own), closed by the reader.
+   */
+  forReader(): RedisClient {
+    const reader = duplicateClient(this.commands, { connectionName: `${this.prefix}:reader`, maxRetriesPerRequest: null });
+    this.watch(reader, 'reader');
+    return reader;
+  }
+
+  /**
    * A connection for a BullMQ `Worker`: it waits through Redis outages instead of failing fast.
    * BullMQ does not close a connection it was given; it is closed with the others.
    */
-  forWorker(): Redis {
+  forWorker(): RedisClient {
     if (!this.worker) {
-      this.worker = this.commands.duplicate({
+      this.worker = duplicateClient(this.commands, {
         connectionName: `${this.prefix}:worker`,
         enableOfflineQueue: true,
         maxRetriesPerRequest: null,

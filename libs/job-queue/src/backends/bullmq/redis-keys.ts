@@ -1,25 +1,66 @@
 /**
- * Key names. Every key of one job shares the hash tag `{<queue>:<jobId>}` (job ids are unique per
- * BullMQ queue only), so a job's scripts touch one slot. (That alone does not make Redis Cluster
- * work: the shared reader's `XREAD` spans many jobs.)
+ * How many slots the jobs' own keys are spread over. Each job's keys share the hash tag of its
+ * shard (`{<prefix>:<shard>}`), so every script of a job touches one slot, and the jobs of one
+ * shard can be read by one `XREAD` on Redis Cluster (which refuses a command whose keys lie in
+ * different slots). 16 shards spread the jobs over every master of a cluster of up to a few
+ * masters, and cap the blocking reads of a process at 16. Every process of a deployment must use
+ * the same number: it is part of the key layout, not an option.
+ */
+export const JOB_SHARDS = 16;
+
+/** FNV-1a (32 bits) of `text`: a stable, cheap spread of job ids over {@link JOB_SHARDS}. */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+/**
+ * Key names. BullMQ's keys are `<prefix>:<queue>:...` as BullMQ makes them (on Redis Cluster the
+ * prefix carries a hash tag, e.g. `{bull}`, so that BullMQ's scripts touch one slot). This
+ * library's own keys use the prefix without braces (`{bull}` gives `bull`), so that they do not
+ * all land in BullMQ's slot, and the hash tag of their job's shard: `bull:{bull:7}:reports:42:meta`.
  */
 export class RedisKeys {
-  constructor(readonly prefix: string) {}
+  /** The prefix of this library's own keys: the configured one without braces. */
+  readonly own: string;
+
+  constructor(readonly prefix: string) {
+    this.own = prefix.replace(/[{}]/g, '');
+  }
+
+  /** The shard of a job (job ids are unique per BullMQ queue only). */
+  static shardOf(queue: string, jobId: string): number {
+    return fnv1a(`${queue}:${jobId}`) % JOB_SHARDS;
+  }
+
+  /** The hash tag every key of `queue`'s job `jobId` carries (the same for every job of its shard). */
+  jobTag(queue: string, jobId: string): string {
+    return `{${this.own}:${RedisKeys.shardOf(queue, jobId)}}`;
+  }
 
   /** Hash: name, owner (empty for jobs added without one), state, attempt, counters, terminal event id, result or error. */
   meta(queue: string, jobId: string): string {
-    return `${this.prefix}:{${queue}:${jobId}}:meta`;
+    return `${this.own}:${this.jobTag(queue, jobId)}:${queue}:${jobId}:meta`;
   }
 
   /** Stream: the job's events. */
   events(queue: string, jobId: string): string {
-    return `${this.prefix}:{${queue}:${jobId}}:events`;
+    return `${this.own}:${this.jobTag(queue, jobId)}:${queue}:${jobId}:events`;
   }
 
-  /** The queue of a key of one job (`<prefix>:{<queue>:<jobId>}:...`; queue names hold no `:`). */
+  /** The queue of a key of one job (`<own>:{<own>:<shard>}:<queue>:<jobId>:...`; queue names hold no `:`). */
   static queueOfJobKey(key: string): string {
-    const start = key.indexOf('{') + 1;
+    const start = key.indexOf('}:') + 2;
     return key.slice(start, key.indexOf(':', start));
+  }
+
+  /** The hash tag of a key of one job: keys with the same tag can be read by one command. */
+  static tagOfJobKey(key: string): string {
+    return key.slice(key.indexOf('{'), key.indexOf('}') + 1);
   }
 
   /** The meta hash of the job whose events stream is `eventsKey`. */
@@ -39,12 +80,12 @@ export class RedisKeys {
 
   /** The lease of the foreign-worker bridge of `queue` (its value: the holder's token). */
   bridgeLease(queue: string): string {
-    return `${this.prefix}:{bridge:${queue}}:lease`;
+    return `${this.own}:{bridge:${queue}}:lease`;
   }
 
   /** How far the foreign-worker bridge of `queue` has applied BullMQ's events stream (an entry id). */
   bridgePosition(queue: string): string {
-    return `${this.prefix}:{bridge:${queue}}:position`;
+    return `${this.own}:{bridge:${queue}}:position`;
   }
 
   /** BullMQ's events stream of `queue`. */
@@ -67,11 +108,11 @@ export class RedisKeys {
    * name is URI-encoded: a processor job's name may hold any character, braces included.
    */
   breakerState(name: string): string {
-    return `${this.prefix}:{breaker:${encodeURIComponent(name)}}:state`;
+    return `${this.own}:{breaker:${encodeURIComponent(name)}}:state`;
   }
 
   /** Sorted set: the recent failed attempts of the circuit breaker of `name`, by failure time. */
   breakerFailures(name: string): string {
-    return `${this.prefix}:{breaker:${encodeURIComponent(name)}}:failures`;
+    return `${this.own}:{breaker:${encodeURIComponent(name)}}:failures`;
   }
 }

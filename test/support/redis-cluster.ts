@@ -1,0 +1,175 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { freePort } from './free-port.js';
+import { waitForLine } from './wait-for-line.js';
+
+const run = promisify(execFile);
+
+/** True when nothing listens on `port` of 127.0.0.1 right now. */
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** A free port whose cluster bus port (the port + 10000) is free too. */
+async function freeNodePort(taken: Set<number>): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port + 10_000 > 65_535 || taken.has(port) || taken.has(port + 10_000)) continue;
+    if (await isFree(port + 10_000)) return port;
+  }
+}
+
+/** One `redis-server --cluster-enabled yes` of a {@link RedisCluster}. */
+class ClusterNode {
+  child?: ChildProcess;
+
+  constructor(
+    readonly port: number,
+    private readonly dir: string,
+  ) {}
+
+  async start(): Promise<void> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', 'no'];
+    args.push('--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${this.port}.conf`, '--cluster-node-timeout', '2000');
+    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    await waitForLine(child, /Ready to accept connections/, 15_000, `redis-server :${this.port}`);
+  }
+
+  /** SIGKILL: the node dies as a crashed machine would, without a word to the cluster. */
+  kill(): Promise<void> {
+    return this.end('SIGKILL');
+  }
+
+  stop(): Promise<void> {
+    return this.end('SIGTERM');
+  }
+
+  private async end(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    await exited;
+    this.child = undefined;
+  }
+}
+
+/** What `CLUSTER NODES` says of one node. */
+export interface ClusterNodeInfo {
+  port: number;
+  role: 'master' | 'slave';
+  failed: boolean;
+  /** Slot ranges of a master, e.g. `0-5460`. */
+  slots: string[];
+}
+
+/**
+ * A real Redis Cluster on loopback for one test file: three masters and three replicas
+ * (`redis-server --cluster-enabled yes`, joined by `redis-cli --cluster create ... --cluster-replicas 1`),
+ * on free ports. Fails, never skips, when `redis-server` or `redis-cli` is missing.
+ */
+export class RedisCluster {
+  private constructor(
+    private readonly nodes: ClusterNode[],
+    private readonly dir: string,
+  ) {}
+
+  static async start(): Promise<RedisCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'jq-cluster-'));
+    const taken = new Set<number>();
+    const nodes: ClusterNode[] = [];
+    for (let i = 0; i < 6; i++) {
+      const port = await freeNodePort(taken);
+      taken.add(port).add(port + 10_000);
+      nodes.push(new ClusterNode(port, dir));
+    }
+    const cluster = new RedisCluster(nodes, dir);
+    try {
+      await Promise.all(nodes.map((node) => node.start()));
+      const addresses = nodes.map((node) => `127.0.0.1:${node.port}`);
+      await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '1', '--cluster-yes'], { timeout: 60_000 });
+      await cluster.waitUntilHealthy();
+    } catch (error) {
+      await cluster.destroy();
+      throw error;
+    }
+    return cluster;
+  }
+
+  /** `redis://127.0.0.1:<port>` of every node, masters and replicas. */
+  get urls(): string[] {
+    return this.nodes.map((node) => `redis://127.0.0.1:${node.port}`);
+  }
+
+  /** `CLUSTER NODES` as seen from a node still running. */
+  async describe(): Promise<ClusterNodeInfo[]> {
+    const alive = this.nodes.find((node) => node.child);
+    if (!alive) throw new Error('no node of the cluster runs');
+    const client = new Redis(alive.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await client.connect();
+      const text = (await client.cluster('NODES')) as string;
+      return text
+        .trim()
+        .split('\n')
+        .map((line) => {
+          const [, address, flags, , , , , , ...slots] = line.split(' ');
+          return {
+            port: Number(address.split(':')[1].split('@')[0]),
+            role: flags.includes('master') ? 'master' : 'slave',
+            failed: flags.includes('fail'),
+            slots,
+          } satisfies ClusterNodeInfo;
+        });
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  /** SIGKILLs the node on `port`. */
+  async kill(port: number): Promise<void> {
+    await this.nodes.find((node) => node.port === port)?.kill();
+  }
+
+  /** Waits until every running node reports `cluster_state:ok` with all 16384 slots served. */
+  async waitUntilHealthy(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const states = await Promise.all(
+        this.nodes
+          .filter((node) => node.child)
+          .map(async (node) => {
+            const client = new Redis(node.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+            try {
+              await client.connect();
+              const info = (await client.cluster('INFO')) as string;
+              return /cluster_state:ok/.test(info) && /cluster_slots_ok:16384/.test(info);
+            } catch {
+              return false;
+            } finally {
+              client.disconnect();
+            }
+          }),
+      );
+      if (states.every(Boolean)) return;
+      if (Date.now() > deadline) throw new Error('Redis Cluster did not become healthy in time');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.stop()));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
