@@ -104,6 +104,21 @@ describe('bullmq backend only: enqueue is all or nothing', () => {
     expect(runLog(key)).toEqual(['next']);
   });
 
+  it('a confirmation that fails takes the job back: no metadata, no BullMQ job', async () => {
+    const { prefix, bull } = fixture();
+    // The producer's user may not run PERSIST: the confirmation fails after BullMQ's add went through.
+    await admin.call('ACL', 'SETUSER', 'nopersist', 'on', '>secret', '~*', '&*', '+@all', '-persist');
+    const producer = await app(prefix, { worker: false, url: `redis://nopersist:secret@127.0.0.1:${server.port}` });
+
+    const refusal = await producer
+      .enqueue(JOBS.record, { key: uniqueKey('unconfirmed'), label: 'never' }, { owner: 'alice' })
+      .catch((error: unknown) => error);
+
+    expect(refusal).toBeInstanceOf(JobQueueUnavailableError);
+    expect(await admin.keys(`${prefix}:{${QUEUE}:*}:meta`)).toEqual([]);
+    expect(await bull.getJobs(['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed'])).toEqual([]);
+  });
+
   it('an enqueue stopped after its metadata (the process died) leaves only metadata that expires within the provisional TTL', async () => {
     const { keys, enqueue, bull } = fixture();
     const id = randomUUID();
@@ -229,7 +244,7 @@ describe('bullmq backend only: enqueue is all or nothing', () => {
       .catch((error: unknown) => error);
 
     expect(refusal).toBeInstanceOf(JobQueueUnavailableError);
-    expect((refusal as Error).message).toMatch(/provisional metadata TTL/);
+    expect((refusal as Error).message).toMatch(/provisional TTL of \d+ ms ran out/);
     expect(await bull.getJob(id)).toBeUndefined();
     expect(await admin.exists(meta)).toBe(0);
   });

@@ -41,7 +41,7 @@ export class JobEnqueue {
    * and the metadata is confirmed; otherwise rejects, having taken back what it could (what it
    * could not expires).
    *
-   * @throws JobQueueUnavailableError when BullMQ's add returned only after the provisional TTL ran out.
+   * @throws JobQueueUnavailableError when the metadata was gone once BullMQ's add returned (it took longer than the provisional TTL).
    */
   async run(meta: string, fields: Record<string, string | number>, bull: BullMqAddition): Promise<void> {
     const created = this.create(meta, fields);
@@ -53,23 +53,39 @@ export class JobEnqueue {
     }
     const [stored, queued] = await Promise.allSettled([created, added]);
     if (stored.status === 'rejected' || queued.status === 'rejected') {
-      // Best effort: a lost reply may hide an add that got in; what cannot be taken back expires.
-      const withdrawn = await this.scripts.withdrawJob(meta).catch(() => undefined);
-      if (withdrawn !== 'started') await bull.remove().catch(() => undefined);
+      await this.takeBack(meta, bull);
       throw stored.status === 'rejected' ? stored.reason : (queued as PromiseRejectedResult).reason;
     }
     // Awaited, not sent on the side: the confirmation can fail (the command connection has no
     // offline queue) or find the metadata expired, and either must not end as an accepted job
     // whose metadata vanishes while it waits.
-    if (!(await this.confirm(meta))) {
-      await bull.remove().catch(() => undefined);
+    let confirmed: boolean;
+    try {
+      confirmed = await this.confirm(meta);
+    } catch (error) {
+      await this.takeBack(meta, bull);
+      throw error;
+    }
+    if (!confirmed) {
+      await this.takeBack(meta, bull);
       throw new JobQueueUnavailableError(
-        `The job was not enqueued: BullMQ's add took longer than the provisional metadata TTL (${this.provisionalTtlMs} ms)`,
+        `The job was not enqueued: its metadata was gone when BullMQ's add returned (its provisional TTL of ${this.provisionalTtlMs} ms ran out, or Redis evicted it)`,
       );
     }
   }
 
-  /** Step 1 alone: the metadata, with its provisional TTL. */
+  /**
+   * Best effort, after a failed step: a failed or unanswered command may still have got in, so
+   * both halves are taken back unless a worker started the job meanwhile (then it is whole and
+   * runs). What cannot be taken back (Redis unreachable) ends anyway: unconfirmed metadata
+   * expires, and a worker fails a job BullMQ has without it.
+   */
+  private async takeBack(meta: string, bull: BullMqAddition): Promise<void> {
+    const withdrawn = await this.scripts.withdrawJob(meta).catch(() => undefined);
+    if (withdrawn !== 'started') await bull.remove().catch(() => undefined);
+  }
+
+  /** The metadata alone (the first half of step 1), with its provisional TTL. */
   create(meta: string, fields: Record<string, string | number>): Promise<void> {
     return this.scripts.createJob(meta, this.provisionalTtlMs, fields);
   }
