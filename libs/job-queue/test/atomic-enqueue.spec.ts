@@ -54,7 +54,7 @@ describe('bullmq backend only: enqueue is all or nothing', () => {
     return { prefix, keys, scripts, enqueue: new JobEnqueue(scripts, provisionalTtlMs), bull };
   }
 
-  /** The metadata `JobQueue.enqueue` stores for a `record` job of alice. */
+  /** The metadata `JobQueue.enqueue` stores for a job `name` of alice. */
   const metaOf = (name: string) => ({ owner: 'alice', name, state: 'queued', attempt: 0, maxAttempts: 1, createdAt: Date.now(), count: 0 });
 
   async function app(prefix: string, extra: { worker?: boolean; url?: string } = {}): Promise<JobQueue> {
