@@ -129,9 +129,16 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
    * with the job (not in its data): every attempt's span, on whichever worker, is its child, and
    * every event of the job has its `traceId`.
    *
+   * All or nothing: once it resolves, the job is stored and queued for good. When it throws on
+   * `bullmq`, what it had written is taken back; what cannot be (Redis unreachable meanwhile) does
+   * not last: the job's metadata expires within 5 minutes unless a worker started the job by then
+   * (it then runs in full), and a worker refuses a `@JobHandler` job without metadata (BullMQ
+   * records it as failed, with the reason).
+   *
    * @throws UnknownJobNameError when no handler has that name.
    * @throws UnknownQueueError when no processor serves that queue, or it is not bridged.
    * @throws InvalidArgumentError when an option is out of range or `data` is not JSON.
+   * @throws JobQueueUnavailableError when the backend could not store the job (retry after its `retryAfterSeconds`).
    */
   async enqueue<TData = unknown>(name: string, data: TData, options: EnqueueOptions): Promise<JobInfo> {
     if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError('name must be a non-empty string');

@@ -98,7 +98,7 @@ export type AttemptStart =
   | { status: 'ok'; attempt: RunningAttempt }
   /** The job is in a final state already (cancelled before it ran, or completed before BullMQ recorded it). */
   | { status: 'final'; state: string; result: string | undefined }
-  /** Its metadata expired: nothing to do. */
+  /** It has no metadata (never confirmed, or expired) and may not get one: nothing to run. */
   | { status: 'gone' };
 
 /**

@@ -25,6 +25,7 @@ import { assertCursor, compareStreamIds } from '../../reader/stream-id.js';
 import { traceIdOf, tracedFinish } from '../../tracing/job-tracing.js';
 import type { CircuitBreakerState } from '../../contract/circuit-breaker.js';
 import { RedisCircuitBreakers } from './circuit-breakers.js';
+import { JobEnqueue } from './job-enqueue.js';
 import { JobScripts } from './job-scripts.js';
 import { RedisConnections } from './redis-connections.js';
 import type { RedisClient } from './redis-connection.js';
@@ -57,6 +58,7 @@ export class BullMqBackend implements JobQueueBackend {
   private readonly logger = new Logger('JobQueue');
   private readonly keys: RedisKeys;
   private readonly scripts: JobScripts;
+  private readonly enqueue: JobEnqueue;
   private readonly reader: EventStreamReader;
   private readonly keepAlive: ReadKeepAlive;
   private readonly breakers: RedisCircuitBreakers;
@@ -77,6 +79,7 @@ export class BullMqBackend implements JobQueueBackend {
   ) {
     this.keys = new RedisKeys(options.redis.prefix);
     this.scripts = new JobScripts(connections.commands, meter);
+    this.enqueue = new JobEnqueue(this.scripts);
     this.keepAlive = new ReadKeepAlive(this.scripts);
     // On Redis Cluster one XREAD reads one slot: a read per shard of followed jobs, the first on
     // the reader connection opened at start, the others on connections of their own.
@@ -208,34 +211,24 @@ export class BullMqBackend implements JobQueueBackend {
       id,
     );
     await this.guard(async () => {
-      // Both commands go out in this tick, on one connection, so Redis stores the metadata before
-      // BullMQ's job exists: no worker starts a job whose metadata is missing, and no instance
-      // sees a queued job it cannot describe. (A MULTI would make the pair atomic, but building an
-      // ioredis transaction copies every script BullMQ defines and doubled the producer's CPU.)
       const client = await queue.getBackend().client;
-      const created = this.connections.commands.hset(metaKey, {
-        owner,
-        name,
-        state: 'queued',
-        attempt: 0,
-        maxAttempts,
-        createdAt,
-        count: 0,
-        // Read as of its creation: unread from then on, it is abandoned after this long.
-        ...(spec.abandonAfterMs ? { abandonAfterMs: spec.abandonAfterMs, readAt: createdAt } : {}),
-        ...spec.trace,
-      });
-      let added: Promise<unknown>;
-      try {
-        added = job.addJob(client);
-      } catch (error) {
-        added = Promise.reject(error as Error); // BullMQ checks some options synchronously
-      }
-      const [stored, queued] = await Promise.allSettled([created, added]);
-      if (stored.status === 'rejected' || queued.status === 'rejected') {
-        await this.connections.commands.del(metaKey).catch(() => undefined);
-        throw stored.status === 'rejected' ? stored.reason : (queued as PromiseRejectedResult).reason;
-      }
+      // (A MULTI cannot make the two writes atomic: on Redis Cluster they are in different slots.)
+      await this.enqueue.run(
+        metaKey,
+        {
+          owner,
+          name,
+          state: 'queued',
+          attempt: 0,
+          maxAttempts,
+          createdAt,
+          count: 0,
+          // Read as of its creation: unread from then on, it is abandoned after this long.
+          ...(spec.abandonAfterMs ? { abandonAfterMs: spec.abandonAfterMs, readAt: createdAt } : {}),
+          ...spec.trace,
+        },
+        { add: () => job.addJob(client), remove: () => queue.remove(id) },
+      );
     });
     return { id, name, state: 'queued', attempt: 0, maxAttempts, createdAt };
   }

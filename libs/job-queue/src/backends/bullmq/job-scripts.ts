@@ -6,6 +6,9 @@ import { RedisKeys } from './redis-keys.js';
 import { traceIdOf, type TraceCarrier } from '../../tracing/job-tracing.js';
 
 const SCRIPT_NAMES = [
+  'create-job',
+  'confirm-job',
+  'withdraw-job',
   'start-attempt',
   'append-events',
   'finish-job',
@@ -27,6 +30,9 @@ const SCRIPT_NAMES = [
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const KEY_COUNTS: Record<ScriptName, number> = {
+  'create-job': 1,
+  'confirm-job': 1,
+  'withdraw-job': 1,
   'start-attempt': 2,
   'append-events': 2,
   'finish-job': 2,
@@ -144,6 +150,21 @@ export class JobScripts {
   private run<T>(name: ScriptName, keys: string[], args: Array<string | number>): Promise<T> {
     const command = (this.redis as unknown as Record<string, (...a: Array<string | number>) => Promise<T>>)[`jq:${name}`];
     return command.call(this.redis, ...keys, ...args);
+  }
+
+  /** Stores a new job's metadata (`fields`), expiring after `provisionalTtlMs` unless confirmed or started. */
+  async createJob(meta: string, provisionalTtlMs: number, fields: Record<string, string | number>): Promise<void> {
+    await this.run('create-job', [meta], [provisionalTtlMs, ...Object.entries(fields).flat()]);
+  }
+
+  /** Makes a new job's metadata last (BullMQ has the job); false when it expired before. */
+  async confirmJob(meta: string): Promise<boolean> {
+    return (await this.run<number>('confirm-job', [meta], [])) === 1;
+  }
+
+  /** Removes the metadata of a job whose enqueue failed, unless a worker started the job meanwhile. */
+  withdrawJob(meta: string): Promise<'withdrawn' | 'started' | 'gone'> {
+    return this.run('withdraw-job', [meta], []);
   }
 
   async startAttempt(

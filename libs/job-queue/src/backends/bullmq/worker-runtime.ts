@@ -25,6 +25,9 @@ export function stalledIntervalMs(lockDurationMs: number): number {
   return Math.min(lockDurationMs, 4000);
 }
 
+/** Why a worker fails a `@JobHandler` job that has no metadata, as BullMQ records it. */
+export const MISSING_METADATA = 'The job has no metadata (its enqueue was not confirmed, or its retention ran out): not run';
+
 /** The reason running handlers are aborted with when this worker shuts down. */
 class WorkerShutdown extends Error {
   constructor() {
@@ -154,7 +157,7 @@ export class WorkerRuntime {
         await job.moveToDelayed(gate.retryAt, token);
         throw new DelayedError();
       }
-      // Cancelled or expired meanwhile: start() below finds that and runs nothing.
+      // Cancelled meanwhile, or without metadata: attempt() below finds that and runs nothing.
     }
     const ticket = gate.admitted ? gate.ticket : undefined;
     try {
@@ -172,7 +175,10 @@ export class WorkerRuntime {
     const started = await this.lifecycle.start(DEFAULT_QUEUE, job, {
       onFlushed: (last) => progress.report({ eventId: last.id, type: last.type, events: last.appended }),
     });
-    if (started.status !== 'ok') return undefined; // cancelled before it ran, or expired: nothing to do
+    // Without metadata the job has no owner and no stream (its enqueue never confirmed it, or its
+    // retention ran out): it must not run, and BullMQ shows why.
+    if (started.status === 'gone') throw new UnrecoverableError(MISSING_METADATA);
+    if (started.status !== 'ok') return undefined; // cancelled before it ran: nothing to do
     const running = started.attempt;
     const abort = running.abort;
     // An older run of this job in this process lost its lock and is superseded (its appends are refused).

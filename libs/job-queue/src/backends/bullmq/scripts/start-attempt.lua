@@ -1,6 +1,8 @@
 --[[
   Starts an attempt: bumps the attempt counter and appends `started`, unless the job already ended
-  (a cancel that came before the worker picked the job wins) or expired.
+  (a cancel that came before the worker picked the job wins) or expired. A started job's metadata
+  loses the provisional TTL of an enqueue not confirmed yet (see create-job.lua): it never expires
+  under a running job.
 
   KEYS[1] meta hash
   KEYS[2] events stream
@@ -10,7 +12,8 @@
   ARGV[3] run id, unique per attempt run: a call retried after its reply was lost returns the
           first call's answer instead of starting the attempt twice
   ARGV[4] '1' to create the metadata of a job that has none (a processor job added with plain
-          BullMQ, without an owner), '0' to treat a missing one as gone (expired)
+          BullMQ, without an owner), '0' to treat a missing one as gone (its enqueue was never
+          confirmed, or its retention ran out)
   ARGV[5] job name, ARGV[6] max attempts, ARGV[7] created at (epoch ms): for that creation
 
   Returns {'ok', attempt, eventId, eventCount, abandonAfterMs or '', traceparent or '', tracestate or ''}
@@ -32,6 +35,7 @@ if meta[2] and ARGV[4] == '1' and meta[9] == '' and meta[10] ~= ARGV[7] then
   meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'count', 'state', 'result')
 end
 if meta[2] then return {'final', meta[7], meta[8] or ''} end
+redis.call('PERSIST', KEYS[1])
 local extra = redis.call('HMGET', KEYS[1], 'abandonAfterMs', 'traceparent', 'tracestate')
 local abandonAfterMs = extra[1] or ''
 local traceparent = extra[2] or ''
