@@ -1,7 +1,13 @@
 import { Module } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { BullModule } from '@nestjs/bullmq';
-import { JobQueueWorker, bullModuleConnection } from 'nestjs-job-streams';
+import {
+  JobQueueWorker,
+  bullModuleClusterConnection,
+  bullModuleConnection,
+  jobQueueOptionsFromEnv,
+  validateJobQueueOptions,
+} from 'nestjs-job-streams';
 import { REPORTS_QUEUE } from './report.processor.js';
 
 // The one line the bridge needs in an @nestjs/bullmq app: the workers @nestjs/bullmq makes for
@@ -11,17 +17,19 @@ BullModule.workerClass = JobQueueWorker;
 
 /**
  * The demo's `@nestjs/bullmq` setup, as a team already has it: the shared connection (the same
- * `REDIS_URL` and `JOB_QUEUE_PREFIX` as the job queue module) and the `reports` queue. Imported on
+ * `REDIS_URL` (or `REDIS_CLUSTER_NODES`) and `JOB_QUEUE_PREFIX` as the job queue module) and the
+ * `reports` queue. Imported on
  * the `bullmq` backend only; on `memory` the job queue module runs the processor itself.
  */
 @Module({
   imports: [
     BullModule.forRootAsync({
       inject: [ConfigService],
-      useFactory: async (config: ConfigService) => ({
-        connection: await bullModuleConnection(config.get<string>('REDIS_URL') || 'redis://127.0.0.1:6379'),
-        prefix: config.get<string>('JOB_QUEUE_PREFIX') || 'jq',
-      }),
+      useFactory: async (config: ConfigService) => {
+        // The job queue module's own reading of REDIS_URL, REDIS_CLUSTER_NODES and JOB_QUEUE_PREFIX.
+        const { url, clusterNodes, prefix } = validateJobQueueOptions(jobQueueOptionsFromEnv(config)).redis;
+        return { connection: clusterNodes ? await bullModuleClusterConnection(clusterNodes) : await bullModuleConnection(url), prefix };
+      },
     }),
     BullModule.registerQueue({ name: REPORTS_QUEUE }),
   ],

@@ -25,7 +25,8 @@ export { JobHandler } from './handlers/job-handler.decorator.js';
 export { JobQueueWorker } from './bridge/job-queue-worker.js';
 export { BridgedJob } from './bridge/bridged-job.js';
 export { RedisKeys, JOB_SHARDS } from './backends/bullmq/redis-keys.js';
-export { bullModuleConnection, type BullModuleConnection } from './backends/bullmq/bull-module-connection.js';
+export { redisClusterClient, type ConnectionTuning } from './backends/bullmq/redis-connection.js';
+export { bullModuleConnection, bullModuleClusterConnection, type BullModuleConnection } from './backends/bullmq/bull-module-connection.js';
 export type { JobContext, JobHandlerFn } from './contract/job-context.js';
 export {
   TERMINAL_EVENT_TYPES,

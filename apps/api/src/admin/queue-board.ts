@@ -5,8 +5,8 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
 import type { Express } from 'express';
-import { Redis } from 'ioredis';
-import { DEFAULT_QUEUE } from 'nestjs-job-streams';
+import { Redis, type Cluster } from 'ioredis';
+import { DEFAULT_QUEUE, jobQueueOptionsFromEnv, redisClusterClient, validateJobQueueOptions } from 'nestjs-job-streams';
 import { REPORTS_QUEUE } from '@app/builds';
 import type { AuthTokens } from '../auth/auth-tokens.js';
 import { AUTH_TOKENS } from '../auth/token-auth.guard.js';
@@ -23,7 +23,7 @@ export const QUEUE_BOARD_PATH = '/admin/queues';
 @Injectable()
 export class QueueBoard implements OnApplicationShutdown {
   private readonly logger = new Logger('QueueBoard');
-  private connection?: Redis;
+  private connection?: Redis | Cluster;
   private queues: Queue[] = [];
 
   constructor(
@@ -34,10 +34,11 @@ export class QueueBoard implements OnApplicationShutdown {
   /** Mounts the board on `app` (before Nest's routes are set up, so that its 404 handler comes after it). */
   mount(app: Express): void {
     if (this.config.get<string>('JOB_QUEUE_BACKEND') !== 'bullmq') return;
-    const url = this.config.get<string>('REDIS_URL') ?? 'redis://127.0.0.1:6379';
-    const prefix = this.config.get<string>('JOB_QUEUE_PREFIX') ?? 'jq';
+    // The job queue module's own reading of REDIS_URL, REDIS_CLUSTER_NODES and JOB_QUEUE_PREFIX.
+    const { url, clusterNodes, prefix } = validateJobQueueOptions(jobQueueOptionsFromEnv(this.config)).redis;
     // Lazy: the job queue module reports an unreachable Redis at start, with the URL redacted.
-    this.connection = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, connectionName: `${prefix}:board` });
+    const tuning = { maxRetriesPerRequest: null, connectionName: `${prefix}:board` };
+    this.connection = clusterNodes ? redisClusterClient(clusterNodes, tuning) : new Redis(url, { ...tuning, lazyConnect: true });
     this.connection.on('error', () => undefined);
     this.queues = [DEFAULT_QUEUE, REPORTS_QUEUE].map((name) => new Queue(name, { connection: this.connection!, prefix }));
     const server = new ExpressAdapter().setBasePath(QUEUE_BOARD_PATH);

@@ -22,3 +22,18 @@ export async function bullModuleConnection(url: string): Promise<BullModuleConne
   probe.disconnect();
   return { url, maxRetriesPerRequest: null };
 }
+
+/**
+ * The Redis Cluster counterpart of {@link bullModuleConnection}: checks that the cluster at
+ * `nodes` (some of its nodes' `redis://` URLs, as `REDIS_CLUSTER_NODES` lists them) answers, and
+ * returns an ioredis `Cluster` for `BullModule.forRoot`'s `connection` (BullMQ makes its blocking
+ * connections from it). The key prefix must then carry a hash tag, e.g. `{jq}`. The application
+ * owns the returned client: `disconnect()` it at shutdown if the process does not simply exit.
+ *
+ * @throws JobQueueUnavailableError when no node answers (never quoting a password).
+ * @publicApi
+ */
+export async function bullModuleClusterConnection(nodes: readonly string[]): Promise<import('ioredis').Cluster> {
+  const { connectCluster } = await import('./redis-connection.js');
+  return connectCluster(nodes, { connectionName: 'bullmq', maxRetriesPerRequest: null });
+}

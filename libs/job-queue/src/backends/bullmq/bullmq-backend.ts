@@ -79,7 +79,7 @@ export class BullMqBackend implements JobQueueBackend {
   ) {
     this.keys = new RedisKeys(options.redis.prefix);
     this.scripts = new JobScripts(connections.commands, meter);
-    this.enqueue = new JobEnqueue(this.scripts);
+    this.enqueue = new JobEnqueue(this.scripts, undefined, connections.cluster);
     this.keepAlive = new ReadKeepAlive(this.scripts);
     // On Redis Cluster one XREAD reads one slot: a read per shard of followed jobs, the first on
     // the reader connection opened at start, the others on connections of their own.

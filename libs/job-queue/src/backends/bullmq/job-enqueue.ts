@@ -23,7 +23,8 @@ export interface BullMqAddition {
  *
  * 1. the metadata is stored with a provisional TTL ({@link PROVISIONAL_META_TTL_MS}) and, in the
  *    same tick on the same connection, BullMQ's add is sent: Redis runs them in this order, so no
- *    worker sees the job before its metadata;
+ *    worker sees the job before its metadata (on Redis Cluster the two are on different nodes: the
+ *    add waits for the metadata's reply);
  * 2. once BullMQ has the job, the enqueue confirms it: the metadata loses the TTL, unless it ended
  *    meanwhile (then it keeps its retention). A worker that starts the job first does the same.
  *
@@ -34,6 +35,12 @@ export class JobEnqueue {
   constructor(
     private readonly scripts: JobScripts,
     private readonly provisionalTtlMs = PROVISIONAL_META_TTL_MS,
+    /**
+     * True on Redis Cluster: the metadata and BullMQ's job live on different nodes, which keep no
+     * order between them, so BullMQ's add waits for the metadata's reply (one more round trip)
+     * instead of going out in the same tick; otherwise a worker could take the job first.
+     */
+    private readonly metadataFirst = false,
   ) {}
 
   /**
@@ -45,6 +52,10 @@ export class JobEnqueue {
    */
   async run(meta: string, fields: Record<string, string | number>, bull: BullMqAddition): Promise<void> {
     const created = this.create(meta, fields);
+    if (this.metadataFirst) {
+      // A failed or unanswered create leaves at most provisional metadata, which expires.
+      await created;
+    }
     let added: Promise<unknown>;
     try {
       added = bull.add();

@@ -90,11 +90,14 @@ export interface ConnectionTuning {
 }
 
 /**
- * A new client for Redis Cluster, given some of its nodes' URLs (user name, password and TLS are
- * taken from the first one and used for every node), connected, or a clear error naming the
- * (redacted) nodes.
+ * A new ioredis `Cluster` for some of a Redis Cluster's nodes, given as `redis://` URLs (user
+ * name, password and TLS are taken from the first one and used for every node), not connected yet
+ * (it connects on its first command). For connections of an application's own next to this
+ * module's, e.g. a dashboard's BullMQ queues.
+ *
+ * @publicApi
  */
-export async function connectCluster(nodes: readonly string[], tuning: ConnectionTuning): Promise<Cluster> {
+export function redisClusterClient(nodes: readonly string[], tuning: ConnectionTuning): Cluster {
   const first = new URL(nodes[0]);
   const options: ClusterOptions = {
     lazyConnect: true,
@@ -110,13 +113,21 @@ export async function connectCluster(nodes: readonly string[], tuning: Connectio
       ...(first.protocol === 'rediss:' ? { tls: {} } : {}),
     },
   };
-  const cluster = new Cluster(
+  return new Cluster(
     nodes.map((node) => {
       const url = new URL(node);
       return { host: url.hostname, port: Number(url.port) || 6379 };
     }),
     options,
   );
+}
+
+/**
+ * A new client for Redis Cluster (see {@link redisClusterClient}), connected, or a clear error
+ * naming the (redacted) nodes.
+ */
+export async function connectCluster(nodes: readonly string[], tuning: ConnectionTuning): Promise<Cluster> {
+  const cluster = redisClusterClient(nodes, tuning);
   let firstError: Error | undefined;
   cluster.on('error', (error: Error) => (firstError ??= error));
   try {
