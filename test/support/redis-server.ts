@@ -11,6 +11,8 @@ export interface RedisServerOptions {
   appendOnly?: boolean;
   /** Require this password (`--requirepass`, the `default` user's password). Default none. */
   password?: string;
+  /** Replicate the server on this port of 127.0.0.1 (`--replicaof`). Default: a master. */
+  replicaOf?: number;
 }
 
 /** A real `redis-server` on a free loopback port, for one test file. */
@@ -63,6 +65,7 @@ export class RedisServer {
     args.push('--appendonly', this.options.appendOnly ? 'yes' : 'no');
     if (this.options.appendOnly) args.push('--appendfsync', 'always');
     if (this.options.password !== undefined) args.push('--requirepass', this.options.password);
+    if (this.options.replicaOf !== undefined) args.push('--replicaof', '127.0.0.1', String(this.options.replicaOf));
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const spawnError = new Promise<never>((_, reject) =>
       child.once('error', (error) =>

@@ -89,6 +89,14 @@ export interface JobQueueModuleOptions {
      * comma-separated URLs in `REDIS_URL`.
      */
     clusterNodes?: readonly string[];
+    /**
+     * Replicas that must have a job's events before a write of them counts as done (`WAIT`), so
+     * that a master's failover loses no event a producer saw written (default 0: Redis replicates
+     * asynchronously, and a failover can lose the last writes). Env: `REDIS_REPLICA_ACKS`.
+     */
+    replicaAcks?: number;
+    /** How long such a write waits for its replicas before it fails and is retried (ms, default 1000). Env: `REDIS_REPLICA_ACK_TIMEOUT_MS`. */
+    replicaAckTimeoutMs?: number;
   };
 }
 
@@ -111,7 +119,7 @@ export interface ResolvedJobQueueOptions {
   circuitBreaker: CircuitBreakerOptions | undefined;
   circuitBreakers: Readonly<Record<string, CircuitBreakerOptions | false>>;
   /** `clusterNodes`: Redis Cluster's start nodes (`url` is then unused). */
-  redis: { url: string; prefix: string; clusterNodes?: readonly string[] };
+  redis: { url: string; prefix: string; clusterNodes?: readonly string[]; replicaAcks: number; replicaAckTimeoutMs: number };
 }
 
 /** Options of {@link JobQueueModule.forRootAsync}, typically fed from `@nestjs/config`. */

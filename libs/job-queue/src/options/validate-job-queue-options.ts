@@ -158,6 +158,17 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     );
   }
 
+  const replicaAcks = redisInput.replicaAcks ?? 0;
+  if (!Number.isInteger(replicaAcks) || (replicaAcks as number) < 0 || (replicaAcks as number) > 5) {
+    problems.push(`"redis.replicaAcks" (REDIS_REPLICA_ACKS) must be an integer from 0 to 5 (got ${describe(replicaAcks)})`);
+  }
+  const replicaAckTimeoutMs = redisInput.replicaAckTimeoutMs ?? 1000;
+  if (!Number.isInteger(replicaAckTimeoutMs) || (replicaAckTimeoutMs as number) < 1 || (replicaAckTimeoutMs as number) > 60_000) {
+    problems.push(
+      `"redis.replicaAckTimeoutMs" (REDIS_REPLICA_ACK_TIMEOUT_MS) must be an integer from 1 to 60000 (got ${describe(replicaAckTimeoutMs)})`,
+    );
+  }
+
   if (problems.length) throw new InvalidJobQueueOptionsError(problems);
   return {
     backend: backend as ResolvedJobQueueOptions['backend'],
@@ -168,6 +179,12 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     bridgeForeignWorkers: bridgeForeignWorkers as boolean,
     circuitBreaker,
     circuitBreakers,
-    redis: { url: url as string, prefix: prefix as string, ...(isCluster ? { clusterNodes: [...(clusterNodes as string[])] } : {}) },
+    redis: {
+      url: url as string,
+      prefix: prefix as string,
+      ...(isCluster ? { clusterNodes: [...(clusterNodes as string[])] } : {}),
+      replicaAcks: replicaAcks as number,
+      replicaAckTimeoutMs: replicaAckTimeoutMs as number,
+    },
   };
 }

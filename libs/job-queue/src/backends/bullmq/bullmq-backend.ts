@@ -28,6 +28,7 @@ import { RedisCircuitBreakers } from './circuit-breakers.js';
 import { JobEnqueue } from './job-enqueue.js';
 import { JobScripts } from './job-scripts.js';
 import { RedisConnections } from './redis-connections.js';
+import { ReplicaAcks } from './replica-acks.js';
 import type { RedisClient } from './redis-connection.js';
 import { ReadKeepAlive } from './read-keep-alive.js';
 import { RedisKeys } from './redis-keys.js';
@@ -78,7 +79,9 @@ export class BullMqBackend implements JobQueueBackend {
     meter?: JobQueueMeter,
   ) {
     this.keys = new RedisKeys(options.redis.prefix);
-    this.scripts = new JobScripts(connections.commands, meter);
+    const { replicaAcks, replicaAckTimeoutMs } = options.redis;
+    const acks = replicaAcks > 0 ? new ReplicaAcks(connections.commands, replicaAcks, replicaAckTimeoutMs) : undefined;
+    this.scripts = new JobScripts(connections.commands, meter, acks);
     this.enqueue = new JobEnqueue(this.scripts, undefined, connections.cluster);
     this.keepAlive = new ReadKeepAlive(this.scripts);
     // On Redis Cluster one XREAD reads one slot: a read per shard of followed jobs, the first on

@@ -3,6 +3,7 @@ import type { RedisClient } from './redis-connection.js';
 import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
 import { attemptsOf } from './bull-job-attempts.js';
 import { RedisKeys } from './redis-keys.js';
+import type { ReplicaAcks } from './replica-acks.js';
 import { traceIdOf, type TraceCarrier } from '../../tracing/job-tracing.js';
 
 const SCRIPT_NAMES = [
@@ -51,6 +52,17 @@ const KEY_COUNTS: Record<ScriptName, number> = {
   'breaker-read': 2,
   'hold-job': 1,
 };
+
+/** The scripts whose writes must survive a failover when replica acks are asked for: a job's events, and an accepted job. */
+const DURABLE_WRITES: ReadonlySet<ScriptName> = new Set([
+  'start-attempt',
+  'append-events',
+  'finish-job',
+  'bridge-entry',
+  'bridge-progress',
+  'abandon-unread',
+  'confirm-job',
+]);
 
 const sources = new Map<ScriptName, string>();
 
@@ -140,16 +152,23 @@ function ownerArgs(owner: string | undefined): [string, string] {
 /** The Lua scripts of the backend, one per command (see `scripts/*.lua` for KEYS and ARGV). */
 export class JobScripts {
   /** `meter` is told of every event these scripts write to a job's stream. */
+  /**
+   * `replicaAcks`: when set, a script that writes a job's events (or confirms a job) resolves only
+   * once that many replicas have its writes (see {@link ReplicaAcks}).
+   */
   constructor(
     private readonly redis: RedisClient,
     private readonly meter?: JobQueueMeter,
+    private readonly replicaAcks?: ReplicaAcks,
   ) {
     for (const name of SCRIPT_NAMES) redis.defineCommand(`jq:${name}`, { numberOfKeys: KEY_COUNTS[name], lua: source(name) });
   }
 
-  private run<T>(name: ScriptName, keys: string[], args: Array<string | number>): Promise<T> {
+  private async run<T>(name: ScriptName, keys: string[], args: Array<string | number>): Promise<T> {
     const command = (this.redis as unknown as Record<string, (...a: Array<string | number>) => Promise<T>>)[`jq:${name}`];
-    return command.call(this.redis, ...keys, ...args);
+    const reply = await command.call(this.redis, ...keys, ...args);
+    if (this.replicaAcks && DURABLE_WRITES.has(name)) await this.replicaAcks.after(keys[0]);
+    return reply;
   }
 
   /** Stores a new job's metadata (`fields`), expiring after `provisionalTtlMs` unless confirmed or started. */
