@@ -1,7 +1,9 @@
 import type { FanOutResult } from './scenarios/fan-out.js';
 import type { IdleSseResult } from './scenarios/idle-sse.js';
 import type { JobThroughputResult } from './scenarios/job-throughput.js';
+import type { LockCostResult } from './scenarios/lock-cost.js';
 import type { MemoryBackendResult } from './scenarios/memory-backend.js';
+import type { RecoveryResult } from './scenarios/recovery.js';
 import type { SingleJobResult } from './scenarios/single-job.js';
 import { round } from './support/stats.js';
 
@@ -23,6 +25,8 @@ export interface BenchResults {
   jobThroughput: JobThroughputResult[];
   idleSse: IdleSseResult;
   memoryBackend: MemoryBackendResult;
+  recovery: RecoveryResult;
+  lockCost: LockCostResult;
   targets: Target[];
 }
 
@@ -135,6 +139,12 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
       libJobs.jobsPerSec / bullJobs.jobsPerSec,
       0.8,
     ),
+    atMost(
+      'New attempt within 15 s of a SIGKILL',
+      `median of ${results.recovery.runsMs.length} kills of a worker running a job: from the SIGKILL to the job's next \`started\`, in s`,
+      results.recovery.medianMs / 1000,
+      15,
+    ),
   ];
 }
 
@@ -229,6 +239,31 @@ export function markdown(results: BenchResults): string {
     `**Memory backend**: ${fmt(results.memoryBackend.eventsPerSec)} events/s from a handler to a follower in the same process ` +
       `(median of ${results.memoryBackend.runs.length} runs of ${results.memoryBackend.events}).`,
   );
+
+  const { recovery, lockCost } = results;
+  const seconds = (ms: number): string => fmt(ms / 1000);
+  lines.push(
+    '',
+    `**Recovery after SIGKILL**: a worker running a job is killed, another worker (the library's defaults: lock ` +
+      `${seconds(recovery.lockDurationMs)} s) starts the job again; from the kill to the new attempt's \`started\` event ` +
+      `at a follower: median ${seconds(recovery.medianMs)} s, max ${seconds(recovery.maxMs)} s ` +
+      `(each kill: ${recovery.runsMs.map(seconds).join(', ')} s).`,
+    '',
+    `**Redis cost of the lock**: ${lockCost.runningJobs} held jobs (no events, no progress) on ${lockCost.workers} worker processes; ` +
+      `Redis with them running against the same workers with no job, in windows of whole lock renewal periods ` +
+      `(a quarter of the lock). CPU in scripts is what \`INFO commandstats\` counts for the renewal and stalled-check scripts; ` +
+      `the whole server's CPU also holds its own idle work, which varies from window to window:`,
+    '',
+    '| setting | commands/s: no job → running | script calls/s running | CPU in scripts ms/s | redis-server CPU ms/s: no job → running | per running job: commands/s | per running job: CPU µs/s in scripts / whole server |',
+    '| --- | --- | ---: | ---: | --- | ---: | --- |',
+  );
+  for (const point of lockCost.points) {
+    lines.push(
+      `| ${point.label} | ${fmt(point.idle.commandsPerSec)} → ${fmt(point.running.commandsPerSec)} | ${fmt(point.running.scriptCallsPerSec)} | ` +
+        `${fmt(point.running.scriptMsPerSec)} | ${fmt(point.idle.cpuMsPerSec)} → ${fmt(point.running.cpuMsPerSec)} | ` +
+        `${fmt(point.perJob.commandsPerSec)} | ${fmt(point.perJob.scriptUsPerSec)} / ${fmt(point.perJob.cpuUsPerSec)} |`,
+    );
+  }
   return lines.join('\n');
 }
 

@@ -8,7 +8,9 @@ import { evaluateTargets, markdown, updateReadme, type BenchResults, type Machin
 import { fanOut } from './scenarios/fan-out.js';
 import { idleSse } from './scenarios/idle-sse.js';
 import { jobThroughput } from './scenarios/job-throughput.js';
+import { lockCost } from './scenarios/lock-cost.js';
 import { memoryBackend } from './scenarios/memory-backend.js';
+import { recovery } from './scenarios/recovery.js';
 import { singleJob } from './scenarios/single-job.js';
 import { now } from './support/clock.js';
 import { BenchRedis } from './support/redis-server.js';
@@ -73,6 +75,20 @@ async function main(): Promise<void> {
       idleSse({ redisUrl: redis.url, followers: quick ? 100 : 1000, log }),
     );
     const memory = await section('Memory backend', () => memoryBackend({ events: quick ? 5000 : 50_000, repetitions: 3, log }));
+    // With the library's defaults: 5 kills take about a minute (the lock must run out each time).
+    const recovered = await section('Recovery after SIGKILL of a worker running a job', () =>
+      recovery({ redisUrl: redis.url, kills: quick ? 1 : 5, log }),
+    );
+    const locks = await section('Redis cost of the lock per running job', () =>
+      lockCost({
+        redisUrl: redis.url,
+        workers: 2,
+        jobs: quick ? 100 : 1000,
+        minWindowMs: quick ? 2000 : 7000,
+        idleWindowMs: quick ? 1000 : 2000,
+        log,
+      }),
+    );
 
     const partial = {
       startedAt: startedAt.toISOString(),
@@ -83,6 +99,8 @@ async function main(): Promise<void> {
       jobThroughput: jobs,
       idleSse: sse,
       memoryBackend: memory,
+      recovery: recovered,
+      lockCost: locks,
     };
     const results: BenchResults = { ...partial, targets: evaluateTargets(partial) };
     const json = `${JSON.stringify(results, null, 2)}\n`;

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { JobHandler, type JobContext } from 'nestjs-job-streams';
 import { paced, sleep } from '../support/clock.js';
 import { EVENT_TYPE, tokenData } from '../support/payload.js';
+import { heldJobs } from './held-jobs.js';
 
 export const BENCH_JOBS = {
   /** Emits `n` events as fast as the handler can, awaiting each `emit` (as a handler normally would). */
@@ -12,6 +13,8 @@ export const BENCH_JOBS = {
   fanOut: 'bench.fan-out',
   /** Does nothing. */
   noop: 'bench.noop',
+  /** Emits nothing and holds its worker's slot until {@link heldJobs} is released or it is cancelled. */
+  held: 'bench.held',
 } as const;
 
 /** Shared by the fan-out handlers of this process and the role that drives them. */
@@ -51,6 +54,12 @@ export class BenchHandlers {
 
   @JobHandler(BENCH_JOBS.noop)
   noop(): null {
+    return null;
+  }
+
+  @JobHandler(BENCH_JOBS.held)
+  async held(ctx: JobContext): Promise<null> {
+    await heldJobs.hold(ctx.signal);
     return null;
   }
 }

@@ -2,6 +2,7 @@ import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { now, sleep, waitFor } from '../support/clock.js';
 import { EVENT_TYPE, Receipt, tokenData, type RunSummary } from '../support/payload.js';
+import { heldJobs } from './held-jobs.js';
 import { reportProgress, type ProgressValue } from './progress-processor.js';
 import { DeliveryMeter, enqueueConcurrently, type RunParams } from '../support/role-helpers.js';
 import type { RoleMethods } from '../support/rpc.js';
@@ -29,6 +30,10 @@ export async function bullmqRole(config: {
     worker = new Worker(
       QUEUE,
       async (job: Job) => {
+        if (job.name === 'held') {
+          await heldJobs.hold();
+          return null;
+        }
         if (job.name !== 'fan-out') return reportProgress(job);
         const interval = 1000 / job.data.rate;
         fanOut.running++;
@@ -107,6 +112,14 @@ export async function bullmqRole(config: {
     enqueueNoop(params: { n: number; inFlight: number }): Promise<{ ms: number; ids: string[] }> {
       return enqueueConcurrently(params.n, params.inFlight, async () => (await queue.add('noop', null)).id!);
     },
+
+    /** Enqueues `n` held jobs (they run until released); returns their ids. */
+    async enqueueHeld(params: { n: number }): Promise<string[]> {
+      const jobs = await queue.addBulk(Array.from({ length: params.n }, () => ({ name: 'held', data: null })));
+      return jobs.map((job) => job.id!);
+    },
+    heldRunning: () => heldJobs.running,
+    releaseHeld: () => heldJobs.release(),
 
     async countCompleted(params: { ids: string[] }): Promise<number> {
       const states = await Promise.all(params.ids.map((id) => queue.getJobState(id)));

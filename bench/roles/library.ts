@@ -6,7 +6,9 @@ import { now, waitFor } from '../support/clock.js';
 import { Receipt, type RunSummary, type TokenData } from '../support/payload.js';
 import { DeliveryMeter, enqueueConcurrently, type RunParams } from '../support/role-helpers.js';
 import type { RoleMethods } from '../support/rpc.js';
+import { AttemptStarts } from './attempt-starts.js';
 import { BENCH_JOBS, BenchHandlers, fanOutState } from './bench-handlers.js';
+import { heldJobs } from './held-jobs.js';
 import { reportProgress, type ProgressValue } from './progress-processor.js';
 
 @Module({})
@@ -62,6 +64,16 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
 
   let follower: { delivered: number; stop: AbortController } | undefined;
   const meter = new DeliveryMeter(() => follower?.delivered ?? 0);
+  const starts = new Map<string, AttemptStarts>();
+  /** Enqueues `n` jobs of `name`, 50 at a time; their ids in order. */
+  const enqueueMany = async (n: number, name: string, data: unknown): Promise<string[]> => {
+    const ids: string[] = [];
+    for (let i = 0; i < n; i += 50) {
+      const batch = await Promise.all(Array.from({ length: Math.min(50, n - i) }, () => queue.enqueue(name, data, { owner: OWNER })));
+      ids.push(...batch.map((job) => job.id));
+    }
+    return ids;
+  };
 
   return {
     /** Enqueues one job of `mode` and follows it to the end, timing every event. */
@@ -107,16 +119,7 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
     async fanOutStart(params: { k: number; rate: number }): Promise<string[]> {
       fanOutState.stop = false;
       fanOutState.emitted = 0;
-      const ids: string[] = [];
-      for (let i = 0; i < params.k; i += 50) {
-        const batch = await Promise.all(
-          Array.from({ length: Math.min(50, params.k - i) }, () =>
-            queue.enqueue(BENCH_JOBS.fanOut, { rate: params.rate }, { owner: OWNER }),
-          ),
-        );
-        ids.push(...batch.map((job) => job.id));
-      }
-      return ids;
+      return enqueueMany(params.k, BENCH_JOBS.fanOut, { rate: params.rate });
     },
     fanOutStatus: () => ({ running: fanOutState.running, emitted: fanOutState.emitted }),
     async fanOutStop(): Promise<void> {
@@ -148,6 +151,30 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
       return enqueueConcurrently(params.n, params.inFlight, async () => (await queue.enqueue(BENCH_JOBS.noop, null, { owner: OWNER })).id);
     },
 
+    /** Enqueues `n` held jobs (they run until released or cancelled); returns their ids. */
+    enqueueHeld(params: { n: number }): Promise<string[]> {
+      return enqueueMany(params.n, BENCH_JOBS.held, null);
+    },
+    /** Held jobs running in this process. */
+    heldRunning: () => heldJobs.running,
+    /** Ends the held jobs running in this process and waits until their handlers have returned. */
+    releaseHeld: () => heldJobs.release(),
+
+    /**
+     * When attempt `attempt` of `jobId` started, as this process saw its `started` event (the
+     * shared monotonic clock). The job is followed from the first such call on, until `close`.
+     */
+    attemptStartedAt(params: { jobId: string; attempt: number; timeoutMs: number }): Promise<number> {
+      let watch = starts.get(params.jobId);
+      if (!watch) starts.set(params.jobId, (watch = new AttemptStarts(queue, params.jobId, OWNER)));
+      return watch.at(params.attempt, params.timeoutMs);
+    },
+
+    /** Cancels `jobId` (a running handler's signal fires wherever it runs). */
+    async cancel(params: { jobId: string }): Promise<void> {
+      await queue.cancel(params.jobId, { owner: OWNER });
+    },
+
     /** How many of `ids` the library reports completed (a check that the runs did the work). */
     async countCompleted(params: { ids: string[] }): Promise<number> {
       const infos = await Promise.all(params.ids.map((id) => queue.getJob(id, { owner: OWNER })));
@@ -156,6 +183,7 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
 
     async close(): Promise<void> {
       follower?.stop.abort();
+      for (const watch of starts.values()) watch.close();
       await bridgeWorker?.close();
       await app.close();
     },

@@ -72,6 +72,14 @@ export class RoleProcess {
     });
   }
 
+  /** Kills the process with SIGKILL (no shutdown of any kind) and waits until it is gone. */
+  async kill(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.kill('SIGKILL');
+    await exited;
+  }
+
   /** Asks the role to close (its `close` method), then makes sure the process is gone. */
   async stop(): Promise<void> {
     if (this.exited) return;
