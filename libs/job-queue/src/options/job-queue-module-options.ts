@@ -28,7 +28,7 @@ export interface JobQueueModuleOptions {
   shutdownGraceMs?: number;
   /**
    * `bullmq`: how long a worker's lock on a running job lasts without renewal (default 7000 ms;
-   * BullMQ renews it every half of this). A worker that dies (SIGKILL, lost host) stops renewing;
+   * BullMQ renews it every quarter of this). A worker that dies (SIGKILL, lost host) stops renewing;
    * its jobs are picked up again by another worker within about this plus the stalled check's
    * interval (this, at most 4 s): about 11 s by default, as a new attempt. A Redis outage longer
    * than the lock makes running jobs run again (see the README's Guarantees).
