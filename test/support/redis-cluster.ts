@@ -41,6 +41,8 @@ class ClusterNode {
   async start(): Promise<void> {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', 'no'];
     args.push('--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${this.port}.conf`, '--cluster-node-timeout', '2000');
+    // A replica's first sync starts at once (Redis 7 waits 5 s for more replicas by default).
+    args.push('--repl-diskless-sync-delay', '0');
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     await waitForLine(child, /Ready to accept connections/, 15_000, `redis-server :${this.port}`);
@@ -142,8 +144,16 @@ export class RedisCluster {
     await this.nodes.find((node) => node.port === port)?.kill();
   }
 
-  /** Waits until every running node reports `cluster_state:ok` with all 16384 slots served. */
-  async waitUntilHealthy(timeoutMs = 30_000): Promise<void> {
+  /** Starts the node on `port` again (after {@link kill}): it rejoins the cluster, as a replica once another took over. */
+  async restart(port: number): Promise<void> {
+    await this.nodes.find((node) => node.port === port)?.start();
+  }
+
+  /**
+   * Waits until every running node reports `cluster_state:ok` with all 16384 slots served, and
+   * (unless `replicated` is false) every master has its replica online (synced).
+   */
+  async waitUntilHealthy(timeoutMs = 30_000, replicated = true): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const states = await Promise.all(
@@ -154,7 +164,9 @@ export class RedisCluster {
             try {
               await client.connect();
               const info = (await client.cluster('INFO')) as string;
-              return /cluster_state:ok/.test(info) && /cluster_slots_ok:16384/.test(info);
+              if (!/cluster_state:ok/.test(info) || !/cluster_slots_ok:16384/.test(info)) return false;
+              const replication = await client.info('replication');
+              return !replicated || !/role:master/.test(replication) || /slave0:.*state=online/.test(replication);
             } catch {
               return false;
             } finally {
@@ -166,6 +178,23 @@ export class RedisCluster {
       if (Date.now() > deadline) throw new Error('Redis Cluster did not become healthy in time');
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+  }
+
+  /**
+   * After {@link kill} of a master: waits until the others mark it failed and its replica serves
+   * its slots (a promoted master has no replica of its own then).
+   */
+  async waitForFailover(port: number, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const nodes = await this.describe();
+      const dead = nodes.find((node) => node.port === port);
+      const servedBy = nodes.filter((node) => node.role === 'master' && !node.failed && node.slots.length);
+      if (dead?.failed && servedBy.length === 3 && !servedBy.some((node) => node.port === port)) break;
+      if (Date.now() > deadline) throw new Error(`no replica took over from the master on port ${port} in time`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await this.waitUntilHealthy(Math.max(1000, deadline - Date.now()), false);
   }
 
   async destroy(): Promise<void> {
