@@ -163,9 +163,10 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     problems.push(`"redis.replicaAcks" (REDIS_REPLICA_ACKS) must be an integer from 0 to 5 (got ${describe(replicaAcks)})`);
   }
   const replicaAckTimeoutMs = redisInput.replicaAckTimeoutMs ?? 1000;
-  if (!Number.isInteger(replicaAckTimeoutMs) || (replicaAckTimeoutMs as number) < 1 || (replicaAckTimeoutMs as number) > 60_000) {
+  // A WAIT holds its connection on the server: it must end well within the commands' 10 s timeout.
+  if (!Number.isInteger(replicaAckTimeoutMs) || (replicaAckTimeoutMs as number) < 1 || (replicaAckTimeoutMs as number) > 5000) {
     problems.push(
-      `"redis.replicaAckTimeoutMs" (REDIS_REPLICA_ACK_TIMEOUT_MS) must be an integer from 1 to 60000 (got ${describe(replicaAckTimeoutMs)})`,
+      `"redis.replicaAckTimeoutMs" (REDIS_REPLICA_ACK_TIMEOUT_MS) must be an integer from 1 to 5000 (got ${describe(replicaAckTimeoutMs)})`,
     );
   }
 

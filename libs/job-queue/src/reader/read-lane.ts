@@ -49,7 +49,9 @@ export class ReadLane {
   private closed = false;
   /** Keys the XREAD in flight was sent with; a new key means that XREAD must be interrupted. */
   private inFlightKeys?: ReadonlyMap<string, number>;
-  private waking = false;
+  /** Counts the XREADs sent; {@link wokenRead} is the one a wake-up was last written for. */
+  private readSeq = 0;
+  private wokenRead = -1;
   private lastSweep = Date.now();
   /** The followed keys as the last XREAD was built: rebuilt only when a key comes or goes. */
   private keyList: string[] = [];
@@ -95,17 +97,20 @@ export class ReadLane {
     this.options.commands.del(this.wakeKey).catch(() => undefined);
   }
 
-  /** Ends the XREAD in flight early so that the next one includes newly followed keys. */
+  /**
+   * Ends the XREAD in flight early so that the next one includes newly followed keys. One wake-up
+   * per read is enough: it ends that read whenever it lands (before the read reaches Redis too,
+   * since the read asks for wake-ups after the last one it saw), and the next read covers every
+   * key followed by then.
+   */
   private async wake(): Promise<void> {
-    if (this.waking) return;
-    this.waking = true;
+    if (this.wokenRead === this.readSeq) return;
+    this.wokenRead = this.readSeq;
     try {
       const { commands } = this.options;
       await Promise.all([commands.xadd(this.wakeKey, 'MAXLEN', '1', '*', 'w', '1'), commands.pexpire(this.wakeKey, WAKE_TTL_MS)]);
     } catch {
       // The block times out on its own within BLOCK_MS.
-    } finally {
-      this.waking = false;
     }
   }
 
@@ -159,6 +164,7 @@ export class ReadLane {
         return readIdAfter(min!);
       });
       let reply: XReadReply;
+      this.readSeq++;
       this.inFlightKeys = this.keyIndex;
       try {
         reply = (await this.options.blocking.xread(

@@ -82,7 +82,7 @@ export class BullMqBackend implements JobQueueBackend {
     const { replicaAcks, replicaAckTimeoutMs } = options.redis;
     const acks = replicaAcks > 0 ? new ReplicaAcks(connections.commands, replicaAcks, replicaAckTimeoutMs) : undefined;
     this.scripts = new JobScripts(connections.commands, meter, acks);
-    this.enqueue = new JobEnqueue(this.scripts, undefined, connections.cluster);
+    this.enqueue = new JobEnqueue(this.scripts, undefined, connections.cluster, acks);
     this.keepAlive = new ReadKeepAlive(this.scripts);
     // On Redis Cluster one XREAD reads one slot: a read per shard of followed jobs, the first on
     // the reader connection opened at start, the others on connections of their own.
@@ -230,7 +230,7 @@ export class BullMqBackend implements JobQueueBackend {
           ...(spec.abandonAfterMs ? { abandonAfterMs: spec.abandonAfterMs, readAt: createdAt } : {}),
           ...spec.trace,
         },
-        { add: () => job.addJob(client), remove: () => queue.remove(id) },
+        { add: () => job.addJob(client), remove: () => queue.remove(id), key: this.keys.bullJob(queueName, id) },
       );
     });
     return { id, name, state: 'queued', attempt: 0, maxAttempts, createdAt };

@@ -1,5 +1,6 @@
 import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
 import type { JobScripts } from './job-scripts.js';
+import type { ReplicaAcks } from './replica-acks.js';
 
 /**
  * How long a new job's metadata lives until its enqueue is confirmed. It only has to outlast
@@ -14,6 +15,8 @@ export interface BullMqAddition {
   add(): Promise<unknown>;
   /** Removes the job from BullMQ again (when it is there and no worker holds it). */
   remove(): Promise<unknown>;
+  /** A key of BullMQ's job (its hash), whose node must have replicated the add when replica acks are asked for. */
+  key?: string;
 }
 
 /**
@@ -41,6 +44,11 @@ export class JobEnqueue {
      * instead of going out in the same tick; otherwise a worker could take the job first.
      */
     private readonly metadataFirst = false,
+    /**
+     * Replica acks (`redis.replicaAcks`): on Redis Cluster BullMQ's add is on another node than
+     * the confirmation, whose `WAIT` does not cover it, so the enqueue also waits for the add's.
+     */
+    private readonly acks?: ReplicaAcks,
   ) {}
 
   /**
@@ -72,6 +80,7 @@ export class JobEnqueue {
     // whose metadata vanishes while it waits.
     let confirmed: boolean;
     try {
+      if (this.acks && this.metadataFirst && bull.key) await this.acks.after(bull.key);
       confirmed = await this.confirm(meta);
     } catch (error) {
       await this.takeBack(meta, bull);

@@ -13,6 +13,8 @@ import type { RedisClient } from './redis-connection.js';
 export class ReplicaAcks {
   /** The `WAIT` each node connection will send next, shared by the writes made until then. */
   private readonly next = new Map<Redis | Cluster, Promise<void>>();
+  /** Times each node connection (re)connected: a `WAIT` measures only its own connection's writes. */
+  private readonly connects = new WeakMap<Redis | Cluster, { count: number }>();
 
   constructor(
     private readonly client: RedisClient,
@@ -28,11 +30,18 @@ export class ReplicaAcks {
    */
   after(key: string): Promise<void> {
     const node = this.nodeOf(key);
+    const connects = this.connectsOf(node);
+    const writtenOn = connects.count;
     let wait = this.next.get(node);
     if (!wait) {
       wait = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
         this.next.delete(node);
         const acked = Number(await node.wait(this.replicas, this.timeoutMs));
+        // A connection that reconnected meanwhile (ioredis resends unanswered commands) has no
+        // writes of its own yet: its WAIT would vouch for nothing.
+        if (connects.count !== writtenOn) {
+          throw new JobQueueUnavailableError('The Redis connection reconnected before its replicas confirmed a write');
+        }
         if (acked < this.replicas) {
           throw new JobQueueUnavailableError(
             `Only ${acked} of ${this.replicas} Redis replica(s) confirmed a write within ${this.timeoutMs} ms`,
@@ -42,6 +51,17 @@ export class ReplicaAcks {
       this.next.set(node, wait);
     }
     return wait;
+  }
+
+  private connectsOf(node: Redis | Cluster): { count: number } {
+    let connects = this.connects.get(node);
+    if (!connects) {
+      const counter = { count: 0 };
+      node.on('connect', () => counter.count++);
+      this.connects.set(node, counter);
+      connects = counter;
+    }
+    return connects;
   }
 
   /** The connection the write of `key` went out on. */

@@ -16,8 +16,15 @@
 ]]
 local meta = KEYS[1]
 local state = redis.call('HMGET', meta, 'writer', 'wseq', 'attempt', 'count', 'terminal')
-if state[5] then return {'final'} end
-if state[1] == ARGV[1] and tonumber(state[2]) >= tonumber(ARGV[2]) then return {'dup'} end
+-- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
+if state[5] then
+  redis.call('HSET', meta, 'terminal', state[5])
+  return {'final'}
+end
+if state[1] == ARGV[1] and tonumber(state[2]) >= tonumber(ARGV[2]) then
+  redis.call('HSET', meta, 'wseq', state[2])
+  return {'dup'}
+end
 if state[3] ~= ARGV[4] then return {'stale'} end
 local count = tonumber(state[4])
 local n = (#ARGV - 4) / 2

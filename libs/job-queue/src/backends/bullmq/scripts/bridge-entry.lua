@@ -39,10 +39,17 @@ if redis.call('HEXISTS', KEYS[1], 'name') == 0 then
     'maxAttempts', ARGV[11], 'createdAt', ARGV[12], 'count', 0)
 end
 local meta = redis.call('HMGET', KEYS[1], 'terminal', 'bridged', 'attempt', 'foreign', 'startedId', 'count', 'heldAt')
-if meta[1] then return {'final'} end
+-- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
+if meta[1] then
+  redis.call('HSET', KEYS[1], 'terminal', meta[1])
+  return {'final'}
+end
 -- An empty entry id continues the previous call's entry (a gap's recovery writes several events for one).
 if ARGV[1] ~= '' then
-  if meta[2] and not after(ARGV[1], meta[2]) then return {'dup'} end
+  if meta[2] and not after(ARGV[1], meta[2]) then
+    redis.call('HSET', KEYS[1], 'bridged', meta[2])
+    return {'dup'}
+  end
   redis.call('HSET', KEYS[1], 'bridged', ARGV[1])
 end
 local attempt = tonumber(meta[3])
@@ -54,7 +61,10 @@ if kind == 'start' then
   -- An attempt started at or after this `active` is this one: by the module's own worker (its
   -- own to write), or by this script already (e.g. from a gap's recovery).
   if meta[5] and tonumber(string.match(meta[5], '^(%d+)-')) >= tonumber(ARGV[8]) then
-    if ours then return {'dup'} end
+    if ours then
+      redis.call('HSET', KEYS[1], 'startedId', meta[5])
+      return {'dup'}
+    end
     return {'module'}
   end
   if meta[7] and tonumber(meta[7]) >= tonumber(ARGV[8]) then return {'module'} end

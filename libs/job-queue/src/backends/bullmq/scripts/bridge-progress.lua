@@ -23,7 +23,11 @@ end
 
 if redis.call('HEXISTS', KEYS[1], 'name') == 0 then return {'gone'} end
 local meta = redis.call('HMGET', KEYS[1], 'terminal', 'bridged', 'attempt', 'foreign', 'count')
-if meta[1] then return {'final'} end
+-- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
+if meta[1] then
+  redis.call('HSET', KEYS[1], 'terminal', meta[1])
+  return {'final'}
+end
 local bridged = meta[2]
 -- The entries not applied before (ids increase along the batch).
 local first = nil
@@ -33,7 +37,10 @@ for i = 2, #ARGV, 2 do
     break
   end
 end
-if not first then return {'dup'} end
+if not first then
+  redis.call('HSET', KEYS[1], 'bridged', bridged)
+  return {'dup'}
+end
 redis.call('HSET', KEYS[1], 'bridged', ARGV[#ARGV - 1])
 local attempt = tonumber(meta[3])
 if not (meta[4] ~= false and tonumber(meta[4]) == attempt and attempt > 0) then return {'module'} end

@@ -17,7 +17,11 @@
 ]]
 local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'state', 'attempt', 'count')
 if not meta[1] then return {'gone'} end
-if meta[2] then return {'final', meta[3]} end
+-- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
+if meta[2] then
+  redis.call('HSET', KEYS[1], 'terminal', meta[2])
+  return {'final', meta[3]}
+end
 if ARGV[7] ~= '' and meta[4] ~= ARGV[7] then return {'stale'} end
 local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[1], 'data', ARGV[2])
 local count = tonumber(meta[5]) + 1

@@ -34,13 +34,18 @@ if meta[2] and ARGV[4] == '1' and meta[9] == '' and meta[10] ~= ARGV[7] then
     'maxAttempts', ARGV[6], 'createdAt', ARGV[7], 'count', 0)
   meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'count', 'state', 'result')
 end
-if meta[2] then return {'final', meta[7], meta[8] or ''} end
+-- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
+if meta[2] then
+  redis.call('HSET', KEYS[1], 'terminal', meta[2])
+  return {'final', meta[7], meta[8] or ''}
+end
 redis.call('PERSIST', KEYS[1])
 local extra = redis.call('HMGET', KEYS[1], 'abandonAfterMs', 'traceparent', 'tracestate')
 local abandonAfterMs = extra[1] or ''
 local traceparent = extra[2] or ''
 local tracestate = extra[3] or ''
 if meta[3] == ARGV[3] then
+  redis.call('HSET', KEYS[1], 'run', ARGV[3])
   return {'ok', tonumber(meta[4]), meta[5], tonumber(meta[6]), abandonAfterMs, traceparent, tracestate}
 end
 local count = tonumber(meta[6]) + 1
