@@ -4,7 +4,7 @@ import type { JobThroughputResult } from './scenarios/job-throughput.js';
 import type { LockCostResult } from './scenarios/lock-cost.js';
 import type { MemoryBackendResult } from './scenarios/memory-backend.js';
 import type { RecoveryResult } from './scenarios/recovery.js';
-import type { SingleJobResult } from './scenarios/single-job.js';
+import type { SingleJobResult } from './support/single-job-rounds.js';
 import { round } from './support/stats.js';
 
 export interface Machine {
