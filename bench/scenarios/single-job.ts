@@ -22,9 +22,10 @@ export const LIBRARY_BURST_EVENTS = 60_000;
 
 /**
  * This library's contender: a `@JobHandler` emitting on a worker process, followed through
- * `JobQueue.follow` by an api-only process, both connected as `redis` says.
+ * `JobQueue.follow` by an api-only process, both connected as `redis` says (one server or a
+ * Redis Cluster).
  */
-export async function libraryPair(redis: Pick<LibraryConfig, 'redisUrl' | 'prefix'>): Promise<Pair> {
+export async function libraryPair(redis: Pick<LibraryConfig, 'redisUrl' | 'clusterNodes' | 'prefix' | 'replicaAcks'>): Promise<Pair> {
   const config: LibraryConfig = { ...redis, backend: 'bullmq' };
   const consumer = await RoleProcess.start('library', { ...config, worker: false });
   const producer = await RoleProcess.start('library', { ...config, worker: true });
