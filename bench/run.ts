@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     const single = await section('One job, handler to a consumer in another process', () =>
       singleJob({ redisUrl: redis.url, ...oneJobRuns(9) }),
     );
-    // About a minute: 7 s to start the cluster, then 3 contenders. Bursts are cheap (half a second
+    // About a minute: 2 s to start the cluster, then 3 contenders. Bursts are cheap (half a second
     // each), paced rounds are not (about 2 s each): 7 rounds, not 9.
     const onCluster = await section('One job on Redis Cluster against one node', () => cluster({ redisUrl: redis.url, ...oneJobRuns(7) }));
     const fan = await section('Fan-out: CPU per delivered event as concurrent jobs grow', () =>
