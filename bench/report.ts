@@ -1,10 +1,11 @@
+import { CLUSTER_CONTENDERS, type ClusterResult } from './scenarios/cluster.js';
 import type { FanOutResult } from './scenarios/fan-out.js';
 import type { IdleSseResult } from './scenarios/idle-sse.js';
 import type { JobThroughputResult } from './scenarios/job-throughput.js';
 import type { LockCostResult } from './scenarios/lock-cost.js';
 import type { MemoryBackendResult } from './scenarios/memory-backend.js';
 import type { RecoveryResult } from './scenarios/recovery.js';
-import type { SingleJobResult } from './scenarios/single-job.js';
+import type { SingleJobResult } from './support/single-job-rounds.js';
 import { round } from './support/stats.js';
 
 export interface Machine {
@@ -21,6 +22,7 @@ export interface BenchResults {
   durationSec: number;
   machine: Machine;
   singleJob: SingleJobResult[];
+  cluster: ClusterResult;
   fanOut: FanOutResult[];
   jobThroughput: JobThroughputResult[];
   idleSse: IdleSseResult;
@@ -62,6 +64,8 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
   const kMin = Math.min(...libFan.map((p) => p.k));
   const libJobs = find(results.jobThroughput, 'library');
   const bullJobs = find(results.jobThroughput, 'bullmq');
+  const oneNode = find(results.cluster.contenders, CLUSTER_CONTENDERS.oneNode);
+  const onCluster = find(results.cluster.contenders, CLUSTER_CONTENDERS.cluster);
 
   const atLeast = (name: string, ratio: string, value: number, goal: number): Target => ({
     name,
@@ -134,6 +138,18 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
       met: qeGrowth > 1.5,
     },
     atLeast(
+      'Redis Cluster: throughput vs one node',
+      'library events/s on a 3-master cluster / on one redis-server',
+      onCluster.throughput!.eventsPerSec / oneNode.throughput!.eventsPerSec,
+      0.5,
+    ),
+    atMost(
+      "Redis Cluster: p99 at 1000 events/s minus one node's (ms)",
+      'library p99 on a 3-master cluster - on one redis-server, in ms',
+      onCluster.latency.p99Ms - oneNode.latency.p99Ms,
+      2,
+    ),
+    atLeast(
       'No-op job throughput vs plain BullMQ',
       'library jobs/s / BullMQ Queue+Worker jobs/s',
       libJobs.jobsPerSec / bullJobs.jobsPerSec,
@@ -153,6 +169,28 @@ const fmt = (value: number, digits = 3): string => {
   const rounded = round(value, digits);
   return Math.abs(rounded) >= 1000 ? Math.round(rounded).toLocaleString('en-US') : String(rounded);
 };
+
+/**
+ * A table of single-job results: events/s (and their ratio to `reference`'s), p50, p99 (median
+ * of the rounds'), pooled p99 and max at the paced rate, and whether every event came once, in order.
+ */
+function singleJobTable(entries: SingleJobResult[], reference: SingleJobResult, first: string, versus: string): string[] {
+  const rows = entries.map((entry) => {
+    const throughput = entry.throughput
+      ? `${fmt(entry.throughput.eventsPerSec)} | ${fmt(entry.throughput.eventsPerSec / reference.throughput!.eventsPerSec, 2)}x`
+      : '- | -';
+    return (
+      `| ${entry.label} | ${throughput} | ` +
+      `${fmt(entry.latency.p50Ms)} | ${fmt(entry.latency.p99Ms)} | ${fmt(entry.latency.pooledP99Ms)} | ${fmt(entry.latency.maxMs)} | ` +
+      `${(entry.throughput?.complete ?? true) && entry.latency.complete ? 'yes' : '**no**'} |`
+    );
+  });
+  return [
+    `| ${first} | events/s | ${versus} | p50 ms | p99 ms | pooled p99 ms | max ms | every event once, in order |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...rows,
+  ];
+}
 
 /** The README section's generated part: ratios first, then absolute numbers and the machine. */
 export function markdown(results: BenchResults): string {
@@ -180,20 +218,29 @@ export function markdown(results: BenchResults): string {
       `${results.singleJob[0].latency.roundP99Ms.length} rounds (${results.singleJob[0].latency.events} events in all): p50 over all events, ` +
       `p99 as the median of the rounds' p99s (pooled p99 beside it):`,
     '',
-    '| contender | events/s | vs library | p50 ms | p99 ms | pooled p99 ms | max ms | every event once, in order |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...singleJobTable(results.singleJob, find(results.singleJob, 'library'), 'contender', 'vs library'),
   );
-  const lib = find(results.singleJob, 'library');
-  for (const entry of results.singleJob) {
-    const throughput = entry.throughput
-      ? `${fmt(entry.throughput.eventsPerSec)} | ${fmt(entry.throughput.eventsPerSec / lib.throughput!.eventsPerSec, 2)}x`
-      : '- | -';
-    lines.push(
-      `| ${entry.label} | ${throughput} | ` +
-        `${fmt(entry.latency.p50Ms)} | ${fmt(entry.latency.p99Ms)} | ${fmt(entry.latency.pooledP99Ms)} | ${fmt(entry.latency.maxMs)} | ` +
-        `${(entry.throughput?.complete ?? true) && entry.latency.complete ? 'yes' : '**no**'} |`,
-    );
-  }
+
+  const { cluster } = results;
+  const clusterRun = cluster.contenders[0];
+  lines.push(
+    '',
+    `**Redis Cluster**: the same library contender on a local cluster of ${cluster.masters} masters with ` +
+      `${cluster.replicasPerMaster} replica each (started by the bench), against the bench's one redis-server, ` +
+      `round after round in this run: median of ${clusterRun.throughput!.runs.length} bursts of ${fmt(clusterRun.throughput!.events)} events, ` +
+      `${clusterRun.latency.roundP99Ms.length} rounds at ${clusterRun.latency.ratePerSec} events/s (${clusterRun.latency.events} events in all); ` +
+      `\`replicaAcks: 1\` adds a \`WAIT 1\` after each write of the job's events:`,
+    '',
+    ...singleJobTable(cluster.contenders, find(cluster.contenders, CLUSTER_CONTENDERS.oneNode), 'setup', 'vs one node'),
+  );
+  const plain = find(cluster.contenders, CLUSTER_CONTENDERS.cluster);
+  const acked = find(cluster.contenders, CLUSTER_CONTENDERS.clusterReplicaAcks);
+  const signed = (ms: number): string => `${ms >= 0 ? '+' : ''}${fmt(ms)}`;
+  lines.push(
+    '',
+    `Cost of \`replicaAcks: 1\` on the cluster: ${fmt(acked.throughput!.eventsPerSec / plain.throughput!.eventsPerSec, 2)}x the events/s ` +
+      `without it, p50 ${signed(acked.latency.p50Ms - plain.latency.p50Ms)} ms, p99 ${signed(acked.latency.p99Ms - plain.latency.p99Ms)} ms.`,
+  );
 
   const fanLib = find(results.fanOut, 'library');
   const fanQe = find(results.fanOut, 'bullmq-queue-events');

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { format, resolveConfig } from 'prettier';
 import { evaluateTargets, markdown, updateReadme, type BenchResults, type Machine } from './report.js';
+import { cluster } from './scenarios/cluster.js';
 import { fanOut } from './scenarios/fan-out.js';
 import { idleSse } from './scenarios/idle-sse.js';
 import { jobThroughput } from './scenarios/job-throughput.js';
@@ -14,6 +15,7 @@ import { recovery } from './scenarios/recovery.js';
 import { singleJob } from './scenarios/single-job.js';
 import { now } from './support/clock.js';
 import { BenchRedis } from './support/redis-server.js';
+import type { SingleJobRoundsOptions } from './support/single-job-rounds.js';
 
 /** The repository root (this file runs as dist/bench/run.js). */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -42,21 +44,25 @@ async function main(): Promise<void> {
       return result;
     };
 
+    // The sizes of one-job runs, the same in both scenarios that make them. Bursts of the
+    // contenders whose throughput is bound by round trips (every BullMQ one) vary by up to 40% from
+    // one burst to the next on a small VM: the median of 3 was left to chance, the median of 9
+    // moves far less between runs.
+    const oneJobRuns = (latencyRounds: number): SingleJobRoundsOptions => ({
+      repetitions: quick ? 1 : 9,
+      ratePerSec: 1000,
+      latencyRounds: quick ? 1 : latencyRounds,
+      latencyEvents: quick ? 700 : 1700,
+      warmupEvents: 200,
+      scale: quick ? 0.1 : 1,
+      log,
+    });
     const single = await section('One job, handler to a consumer in another process', () =>
-      singleJob({
-        redisUrl: redis.url,
-        // Bursts of the contenders whose throughput is bound by round trips (every BullMQ one) vary
-        // by up to 40% from one burst to the next on a small VM: the median of 3 was left to chance,
-        // the median of 9 moves far less between runs.
-        repetitions: quick ? 1 : 9,
-        ratePerSec: 1000,
-        latencyRounds: quick ? 1 : 9,
-        latencyEvents: quick ? 700 : 1700,
-        warmupEvents: 200,
-        scale: quick ? 0.1 : 1,
-        log,
-      }),
+      singleJob({ redisUrl: redis.url, ...oneJobRuns(9) }),
     );
+    // About a minute: 2 s to start the cluster, then 3 contenders. Bursts are cheap (half a second
+    // each), paced rounds are not (about 2 s each): 7 rounds, not 9.
+    const onCluster = await section('One job on Redis Cluster against one node', () => cluster({ redisUrl: redis.url, ...oneJobRuns(7) }));
     const fan = await section('Fan-out: CPU per delivered event as concurrent jobs grow', () =>
       fanOut({ redisUrl: redis.url, ks: quick ? [1, 100] : [1, 10, 100, 1000], ratePerJob: 10, windowMs: quick ? 2000 : 8000, log }),
     );
@@ -95,6 +101,7 @@ async function main(): Promise<void> {
       durationSec: Math.round((now() - start) / 1000),
       machine,
       singleJob: single,
+      cluster: onCluster,
       fanOut: fan,
       jobThroughput: jobs,
       idleSse: sse,

@@ -21,7 +21,11 @@ class BenchAppModule {
 export interface LibraryConfig {
   backend: 'bullmq' | 'memory';
   redisUrl?: string;
+  /** Redis Cluster: its nodes, used instead of `redisUrl` (the prefix must then carry a hash tag, e.g. `{jq}`). */
+  clusterNodes?: string[];
   prefix?: string;
+  /** The module's `redis.replicaAcks`: replicas that must have a job's events before a write of them counts as done. */
+  replicaAcks?: number;
   worker?: boolean;
   concurrency?: number;
   /** On a bullmq worker: also run the BullMQ progress processor on a `JobQueueWorker` of this queue. */
@@ -48,7 +52,7 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
           concurrency: config.concurrency,
           queues: config.queues,
           bridgeForeignWorkers: config.bridgeForeignWorkers,
-          redis: { url: config.redisUrl, prefix: config.prefix },
+          redis: { url: config.redisUrl, clusterNodes: config.clusterNodes, prefix: config.prefix, replicaAcks: config.replicaAcks },
         };
   const app = await NestFactory.createApplicationContext(BenchAppModule.register(options), { logger: ['error', 'warn'] });
   const queue = app.get(JobQueue);

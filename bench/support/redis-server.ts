@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+/** A TCP port of 127.0.0.1 that nothing listens on right now. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -35,10 +36,15 @@ export class BenchRedis {
     return this.child.pid!;
   }
 
-  static async start(): Promise<BenchRedis> {
-    const port = await freePort();
+  /**
+   * Starts one server and waits until it accepts connections: on a free port unless `port` is
+   * given, with `args` added to the command line (e.g. `--cluster-enabled yes`).
+   */
+  static async start(options: { port?: number; args?: readonly string[] } = {}): Promise<BenchRedis> {
+    const port = options.port ?? (await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'jq-bench-redis-'));
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--maxclients', '10000'];
+    args.push(...(options.args ?? []));
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve, reject) => {
       let output = '';
