@@ -111,7 +111,9 @@ function redisFromEnv(
   clusterNodes: string | undefined,
   prefix: string | undefined,
 ): JobQueueModuleOptions['redis'] {
-  const nodes = list(clusterNodes) ?? (url?.includes(',') ? list(url) : undefined);
+  // Several URLs only when every comma-separated part is one (a comma may also sit in a password).
+  const parts = url?.includes(',') ? list(url) : undefined;
+  const nodes = list(clusterNodes) ?? (parts?.every((part) => /^rediss?:\/\//.test(part)) ? parts : undefined);
   if (nodes?.length) return { clusterNodes: nodes, prefix: prefix || undefined };
   return { url: url || undefined, prefix: prefix || undefined };
 }

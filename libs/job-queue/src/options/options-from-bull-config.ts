@@ -41,6 +41,7 @@ function clusterNodesOf(connection: BullSharedConfig['connection']): string[] | 
   }
   const auth = connection.options?.redisOptions ?? {};
   return connection.startupNodes.map((node) => {
+    if (typeof node === 'string' && /^rediss?:\/\//.test(node)) return node; // already a URL, credentials and all
     const [host, port] =
       typeof node === 'object'
         ? [node.host ?? '127.0.0.1', node.port ?? 6379]

@@ -1,0 +1,66 @@
+import { describe, expect, it } from '@jest/globals';
+import { Cluster } from 'ioredis';
+import { InvalidJobQueueOptionsError, jobQueueOptionsFromEnv, validateJobQueueOptions } from 'nestjs-job-streams';
+import { withBullSharedConfig } from '../src/options/options-from-bull-config.js';
+
+const env = (values: Record<string, string>) => ({ get: (key: string) => values[key] });
+
+function problemsOf(run: () => unknown): readonly string[] {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof InvalidJobQueueOptionsError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected InvalidJobQueueOptionsError');
+}
+
+describe('Redis Cluster options', () => {
+  it('REDIS_CLUSTER_NODES, or several URLs in REDIS_URL, name the nodes; the prefix defaults to {jq} there', () => {
+    const nodes = 'redis://10.0.0.1:7000,redis://10.0.0.2:7000';
+    for (const vars of [{ REDIS_CLUSTER_NODES: nodes }, { REDIS_URL: nodes }]) {
+      const resolved = validateJobQueueOptions({ ...jobQueueOptionsFromEnv(env(vars)), backend: 'bullmq' }).redis;
+      expect(resolved.clusterNodes).toEqual(['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000']);
+      expect(resolved.prefix).toBe('{jq}');
+    }
+  });
+
+  it('a single REDIS_URL whose password holds a comma stays one server', () => {
+    const options = jobQueueOptionsFromEnv(env({ REDIS_URL: 'redis://:pa,ss@10.0.0.1:6379' }));
+    expect(options.redis).toMatchObject({ url: 'redis://:pa,ss@10.0.0.1:6379' });
+    expect(options.redis?.clusterNodes).toBeUndefined();
+  });
+
+  it('on a cluster the prefix must carry a hash tag, and the nodes must be URLs; the errors never quote a node', () => {
+    expect(
+      problemsOf(() => validateJobQueueOptions({ backend: 'bullmq', redis: { clusterNodes: ['redis://a:1'], prefix: 'jq' } })),
+    ).toEqual([expect.stringContaining('must carry a hash tag')]);
+    const secret = 'redis://:hunter2@10.0.0.1:7000/3';
+    const problems = problemsOf(() => validateJobQueueOptions({ backend: 'bullmq', redis: { clusterNodes: [secret, 'not a url'] } }));
+    expect(problems).toEqual([expect.stringContaining('"redis.clusterNodes"')]);
+    expect(problems.join(' ')).not.toContain('hunter2');
+    expect(problemsOf(() => validateJobQueueOptions({ backend: 'bullmq', redis: { prefix: '{a}{b}' } }))).toEqual([
+      expect.stringContaining('"redis.prefix"'),
+    ]);
+  });
+
+  it('replica acks are checked: 0 to 5 replicas, a timeout of 1 to 5000 ms', () => {
+    expect(validateJobQueueOptions({ backend: 'bullmq' }).redis).toMatchObject({ replicaAcks: 0, replicaAckTimeoutMs: 1000 });
+    expect(
+      problemsOf(() => validateJobQueueOptions({ backend: 'bullmq', redis: { replicaAcks: 6, replicaAckTimeoutMs: 10_000 } })),
+    ).toEqual([expect.stringContaining('"redis.replicaAcks"'), expect.stringContaining('"redis.replicaAckTimeoutMs"')]);
+  });
+
+  it("BullModule's ioredis Cluster gives its start nodes and credentials (host/port objects or URLs)", () => {
+    const cluster = new Cluster([{ host: '10.0.0.1', port: 7000 }, 'redis://:p%40ss@10.0.0.2:7001'], {
+      lazyConnect: true,
+      redisOptions: { password: 'p@ss' },
+    });
+    try {
+      const options = withBullSharedConfig({ backend: 'bullmq' }, { connection: cluster as never, prefix: '{bull}' });
+      expect(options.redis).toEqual({ clusterNodes: ['redis://:p%40ss@10.0.0.1:7000', 'redis://:p%40ss@10.0.0.2:7001'], prefix: '{bull}' });
+    } finally {
+      cluster.disconnect();
+    }
+  });
+});
