@@ -1,9 +1,12 @@
 import { describe, expect, it } from '@jest/globals';
 import { Cluster } from 'ioredis';
-import { InvalidJobQueueOptionsError, jobQueueOptionsFromEnv, validateJobQueueOptions } from 'nestjs-job-streams';
+import { InvalidJobQueueOptionsError, jobQueueOptionsFromEnv, validateJobQueueOptions, type ConfigReader } from 'nestjs-job-streams';
 import { withBullSharedConfig } from '../src/options/options-from-bull-config.js';
 
-const env = (values: Record<string, string>) => ({ get: (key: string) => values[key] });
+/** A config reader over `values`, as `ConfigService` reads the environment. */
+function env(values: Record<string, string | undefined>): ConfigReader {
+  return { get: <T = string>(key: string) => values[key] as T | undefined };
+}
 
 function problemsOf(run: () => unknown): readonly string[] {
   try {
@@ -18,7 +21,8 @@ function problemsOf(run: () => unknown): readonly string[] {
 describe('Redis Cluster options', () => {
   it('REDIS_CLUSTER_NODES, or several URLs in REDIS_URL, name the nodes; the prefix defaults to {jq} there', () => {
     const nodes = 'redis://10.0.0.1:7000,redis://10.0.0.2:7000';
-    for (const vars of [{ REDIS_CLUSTER_NODES: nodes }, { REDIS_URL: nodes }]) {
+    const settings: Array<Record<string, string>> = [{ REDIS_CLUSTER_NODES: nodes }, { REDIS_URL: nodes }];
+    for (const vars of settings) {
       const resolved = validateJobQueueOptions({ ...jobQueueOptionsFromEnv(env(vars)), backend: 'bullmq' }).redis;
       expect(resolved.clusterNodes).toEqual(['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000']);
       expect(resolved.prefix).toBe('{jq}');
