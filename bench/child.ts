@@ -17,6 +17,12 @@ async function main(): Promise<void> {
     case 'bullmq':
       methods = await (await import('./roles/bullmq.js')).bullmqRole(config);
       break;
+    case 'ndjson-client':
+      methods = (await import('./roles/ndjson-client.js')).ndjsonClientRole();
+      break;
+    case 'raw-ndjson-relay':
+      methods = await (await import('./roles/raw-ndjson-relay.js')).rawNdjsonRelayRole(config);
+      break;
     case 'resumable-stream':
       methods = await (await import('./roles/resumable.js')).resumableRole(config);
       break;

@@ -1,11 +1,12 @@
 import { CLUSTER_CONTENDERS, type ClusterResult } from './scenarios/cluster.js';
 import type { FanOutResult } from './scenarios/fan-out.js';
+import { HTTP_LATENCY_CONTENDERS, type HttpLatencyResult } from './scenarios/http-latency.js';
 import type { IdleSseResult } from './scenarios/idle-sse.js';
 import type { JobThroughputResult } from './scenarios/job-throughput.js';
 import type { LockCostResult } from './scenarios/lock-cost.js';
 import type { MemoryBackendResult } from './scenarios/memory-backend.js';
 import type { RecoveryResult } from './scenarios/recovery.js';
-import type { SingleJobResult } from './support/single-job-rounds.js';
+import type { PacedLatency, SingleJobResult } from './support/single-job-rounds.js';
 import { round } from './support/stats.js';
 
 export interface Machine {
@@ -22,6 +23,7 @@ export interface BenchResults {
   durationSec: number;
   machine: Machine;
   singleJob: SingleJobResult[];
+  httpLatency: HttpLatencyResult;
   cluster: ClusterResult;
   fanOut: FanOutResult[];
   jobThroughput: JobThroughputResult[];
@@ -66,6 +68,8 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
   const bullJobs = find(results.jobThroughput, 'bullmq');
   const oneNode = find(results.cluster.contenders, CLUSTER_CONTENDERS.oneNode);
   const onCluster = find(results.cluster.contenders, CLUSTER_CONTENDERS.cluster);
+  const httpLibrary = find(results.httpLatency.contenders, HTTP_LATENCY_CONTENDERS.library);
+  const httpRaw = find(results.httpLatency.contenders, HTTP_LATENCY_CONTENDERS.raw);
 
   const atLeast = (name: string, ratio: string, value: number, goal: number): Target => ({
     name,
@@ -104,6 +108,12 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
       'library p99 / raw awaited XADD + XREAD p99',
       lib.latency.p99Ms / awaited.latency.p99Ms,
       2,
+    ),
+    atMost(
+      'p99 at 1000 events/s through one HTTP hop vs raw + HTTP hop (ms above)',
+      'library p99 (worker, demo api NDJSON, fetch client) - raw awaited XADD + XREAD BLOCK relayed by node:http p99, in ms; no forced GC',
+      httpLibrary.latency.p99Ms - httpRaw.latency.p99Ms,
+      1,
     ),
     atMost(
       'Bridge: cost of a processor job.updateProgress vs BullMQ alone',
@@ -170,6 +180,14 @@ const fmt = (value: number, digits = 3): string => {
   return Math.abs(rounded) >= 1000 ? Math.round(rounded).toLocaleString('en-US') : String(rounded);
 };
 
+/** p50, p99, pooled p99 and max cells of a table row, then whether every event came once, in order (here and in `alsoComplete`). */
+function latencyCells(latency: PacedLatency, alsoComplete = true): string {
+  return (
+    `${fmt(latency.p50Ms)} | ${fmt(latency.p99Ms)} | ${fmt(latency.pooledP99Ms)} | ${fmt(latency.maxMs)} | ` +
+    `${alsoComplete && latency.complete ? 'yes' : '**no**'}`
+  );
+}
+
 /**
  * A table of single-job results: events/s (and their ratio to `reference`'s), p50, p99 (median
  * of the rounds'), pooled p99 and max at the paced rate, and whether every event came once, in order.
@@ -179,11 +197,7 @@ function singleJobTable(entries: SingleJobResult[], reference: SingleJobResult, 
     const throughput = entry.throughput
       ? `${fmt(entry.throughput.eventsPerSec)} | ${fmt(entry.throughput.eventsPerSec / reference.throughput!.eventsPerSec, 2)}x`
       : '- | -';
-    return (
-      `| ${entry.label} | ${throughput} | ` +
-      `${fmt(entry.latency.p50Ms)} | ${fmt(entry.latency.p99Ms)} | ${fmt(entry.latency.pooledP99Ms)} | ${fmt(entry.latency.maxMs)} | ` +
-      `${(entry.throughput?.complete ?? true) && entry.latency.complete ? 'yes' : '**no**'} |`
-    );
+    return `| ${entry.label} | ${throughput} | ${latencyCells(entry.latency, entry.throughput?.complete ?? true)} |`;
   });
   return [
     `| ${first} | events/s | ${versus} | p50 ms | p99 ms | pooled p99 ms | max ms | every event once, in order |`,
@@ -221,6 +235,22 @@ export function markdown(results: BenchResults): string {
     ...singleJobTable(results.singleJob, find(results.singleJob, 'library'), 'contender', 'vs library'),
   );
 
+  const http = results.httpLatency;
+  const signedMs = (ms: number): string => `${ms >= 0 ? '+' : ''}${fmt(ms)}`;
+  lines.push(
+    '',
+    `**Latency through one HTTP hop, no forced garbage collection**: one job per round at ${http.ratePerSec} events/s, ` +
+      `from ready to emit to the receipt of its NDJSON line by a \`fetch\` client in its own process; ` +
+      `${http.rounds} rounds of ${http.eventsPerRound} events per contender, taking turns, the first ${http.warmupEvents} of each not counted:`,
+    '',
+    '| path | p50 ms | p99 ms | pooled p99 ms | max ms | every event once, in order |',
+    '| --- | ---: | ---: | ---: | ---: | --- |',
+    ...http.contenders.map((entry) => `| ${entry.label} | ${latencyCells(entry.latency)} |`),
+    '',
+    `The library above raw + HTTP hop: p50 ${signedMs(http.aboveRawMs.p50)} ms, p99 ${signedMs(http.aboveRawMs.p99)} ms ` +
+      `(pooled ${signedMs(http.aboveRawMs.pooledP99)} ms), max ${signedMs(http.aboveRawMs.max)} ms.`,
+  );
+
   const { cluster } = results;
   const clusterRun = cluster.contenders[0];
   lines.push(
@@ -235,11 +265,10 @@ export function markdown(results: BenchResults): string {
   );
   const plain = find(cluster.contenders, CLUSTER_CONTENDERS.cluster);
   const acked = find(cluster.contenders, CLUSTER_CONTENDERS.clusterReplicaAcks);
-  const signed = (ms: number): string => `${ms >= 0 ? '+' : ''}${fmt(ms)}`;
   lines.push(
     '',
     `Cost of \`replicaAcks: 1\` on the cluster: ${fmt(acked.throughput!.eventsPerSec / plain.throughput!.eventsPerSec, 2)}x the events/s ` +
-      `without it, p50 ${signed(acked.latency.p50Ms - plain.latency.p50Ms)} ms, p99 ${signed(acked.latency.p99Ms - plain.latency.p99Ms)} ms.`,
+      `without it, p50 ${signedMs(acked.latency.p50Ms - plain.latency.p50Ms)} ms, p99 ${signedMs(acked.latency.p99Ms - plain.latency.p99Ms)} ms.`,
   );
 
   const fanLib = find(results.fanOut, 'library');

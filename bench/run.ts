@@ -7,6 +7,7 @@ import { format, resolveConfig } from 'prettier';
 import { evaluateTargets, markdown, updateReadme, type BenchResults, type Machine } from './report.js';
 import { cluster } from './scenarios/cluster.js';
 import { fanOut } from './scenarios/fan-out.js';
+import { httpLatency } from './scenarios/http-latency.js';
 import { idleSse } from './scenarios/idle-sse.js';
 import { jobThroughput } from './scenarios/job-throughput.js';
 import { lockCost } from './scenarios/lock-cost.js';
@@ -60,6 +61,17 @@ async function main(): Promise<void> {
     const single = await section('One job, handler to a consumer in another process', () =>
       singleJob({ redisUrl: redis.url, ...oneJobRuns(9) }),
     );
+    // About 25 s: 2 contenders, 7 paced rounds of under 2 s each (one of them a warm-up), no GC forced.
+    const http = await section('Latency through one HTTP hop, without forced garbage collection', () =>
+      httpLatency({
+        redisUrl: redis.url,
+        ratePerSec: 1000,
+        rounds: quick ? 1 : 6,
+        eventsPerRound: quick ? 700 : 1700,
+        warmupEvents: 200,
+        log,
+      }),
+    );
     // About a minute: 2 s to start the cluster, then 3 contenders. Bursts are cheap (half a second
     // each), paced rounds are not (about 2 s each): 7 rounds, not 9.
     const onCluster = await section('One job on Redis Cluster against one node', () => cluster({ redisUrl: redis.url, ...oneJobRuns(7) }));
@@ -101,6 +113,7 @@ async function main(): Promise<void> {
       durationSec: Math.round((now() - start) / 1000),
       machine,
       singleJob: single,
+      httpLatency: http,
       cluster: onCluster,
       fanOut: fan,
       jobThroughput: jobs,

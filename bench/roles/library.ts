@@ -144,10 +144,13 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
     mark: () => meter.mark(),
     measure: () => meter.measure(),
 
-    /** Enqueues one job of `mode` without following it; returns its id. */
-    async enqueue(params: { mode: 'burst' | 'paced'; n: number; rate?: number }): Promise<string> {
+    /**
+     * Enqueues one job of `mode` without following it; returns its id. `owner` defaults to the
+     * bench's own (the demo api in development mode serves jobs of `anonymous`).
+     */
+    async enqueue(params: { mode: 'burst' | 'paced'; n: number; rate?: number; owner?: string }): Promise<string> {
       const name = params.mode === 'burst' ? BENCH_JOBS.burst : BENCH_JOBS.paced;
-      return (await queue.enqueue(name, { n: params.n, rate: params.rate }, { owner: OWNER })).id;
+      return (await queue.enqueue(name, { n: params.n, rate: params.rate }, { owner: params.owner ?? OWNER })).id;
     },
 
     /** Enqueues `n` no-op jobs with at most `inFlight` enqueues outstanding; returns how long that took and their ids. */

@@ -1,10 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { request, type IncomingMessage } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { now, sleep } from '../support/clock.js';
+import { startDemoApi } from '../support/demo-api.js';
 import { cpuMs, rssBytes } from '../support/proc.js';
-import { freePort } from '../support/redis-server.js';
 import { quantile, round } from '../support/stats.js';
 
 export interface IdleSseResult {
@@ -25,7 +24,6 @@ export interface IdleSseResult {
   wakeLatencyMs: { samples: number; p50: number; max: number };
 }
 
-const API = fileURLToPath(new URL('../../apps/api/main.js', import.meta.url));
 const PROBE = new URL('../support/memory-probe.js', import.meta.url).href;
 
 interface Follower {
@@ -42,22 +40,10 @@ interface Follower {
 export async function idleSse(options: { redisUrl: string; followers: number; log(line: string): void }): Promise<IdleSseResult> {
   const admin = new Redis(options.redisUrl, { connectionName: 'bench-admin' });
   await admin.flushall();
-  const port = await freePort();
-  const api = spawn(process.execPath, ['--expose-gc', '--import', PROBE, API], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      JOB_QUEUE_BACKEND: 'bullmq',
-      JOB_QUEUE_WORKER: 'false',
-      REDIS_URL: options.redisUrl,
-      JOB_QUEUE_PREFIX: 'bench-sse',
-      AUTH_TOKENS: '',
-    },
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
+  const demo = await startDemoApi({ redisUrl: options.redisUrl, prefix: 'bench-sse', execArgv: ['--expose-gc', '--import', PROBE] });
+  const { child: api, port } = demo;
   const followers: Follower[] = [];
   try {
-    await waitForListening(api);
     const probe = memoryProbe(api);
     const apiConnections = async (): Promise<number> =>
       String(await admin.client('LIST'))
@@ -145,13 +131,7 @@ export async function idleSse(options: { redisUrl: string; followers: number; lo
     return result;
   } finally {
     for (const follower of followers) follower.response.destroy();
-    if (api.exitCode === null) {
-      const exited = new Promise((resolve) => api.once('exit', resolve));
-      api.kill('SIGTERM');
-      const timer = setTimeout(() => api.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await demo.stop();
     admin.disconnect();
   }
 }
@@ -169,27 +149,6 @@ function memoryProbe(api: ChildProcess): { heapUsed(): Promise<number> } {
         api.send('memory-probe');
       }),
   };
-}
-
-function waitForListening(api: ChildProcess): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(() => reject(new Error(`the api did not start:\n${output}`)), 30_000);
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString();
-      if (/listening on port/i.test(output)) {
-        clearTimeout(timer);
-        api.stdout!.off('data', onData);
-        api.stderr!.off('data', onData);
-        api.stdout!.resume();
-        api.stderr!.resume();
-        resolve();
-      }
-    };
-    api.stdout!.on('data', onData);
-    api.stderr!.on('data', onData);
-    api.once('exit', (code) => reject(new Error(`the api exited (${code}):\n${output}`)));
-  });
 }
 
 function follow(port: number, id: string): Promise<Follower> {

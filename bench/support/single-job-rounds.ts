@@ -23,6 +23,43 @@ export interface Pair {
   run(n: number, rate: number | undefined, skip: number): Promise<RunSummary>;
 }
 
+/** Latency of paced rounds of one contender (see {@link pacedLatency}). */
+export interface PacedLatency {
+  ratePerSec: number;
+  events: number;
+  /** Over all rounds' events. */
+  p50Ms: number;
+  /**
+   * The median of the rounds' p99s: a round hit by load from outside the benchmark (other
+   * processes on a shared machine) does not decide it alone.
+   */
+  p99Ms: number;
+  /** p99 over all rounds' events together. */
+  pooledP99Ms: number;
+  maxMs: number;
+  /** p99 of each round on its own, to show the spread. */
+  roundP99Ms: number[];
+  complete: boolean;
+}
+
+/**
+ * The latency of a contender's paced `rounds` at `ratePerSec` (each run with its samples kept):
+ * p50, pooled p99 and max over all rounds' events, p99 as the median of the rounds' p99s.
+ */
+export function pacedLatency(rounds: RunSummary[], ratePerSec: number): PacedLatency {
+  const samples = rounds.flatMap((summary) => summary.latencySamples ?? []);
+  return {
+    ratePerSec,
+    events: samples.length,
+    p50Ms: round(quantile(samples, 0.5)),
+    p99Ms: round(median(rounds.map((summary) => summary.latencyMs.p99))),
+    pooledP99Ms: round(quantile(samples, 0.99)),
+    maxMs: round(quantile(samples, 1)),
+    roundP99Ms: rounds.map((summary) => round(summary.latencyMs.p99)),
+    complete: rounds.every(complete),
+  };
+}
+
 export interface SingleJobResult {
   contender: string;
   label: string;
@@ -35,23 +72,7 @@ export interface SingleJobResult {
     /** Every run delivered every event exactly once, in order. */
     complete: boolean;
   } | null;
-  latency: {
-    ratePerSec: number;
-    events: number;
-    /** Over all rounds' events. */
-    p50Ms: number;
-    /**
-     * The median of the rounds' p99s: a round hit by load from outside the benchmark (other
-     * processes on a shared machine) does not decide it alone.
-     */
-    p99Ms: number;
-    /** p99 over all rounds' events together. */
-    pooledP99Ms: number;
-    maxMs: number;
-    /** p99 of each round on its own, to show the spread. */
-    roundP99Ms: number[];
-    complete: boolean;
-  };
+  latency: PacedLatency;
 }
 
 /** How many runs of which size each contender gets. */
@@ -125,7 +146,6 @@ export async function runSingleJobRounds(contenders: readonly Contender[], optio
     return contenders.map((contender) => {
       const runs = bursts.get(contender)!;
       const rounds = paced.get(contender)!;
-      const samples = rounds.flatMap((summary) => summary.latencySamples ?? []);
       return {
         contender: contender.name,
         label: contender.label,
@@ -137,16 +157,7 @@ export async function runSingleJobRounds(contenders: readonly Contender[], optio
               complete: runs.every(complete),
             }
           : null,
-        latency: {
-          ratePerSec: options.ratePerSec,
-          events: samples.length,
-          p50Ms: round(quantile(samples, 0.5)),
-          p99Ms: round(median(rounds.map((summary) => summary.latencyMs.p99))),
-          pooledP99Ms: round(quantile(samples, 0.99)),
-          maxMs: round(quantile(samples, 1)),
-          roundP99Ms: rounds.map((summary) => round(summary.latencyMs.p99)),
-          complete: rounds.every(complete),
-        },
+        latency: pacedLatency(rounds, options.ratePerSec),
       };
     });
   } finally {
