@@ -24,7 +24,6 @@ describe('EventStreamReader: a subscriber that does not keep up', () => {
     blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
     // Every followed stream counts as a live job here (the stream itself is checked, and it exists).
     reader = new EventStreamReader(blocking, commands, { liveKeyOf: (streamKey) => streamKey, sweepMs: Infinity });
-    await reader.start();
   });
 
   beforeEach(() => {
@@ -112,7 +111,6 @@ describe('EventStreamReader: closing', () => {
     const blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
     const reader = new EventStreamReader(blocking, commands, { liveKeyOf: (streamKey) => streamKey, sweepMs: Infinity });
     try {
-      await reader.start();
       const subscription = reader.subscribe('reader-test:{closing}:events', '0-0');
       subscription.catchUp(); // as after an overflow: its next read goes to Redis itself
       const next = subscription.next(Infinity);
@@ -141,7 +139,6 @@ describe('EventStreamReader: a followed job that vanishes', () => {
     const blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
     const reader = new EventStreamReader(blocking, commands, { liveKeyOf: (streamKey) => `${streamKey}:live`, sweepMs: 50 });
     try {
-      await reader.start();
       await commands.set('reader-test:{vanishing}:events:live', '1');
       await commands.set('reader-test:{staying}:events:live', '1');
       const vanishing = reader.subscribe('reader-test:{vanishing}:events', '0-0');

@@ -6,7 +6,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
 import type { Express } from 'express';
 import { Redis, type Cluster } from 'ioredis';
-import { DEFAULT_QUEUE, jobQueueOptionsFromEnv, redisClusterClient, validateJobQueueOptions } from 'nestjs-job-streams';
+import { DEFAULT_QUEUE, JOB_QUEUE_OPTIONS, redisClusterClient, type ResolvedJobQueueOptions } from 'nestjs-job-streams';
 import { REPORTS_QUEUE } from '@app/builds';
 import type { AuthTokens } from '../auth/auth-tokens.js';
 import { AUTH_TOKENS } from '../auth/token-auth.guard.js';
@@ -28,14 +28,15 @@ export class QueueBoard implements OnApplicationShutdown {
 
   constructor(
     @Inject(ConfigService) private readonly config: ConfigService,
+    @Inject(JOB_QUEUE_OPTIONS) private readonly options: ResolvedJobQueueOptions,
     @Inject(AUTH_TOKENS) private readonly tokens: AuthTokens | undefined,
   ) {}
 
   /** Mounts the board on `app` (before Nest's routes are set up, so that its 404 handler comes after it). */
   mount(app: Express): void {
-    if (this.config.get<string>('JOB_QUEUE_BACKEND') !== 'bullmq') return;
-    // The job queue module's own reading of REDIS_URL, REDIS_CLUSTER_NODES and JOB_QUEUE_PREFIX.
-    const { url, clusterNodes, prefix } = validateJobQueueOptions(jobQueueOptionsFromEnv(this.config)).redis;
+    if (this.options.backend !== 'bullmq') return;
+    // The job queue module's own resolved connection (REDIS_URL or REDIS_CLUSTER_NODES, JOB_QUEUE_PREFIX).
+    const { url, clusterNodes, prefix } = this.options.redis;
     // Lazy: the job queue module reports an unreachable Redis at start, with the URL redacted.
     const tuning = { maxRetriesPerRequest: null, connectionName: `${prefix}:board` };
     this.connection = clusterNodes ? redisClusterClient(clusterNodes, tuning) : new Redis(url, { ...tuning, lazyConnect: true });

@@ -50,9 +50,6 @@ export class EventStreamReader {
     private readonly options: EventStreamReaderOptions,
   ) {}
 
-  /** Kept for symmetry with `close()`: the reader connects lazily, lane by lane. */
-  async start(): Promise<void> {}
-
   /**
    * Follows `key` after `cursor`. The caller must have read everything up to `cursor` itself.
    * `traceId`: the job's, when it was enqueued in a trace (events get it).

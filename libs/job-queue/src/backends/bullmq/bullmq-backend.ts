@@ -129,9 +129,7 @@ export class BullMqBackend implements JobQueueBackend {
   ): Promise<BullMqBackend> {
     const connections = await RedisConnections.open(options, meter);
     try {
-      const backend = new BullMqBackend(options, handlers, connections, processors, meter);
-      await backend.reader.start();
-      return backend;
+      return new BullMqBackend(options, handlers, connections, processors, meter);
     } catch (error) {
       connections.close();
       throw error;
