@@ -210,8 +210,11 @@ async function untilRefused(port: number, timeoutMs = 5000): Promise<void> {
     try {
       await once(socket, 'connect');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ECONNREFUSED') return;
-      throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ECONNREFUSED') return;
+      // A connection that reached the listener's backlog as it closed is reset, not refused:
+      // the listener is going away, so poll once more until the port refuses.
+      if (code !== 'ECONNRESET') throw error;
     } finally {
       socket.destroy();
     }
