@@ -192,16 +192,16 @@ function latencyCells(latency: PacedLatency, alsoComplete = true): string {
  * A table of single-job results: events/s (and their ratio to `reference`'s), p50, p99 (median
  * of the rounds'), pooled p99 and max at the paced rate, and whether every event came once, in order.
  */
-function singleJobTable(entries: SingleJobResult[], reference: SingleJobResult, first: string, versus: string): string[] {
+function singleJobTable(entries: SingleJobResult[], reference: SingleJobResult, first: string, versus: string, cpuOf: string): string[] {
   const rows = entries.map((entry) => {
     const throughput = entry.throughput
-      ? `${fmt(entry.throughput.eventsPerSec)} | ${fmt(entry.throughput.eventsPerSec / reference.throughput!.eventsPerSec, 2)}x`
-      : '- | -';
+      ? `${fmt(entry.throughput.eventsPerSec)} | ${fmt(entry.throughput.eventsPerSec / reference.throughput!.eventsPerSec, 2)}x | ${fmt(entry.throughput.cpuUsPerEvent)}`
+      : '- | - | -';
     return `| ${entry.label} | ${throughput} | ${latencyCells(entry.latency, entry.throughput?.complete ?? true)} |`;
   });
   return [
-    `| ${first} | events/s | ${versus} | p50 ms | p99 ms | pooled p99 ms | max ms | every event once, in order |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    `| ${first} | events/s | ${versus} | CPU µs/event (${cpuOf}) | p50 ms | p99 ms | pooled p99 ms | max ms | every event once, in order |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
     ...rows,
   ];
 }
@@ -232,7 +232,7 @@ export function markdown(results: BenchResults): string {
       `${results.singleJob[0].latency.roundP99Ms.length} rounds (${results.singleJob[0].latency.events} events in all): p50 over all events, ` +
       `p99 as the median of the rounds' p99s (pooled p99 beside it):`,
     '',
-    ...singleJobTable(results.singleJob, find(results.singleJob, 'library'), 'contender', 'vs library'),
+    ...singleJobTable(results.singleJob, find(results.singleJob, 'library'), 'contender', 'vs library', 'all processes and Redis'),
   );
 
   const http = results.httpLatency;
@@ -261,7 +261,13 @@ export function markdown(results: BenchResults): string {
       `${clusterRun.latency.roundP99Ms.length} rounds at ${clusterRun.latency.ratePerSec} events/s (${clusterRun.latency.events} events in all); ` +
       `\`replicaAcks: 1\` adds a \`WAIT 1\` after each write of the job's events:`,
     '',
-    ...singleJobTable(cluster.contenders, find(cluster.contenders, CLUSTER_CONTENDERS.oneNode), 'setup', 'vs one node'),
+    ...singleJobTable(
+      cluster.contenders,
+      find(cluster.contenders, CLUSTER_CONTENDERS.oneNode),
+      'setup',
+      'vs one node',
+      'producer and consumer',
+    ),
   );
   const plain = find(cluster.contenders, CLUSTER_CONTENDERS.cluster);
   const acked = find(cluster.contenders, CLUSTER_CONTENDERS.clusterReplicaAcks);

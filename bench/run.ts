@@ -59,7 +59,7 @@ async function main(): Promise<void> {
       log,
     });
     const single = await section('One job, handler to a consumer in another process', () =>
-      singleJob({ redisUrl: redis.url, ...oneJobRuns(9) }),
+      singleJob({ redisUrl: redis.url, redisPid: redis.pid, ...oneJobRuns(9) }),
     );
     // About 25 s: 2 contenders, 7 paced rounds of under 2 s each (one of them a warm-up), no GC forced.
     const http = await section('Latency through one HTTP hop, without forced garbage collection', () =>

@@ -193,6 +193,8 @@ const CONTENDERS = [library, raw(false), raw(true), bullmq, bridge, foreign, res
 
 export interface SingleJobOptions extends SingleJobRoundsOptions {
   redisUrl: string;
+  /** The server's process: its CPU time counts in each burst's (see {@link SingleJobResult}). */
+  redisPid: number;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { RunSummary } from './payload.js';
+import { cpuMs } from './proc.js';
 import type { RoleProcess } from './rpc.js';
 import { median, quantile, round } from './stats.js';
 
@@ -71,6 +72,12 @@ export interface SingleJobResult {
     runs: number[];
     /** Every run delivered every event exactly once, in order. */
     complete: boolean;
+    /**
+     * CPU time per delivered event of every process on the path (producer, consumer, the ones in
+     * between, and redis-server when its pid is given), median of the bursts, in µs. Unlike
+     * events/s, it does not depend on how the machine schedules round trips.
+     */
+    cpuUsPerEvent: number;
   } | null;
   latency: PacedLatency;
 }
@@ -86,6 +93,8 @@ export interface SingleJobRoundsOptions {
   warmupEvents: number;
   /** Scales every contender's throughput run size (a quick run uses less). */
   scale: number;
+  /** redis-server's process, to count its CPU time in the bursts' (one server only). */
+  redisPid?: number;
   log(line: string): void;
 }
 
@@ -102,12 +111,14 @@ function complete(summary: RunSummary): boolean {
 export async function runSingleJobRounds(contenders: readonly Contender[], options: SingleJobRoundsOptions): Promise<SingleJobResult[]> {
   const pairs = new Map<Contender, Pair>();
   const bursts = new Map<Contender, RunSummary[]>();
+  const burstCpu = new Map<Contender, number[]>();
   const paced = new Map<Contender, RunSummary[]>();
   try {
     for (const contender of contenders) {
       const pair = await contender.start();
       pairs.set(contender, pair);
       bursts.set(contender, []);
+      burstCpu.set(contender, []);
       paced.set(contender, []);
       // Warm-up: JIT, connections, scripts loaded.
       if (contender.latencyOnly) await pair.run(500, 1000, 0);
@@ -116,10 +127,16 @@ export async function runSingleJobRounds(contenders: readonly Contender[], optio
     for (let rep = 0; rep < options.repetitions; rep++) {
       for (const contender of contenders) {
         if (contender.latencyOnly) continue;
-        const summary = await pairs.get(contender)!.run(Math.round(contender.n * options.scale), undefined, 0);
+        const pair = pairs.get(contender)!;
+        const pids = [pair.producer, pair.consumer, ...(pair.between ?? [])].map((role) => role.pid);
+        if (options.redisPid) pids.push(options.redisPid);
+        const cpuBefore = pids.map(cpuMs);
+        const summary = await pair.run(Math.round(contender.n * options.scale), undefined, 0);
+        const cpuUs = (pids.reduce((sum, pid, i) => sum + cpuMs(pid) - cpuBefore[i], 0) * 1000) / Math.max(1, summary.received);
         bursts.get(contender)!.push(summary);
+        burstCpu.get(contender)!.push(cpuUs);
         options.log(
-          `  ${contender.name} burst ${rep + 1}: ${Math.round(summary.eventsPerSec)} events/s (${summary.received}/${summary.sent})`,
+          `  ${contender.name} burst ${rep + 1}: ${Math.round(summary.eventsPerSec)} events/s (${summary.received}/${summary.sent}), ${Math.round(cpuUs)} µs CPU/event`,
         );
       }
     }
@@ -155,6 +172,7 @@ export async function runSingleJobRounds(contenders: readonly Contender[], optio
               eventsPerSec: round(median(runs.map((run) => run.eventsPerSec))),
               runs: runs.map((run) => round(run.eventsPerSec)),
               complete: runs.every(complete),
+              cpuUsPerEvent: round(median(burstCpu.get(contender)!)),
             }
           : null,
         latency: pacedLatency(rounds, options.ratePerSec),
