@@ -324,6 +324,53 @@ class DataChangingProcessor extends WorkerHost {
   }
 }
 
+describe('prefixes that differ only by their braces (bullmq backend)', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+  });
+  afterAll(async () => {
+    await redis.destroy();
+  });
+
+  it('`p` and `{p}` on one server (a move to a hash-tag prefix) keep processor jobs with the same BullMQ id apart', async () => {
+    const plain = `p${randomUUID().slice(0, 8)}`;
+    const apps = await Promise.all(
+      [plain, `{${plain}}`].map(async (prefix) => {
+        @Module({
+          imports: [
+            BullModule.forRoot({ connection: { url: redis.url }, prefix }),
+            BullModule.registerQueue({ name: 'reports' }),
+            JobQueueModule.forRoot({ backend: 'bullmq', redis: { url: redis.url, prefix } }),
+          ],
+          providers: [ReportProcessor],
+        })
+        class PrefixAppModule {}
+        const app = await NestFactory.createApplicationContext(PrefixAppModule, { logger: false, abortOnError: false });
+        await app.init();
+        return app;
+      }),
+    );
+    try {
+      // Added with plain BullMQ, as an existing stack does: BullMQ numbers each prefix's jobs from 1.
+      const first = await apps[0].get<Queue>(getQueueToken('reports')).add('report', { pages: 2 });
+      const second = await apps[1].get<Queue>(getQueueToken('reports')).add('report', { pages: 3 });
+      expect(second.id).toBe(first.id);
+      const [a, b] = apps.map((app) => app.get(JobQueue));
+      const eventsOf = async (queue: JobQueue, id: string): Promise<JobEvent[]> => {
+        const events: JobEvent[] = [];
+        for await (const event of queue.follow(id, { queue: 'reports' })) events.push(event);
+        return events;
+      };
+      const [ofA, ofB] = await Promise.all([eventsOf(a, first.id!), eventsOf(b, second.id!)]);
+      expect(simplify(ofA)).toEqual([['started', { attempt: 1 }], ...reportEvents(2), ['completed', { result: { pages: 2 } }]]);
+      expect(simplify(ofB)).toEqual([['started', { attempt: 1 }], ...reportEvents(3), ['completed', { result: { pages: 3 } }]]);
+    } finally {
+      await Promise.all(apps.map((app) => app.close()));
+    }
+  });
+});
+
 describe('the memory backend runs processors with an in-memory Job', () => {
   it('offers the commonly used members and refuses the rest with an error naming the member and the backend', async () => {
     @Module({ imports: [JobQueueModule.forRoot({ backend: 'memory' })], providers: [DataChangingProcessor] })

@@ -19,17 +19,28 @@ function fnv1a(text: string): number {
 }
 
 /**
+ * The prefix of this library's own keys for a configured `prefix`: braces (and `%`) percent-encoded,
+ * the rest unchanged (`{bull}` gives `%7Bbull%7D`, `bull` stays `bull`). Without braces the keys do
+ * not all land in BullMQ's slot; encoded rather than dropped, so that two prefixes that differ only
+ * by their braces (`bull` and `{bull}`, say before and after a move to a hash-tag prefix on the same
+ * server) never share a job's keys.
+ */
+export function ownKeyPrefix(prefix: string): string {
+  return prefix.replace(/[%{}]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
  * Key names. BullMQ's keys are `<prefix>:<queue>:...` as BullMQ makes them (on Redis Cluster the
  * prefix carries a hash tag, e.g. `{bull}`, so that BullMQ's scripts touch one slot). This
- * library's own keys use the prefix without braces (`{bull}` gives `bull`), so that they do not
- * all land in BullMQ's slot, and the hash tag of their job's shard: `bull:{bull:7}:reports:42:meta`.
+ * library's own keys use {@link ownKeyPrefix} and the hash tag of their job's shard:
+ * `%7Bbull%7D:{%7Bbull%7D:7}:reports:42:meta` for `{bull}`, `bull:{bull:7}:reports:42:meta` for `bull`.
  */
 export class RedisKeys {
-  /** The prefix of this library's own keys: the configured one without braces. */
+  /** The prefix of this library's own keys (see {@link ownKeyPrefix}). */
   readonly own: string;
 
   constructor(readonly prefix: string) {
-    this.own = prefix.replace(/[{}]/g, '');
+    this.own = ownKeyPrefix(prefix);
   }
 
   /** The shard of a job (job ids are unique per BullMQ queue only). */
