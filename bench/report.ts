@@ -1,4 +1,5 @@
 import { CLUSTER_CONTENDERS, type ClusterResult } from './scenarios/cluster.js';
+import { FAILOVER_FAULTS, type FailoverLossResult } from './scenarios/failover-loss.js';
 import type { FanOutResult } from './scenarios/fan-out.js';
 import { HTTP_LATENCY_CONTENDERS, type HttpLatencyResult } from './scenarios/http-latency.js';
 import type { IdleSseResult } from './scenarios/idle-sse.js';
@@ -7,7 +8,7 @@ import type { LockCostResult } from './scenarios/lock-cost.js';
 import type { MemoryBackendResult } from './scenarios/memory-backend.js';
 import type { RecoveryResult } from './scenarios/recovery.js';
 import type { PacedLatency, SingleJobResult } from './support/single-job-rounds.js';
-import { round } from './support/stats.js';
+import { median, round } from './support/stats.js';
 
 export interface Machine {
   nproc: number;
@@ -25,6 +26,7 @@ export interface BenchResults {
   singleJob: SingleJobResult[];
   httpLatency: HttpLatencyResult;
   cluster: ClusterResult;
+  failoverLoss: FailoverLossResult;
   fanOut: FanOutResult[];
   jobThroughput: JobThroughputResult[];
   idleSse: IdleSseResult;
@@ -70,6 +72,8 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
   const onCluster = find(results.cluster.contenders, CLUSTER_CONTENDERS.cluster);
   const httpLibrary = find(results.httpLatency.contenders, HTTP_LATENCY_CONTENDERS.library);
   const httpRaw = find(results.httpLatency.contenders, HTTP_LATENCY_CONTENDERS.raw);
+  const ackedRuns = results.failoverLoss.cases.filter((entry) => entry.replicaAcks > 0).flatMap((entry) => entry.runs);
+  const ackedLost = ackedRuns.reduce((sum, run) => sum + run.missing, 0);
 
   const atLeast = (name: string, ratio: string, value: number, goal: number): Target => ({
     name,
@@ -159,6 +163,14 @@ export function evaluateTargets(results: Omit<BenchResults, 'targets'>): Target[
       onCluster.latency.p99Ms - oneNode.latency.p99Ms,
       2,
     ),
+    {
+      name: 'Failover with `replicaAcks: 1`: events lost',
+      ratio: `emitted events missing from the job's stream after ${ackedRuns.length} failures of its master (SIGKILL and partition), summed`,
+      value: ackedLost,
+      goal: '= 0',
+      met: ackedLost === 0,
+      ...(ackedLost ? { miss: `${ackedLost} events lost` } : {}),
+    },
     atLeast(
       'No-op job throughput vs plain BullMQ',
       'library jobs/s / BullMQ Queue+Worker jobs/s',
@@ -277,6 +289,8 @@ export function markdown(results: BenchResults): string {
       `without it, p50 ${signedMs(acked.latency.p50Ms - plain.latency.p50Ms)} ms, p99 ${signedMs(acked.latency.p99Ms - plain.latency.p99Ms)} ms.`,
   );
 
+  lines.push('', ...failoverLossLines(results.failoverLoss));
+
   const fanLib = find(results.fanOut, 'library');
   const fanQe = find(results.fanOut, 'bullmq-queue-events');
   lines.push(
@@ -347,6 +361,42 @@ export function markdown(results: BenchResults): string {
     );
   }
   return lines.join('\n');
+}
+
+/** The failover scenario's paragraph and table. */
+function failoverLossLines(failover: FailoverLossResult): string[] {
+  const runs = failover.cases[0].runs.length;
+  // Counts exactly, without thousands separators (the runs are comma-separated).
+  const each = (values: number[]): string => values.join(', ');
+  const rows = failover.cases.map((entry) => {
+    const intact = `${entry.intact} of ${entry.runs.length}`;
+    const twice = Math.max(...entry.runs.map((run) => run.receivedTwice));
+    return (
+      `| ${entry.label} | ${each(entry.runs.map((run) => run.missing))} | ${entry.missing.median} / ${entry.missing.max} | ` +
+      `${each(entry.runs.map((run) => run.seenThenLost))} | ${twice} | ${intact} | ` +
+      `${fmt(median(entry.runs.map((run) => run.failoverSec)))} | ${fmt(median(entry.runs.map((run) => run.terminalSec)))} |`
+    );
+  });
+  const cut = failover.cases.find((entry) => entry.fault === FAILOVER_FAULTS.partition && entry.replicaAcks === 0);
+  return [
+    `**Failover of a running job's master**: a local cluster of 3 masters with a replica each (\`cluster-node-timeout\` ` +
+      `${fmt(failover.nodeTimeoutMs / 1000)} s), a \`@JobHandler\` emitting ${fmt(failover.eventsPerJob)} events at ` +
+      `${fmt(failover.ratePerSec)} events/s, an api-only follower; after ${fmt(failover.faultAfterEvents)} events the master ` +
+      `holding the job's keys is SIGKILLed (started again once its replica took over) or cut off from the other nodes while ` +
+      `clients still reach it (healed once its replica took over). ${runs} runs per case, taking turns. Lost: emitted events ` +
+      `missing from the job's stream once it ended:`,
+    '',
+    '| case | events lost, each run | median / max | seen by the follower, then lost | received twice, max | completed, every event once | failover s (median) | terminal event s after the fault (median) |',
+    '| --- | --- | --- | --- | ---: | --- | ---: | ---: |',
+    ...rows,
+    ...(cut
+      ? [
+          '',
+          `Without replica acks, a cut-off master's lost writes spanned ${fmt(cut.missing.median / failover.ratePerSec)} s ` +
+            `of the job's events (median; most ${fmt(cut.missing.max / failover.ratePerSec)} s).`,
+        ]
+      : []),
+  ];
 }
 
 export const README_START = '<!-- bench:start (written by npm run bench) -->';

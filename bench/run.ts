@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { format, resolveConfig } from 'prettier';
 import { evaluateTargets, markdown, updateReadme, type BenchResults, type Machine } from './report.js';
 import { cluster } from './scenarios/cluster.js';
+import { failoverLoss } from './scenarios/failover-loss.js';
 import { fanOut } from './scenarios/fan-out.js';
 import { httpLatency } from './scenarios/http-latency.js';
 import { idleSse } from './scenarios/idle-sse.js';
@@ -75,6 +76,9 @@ async function main(): Promise<void> {
     // About a minute: 2 s to start the cluster, then 3 contenders. Bursts are cheap (half a second
     // each), paced rounds are not (about 2 s each): 7 rounds, not 9.
     const onCluster = await section('One job on Redis Cluster against one node', () => cluster({ redisUrl: redis.url, ...oneJobRuns(7) }));
+    // About 80 s: a cluster of its own, then 4 cases of 4 runs, each run about 5 s (a worker
+    // process starts, half a second of events, a failover in about 2 s, the failed node back and synced).
+    const failover = await section("Failover of a running job's master on Redis Cluster", () => failoverLoss({ runs: quick ? 1 : 4, log }));
     const fan = await section('Fan-out: CPU per delivered event as concurrent jobs grow', () =>
       fanOut({ redisUrl: redis.url, ks: quick ? [1, 100] : [1, 10, 100, 1000], ratePerJob: 10, windowMs: quick ? 2000 : 8000, log }),
     );
@@ -115,6 +119,7 @@ async function main(): Promise<void> {
       singleJob: single,
       httpLatency: http,
       cluster: onCluster,
+      failoverLoss: failover,
       fanOut: fan,
       jobThroughput: jobs,
       idleSse: sse,

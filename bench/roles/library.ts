@@ -10,6 +10,7 @@ import { AttemptStarts } from './attempt-starts.js';
 import { BENCH_JOBS, BenchHandlers, fanOutState } from './bench-handlers.js';
 import { heldJobs } from './held-jobs.js';
 import { reportProgress, type ProgressValue } from './progress-processor.js';
+import { ReceivedEvents, type StreamComparison } from './received-events.js';
 
 @Module({})
 class BenchAppModule {
@@ -69,6 +70,7 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
   let follower: { delivered: number; stop: AbortController } | undefined;
   const meter = new DeliveryMeter(() => follower?.delivered ?? 0);
   const starts = new Map<string, AttemptStarts>();
+  const records = new Map<string, ReceivedEvents>();
   /** Enqueues `n` jobs of `name`, 50 at a time; their ids in order. */
   const enqueueMany = async (n: number, name: string, data: unknown): Promise<string[]> => {
     const ids: string[] = [];
@@ -177,6 +179,23 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
       return watch.at(params.attempt, params.timeoutMs);
     },
 
+    /** Follows `jobId` from its first event in the background, keeping what it receives (see {@link ReceivedEvents}). */
+    recordEvents(params: { jobId: string }): void {
+      records.set(params.jobId, new ReceivedEvents(queue, params.jobId, OWNER));
+    },
+    /** Events {@link recordEvents} has received of `jobId` so far. */
+    recordedEvents: (params: { jobId: string }): number => records.get(params.jobId)!.received,
+    /** Once the recorded follower of `jobId` ended (at most `timeoutMs`): its events against the job's stream. */
+    async compareRecorded(params: { jobId: string; emitted: number; timeoutMs: number }): Promise<StreamComparison> {
+      const record = records.get(params.jobId)!;
+      records.delete(params.jobId);
+      return record.compareWithStream(params.emitted, params.timeoutMs);
+    },
+    /** The state of `jobId`, as `JobQueue.getJob` reports it. */
+    async jobState(params: { jobId: string }): Promise<string> {
+      return (await queue.getJob(params.jobId, { owner: OWNER })).state;
+    },
+
     /** Cancels `jobId` (a running handler's signal fires wherever it runs). */
     async cancel(params: { jobId: string }): Promise<void> {
       await queue.cancel(params.jobId, { owner: OWNER });
@@ -191,6 +210,7 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
     async close(): Promise<void> {
       follower?.stop.abort();
       for (const watch of starts.values()) watch.close();
+      for (const record of records.values()) record.close();
       await bridgeWorker?.close();
       await app.close();
     },
