@@ -14,17 +14,6 @@ const DEFAULT_LEASE_MS = 3000;
 const START_GRACE_MS = 1000;
 /** Entries read per `XREAD`. */
 const BATCH = 500;
-/**
- * After a read of at least this many entries (the queues are busy), the bridge waits
- * {@link LINGER_MS} before its next read, so that it reads, applies and hands its followers bigger
- * batches: fewer reads and script calls per entry, in the bridge, in Redis and in every follower's
- * reader. The entries of that read are sent before the wait; a quiet queue (reads of one or two
- * entries) is read again at once. (Two such reads in a row as the condition left the wait out at
- * about 10,000 updates/s: right after a big read, the next one is small.)
- */
-const LINGER_AFTER = 3;
-/** How long a busy bridge waits before its next read: at most this much added latency per entry. */
-const LINGER_MS = 1;
 /** The blocking read wakes this often to pick up newly led queues and due starts. */
 const BLOCK_MS = 500;
 /** While behind the stream head by more than this, the bridge says so in the log (every {@link LAG_LOG_MS}). */
@@ -271,9 +260,7 @@ export class QueueEventsBridge {
       });
       this.blocking.on('error', () => undefined); // the command connection's logger reports outages
     }
-    let lastRead = 0;
     while (!this.stopped && this.led.size) {
-      if (lastRead >= LINGER_AFTER) await new Promise((resolve) => setTimeout(resolve, LINGER_MS));
       const queues = [...this.led.values()];
       let reply: Array<[string, Array<[string, string[]]>]> | null;
       try {
@@ -292,7 +279,6 @@ export class QueueEventsBridge {
         await new Promise((resolve) => setTimeout(resolve, 500));
         continue;
       }
-      lastRead = reply?.reduce((entries, [, stream]) => entries + stream.length, 0) ?? 0;
       for (const led of queues) {
         if (!this.led.has(led.queue)) continue; // lost meanwhile
         if (led.rewind) {
