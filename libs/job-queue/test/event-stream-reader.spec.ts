@@ -2,7 +2,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { EventStreamReader, type StreamSubscription } from '../src/reader/event-stream-reader.js';
 import type { JobEvent } from '../src/contract/job-event.js';
+import { RedisMonitor } from '../../../test/support/redis-monitor.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
+import { ReplyHoldingProxy } from '../../../test/support/reply-holding-proxy.js';
 
 /**
  * The shared reader's window per subscriber: a subscriber whose client does not read holds at
@@ -157,6 +159,58 @@ describe('EventStreamReader: a followed job that vanishes', () => {
       commands.disconnect();
       blocking.disconnect();
       await redis.destroy();
+    }
+  });
+});
+
+describe('EventStreamReader: a follow that starts while the wake-up for an earlier one is on its way', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+  });
+  afterAll(async () => {
+    await redis?.destroy();
+  });
+
+  it('wakes the read in flight again instead of leaving the new follow to its 5 s block', async () => {
+    const { hostname, port } = new URL(redis.url);
+    // Only the reader's command connection (the one that writes wake-ups) goes through the proxy.
+    const proxy = await ReplyHoldingProxy.start({ host: hostname, port: Number(port) });
+    const admin = new Redis(redis.url);
+    const commands = new Redis(proxy.url);
+    await commands.ping(); // connected and ready: its handshake's replies are not the ones held below
+    const blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const monitor = await RedisMonitor.start(redis.url, (command) => command.name === 'XREAD');
+    const reader = new EventStreamReader(blocking, commands, { liveKeyOf: (streamKey) => streamKey, sweepMs: Infinity });
+    const [a, b, c] = ['a', 'b', 'c'].map((name) => `wake-test:{${name}}:events`);
+    const reads = (key: string, cursor?: string) => (): boolean =>
+      monitor.commands.some((command) => {
+        const at = RedisMonitor.readCursor(command, key);
+        return at !== undefined && (cursor === undefined || at === cursor);
+      });
+    try {
+      const ofA = reader.subscribe(a, '0');
+      const firstOfA = (await admin.xadd(a, '*', 'type', 'started', 'data', '{}'))!;
+      expect((await ofA.next(5000)).map((event) => event.id)).toEqual([firstOfA]);
+      await monitor.until(reads(a, firstOfA), 5000, () => 'no read of A after its first event');
+      // A read covering A alone blocks. B's follow wakes it: the wake-up's XADD runs, and with it the
+      // read ends and the next one (covering B too) goes out, but the XADD's reply is held back.
+      proxy.hold();
+      const ofB = reader.subscribe(b, '0');
+      await monitor.until(reads(b), 5000, () => 'no read covering B');
+      expect(proxy.heldReplies).toBeGreaterThan(0);
+      // C's follow comes while that reply is still on its way: it must wake the read covering B,
+      // not count on the wake-up it is waiting for (which ended the read before).
+      const onlyOfC = (await admin.xadd(c, '*', 'type', 'started', 'data', '{}'))!;
+      const ofC = reader.subscribe(c, '0');
+      expect((await ofC.next(4000)).map((event) => event.id)).toEqual([onlyOfC]);
+      for (const subscription of [ofA, ofB, ofC]) subscription.close();
+    } finally {
+      proxy.release();
+      reader.close();
+      monitor.stop();
+      for (const client of [admin, commands, blocking]) client.disconnect();
+      await proxy.stop();
     }
   });
 });
