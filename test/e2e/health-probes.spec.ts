@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { AppProcess } from '../support/app-process.js';
 import { pollUntil } from '../support/poll-until.js';
+import { RedisFaultProxy } from '../support/redis-fault-proxy.js';
 import { RedisServer } from '../support/redis-server.js';
 
 /**
@@ -86,5 +87,40 @@ describe('health probes built with @nestjs/terminus (demo api)', () => {
     const back = await until(api, '/health/ready', 200);
     expect(back.status).toBe(200);
     expect(back.body.details.jobQueue).toMatchObject({ status: 'up', backend: 'bullmq' });
+  }, 60_000);
+
+  it("bullmq backend: ready goes down while only the shared event reader's connection is away (Redis answers), and up once it is back", async () => {
+    const { hostname, port } = new URL(redis!.url);
+    const proxy = await RedisFaultProxy.start({ host: hostname, port: Number(port) });
+    try {
+      const prefix = `probe-${randomUUID().slice(0, 8)}`;
+      const env = {
+        JOB_QUEUE_BACKEND: 'bullmq',
+        REDIS_URL: proxy.urlFor(redis!.url),
+        JOB_QUEUE_PREFIX: prefix,
+        AUTH_TOKENS: 'alice:tokenA',
+      };
+      const [api] = await AppProcess.startAll(processes, [AppProcess.api(env)]);
+      expect((await until(api, '/health/ready', 200)).body.details.jobQueue).toMatchObject({ connections: { reader: 'ready' } });
+
+      // Its connection is closed at every attempt; every other connection of the api works.
+      proxy.refuse(`${prefix}:reader`);
+      const down = await until(api, '/health/ready', 503);
+      expect(down.body.error?.jobQueue).toMatchObject({
+        status: 'down',
+        backend: 'bullmq',
+        connections: { commands: 'ready' },
+        message: expect.stringContaining("The shared event reader's Redis connection is"),
+      });
+      expect(JSON.stringify(down.body)).not.toContain(SECRET);
+      // Redis itself answers: the plain route, which only pings it, stays up.
+      expect((await fetch(`${api.url}/health`)).status).toBe(200);
+
+      proxy.admitAll();
+      const back = await until(api, '/health/ready', 200);
+      expect(back.body.details.jobQueue).toMatchObject({ status: 'up', connections: { reader: 'ready' } });
+    } finally {
+      await proxy.stop();
+    }
   }, 60_000);
 });

@@ -4,7 +4,7 @@ import { EventStreamReader, type StreamSubscription } from '../src/reader/event-
 import type { JobEvent } from '../src/contract/job-event.js';
 import { RedisMonitor } from '../../../test/support/redis-monitor.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
-import { ReplyHoldingProxy } from '../../../test/support/reply-holding-proxy.js';
+import { RedisFaultProxy } from '../../../test/support/redis-fault-proxy.js';
 
 /**
  * The shared reader's window per subscriber: a subscriber whose client does not read holds at
@@ -175,9 +175,9 @@ describe('EventStreamReader: a follow that starts while the wake-up for an earli
   it('wakes the read in flight again instead of leaving the new follow to its 5 s block', async () => {
     const { hostname, port } = new URL(redis.url);
     // Only the reader's command connection (the one that writes wake-ups) goes through the proxy.
-    const proxy = await ReplyHoldingProxy.start({ host: hostname, port: Number(port) });
+    const proxy = await RedisFaultProxy.start({ host: hostname, port: Number(port) });
     const admin = new Redis(redis.url);
-    const commands = new Redis(proxy.url);
+    const commands = new Redis(proxy.urlFor(redis.url));
     await commands.ping(); // connected and ready: its handshake's replies are not the ones held below
     const blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
     const monitor = await RedisMonitor.start(redis.url, (command) => command.name === 'XREAD');
