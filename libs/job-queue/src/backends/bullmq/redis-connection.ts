@@ -103,6 +103,14 @@ export function redisClusterClient(nodes: readonly string[], tuning: ConnectionT
     lazyConnect: true,
     clusterRetryStrategy: retryStrategy,
     enableOfflineQueue: tuning.enableOfflineQueue ?? true,
+    // ioredis' ready check on a cluster (CLUSTER INFO must not say cluster_state:fail) loses the
+    // promise of `connect()` when it fails: it disconnects, and the retry that gets 'ready' belongs
+    // to a new `connect()`, so the first one never settles. During a failover BullMQ's watchdog
+    // reconnects a Worker's blocking connection with `await client.connect()`: that worker never
+    // took a job again. `connectCluster` below would hang the same way at startup. Without the check
+    // the client is ready once it has the slots; commands meanwhile get CLUSTERDOWN, which ioredis
+    // retries (the module's commands connection fails fast either way).
+    enableReadyCheck: false,
     redisOptions: {
       connectionName: tuning.connectionName,
       connectTimeout: 5000,
