@@ -1,45 +1,12 @@
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { sleep } from './clock.js';
 import { ClusterNetwork } from './cluster-network.js';
-import { BenchRedis, freePort } from './redis-server.js';
+import { BUS_PORT_OFFSET, freeNodePort, parseClusterNodes, type ClusterNodeView } from './cluster-nodes.js';
+import { BenchRedis } from './redis-server.js';
 
 const run = promisify(execFile);
-
-/** Redis Cluster's bus port of a node is its port plus this. */
-const BUS_PORT_OFFSET = 10_000;
-
-/** True when nothing listens on `port` of 127.0.0.1 right now. */
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** A free port whose cluster bus port is free too, and neither among `taken`. */
-async function freeNodePort(taken: Set<number>): Promise<number> {
-  for (;;) {
-    const port = await freePort();
-    const bus = port + BUS_PORT_OFFSET;
-    if (bus > 65_535 || taken.has(port) || taken.has(bus)) continue;
-    if (await isFree(bus)) return port;
-  }
-}
-
-/** What `CLUSTER NODES` says of one node. */
-export interface ClusterNodeView {
-  port: number;
-  role: 'master' | 'replica';
-  /** Flagged failing (`fail`) or suspected to be (`fail?`). */
-  failed: boolean;
-  /** Slot ranges a master serves, e.g. `0-5460`. */
-  slots: string[];
-}
 
 export interface BenchClusterOptions {
   /**
@@ -114,19 +81,7 @@ export class BenchCluster {
   /** `CLUSTER NODES` as a running node sees it (not the one on `notFrom`: e.g. one cut off, whose view is its own). */
   async describe(notFrom?: number): Promise<ClusterNodeView[]> {
     return withNode(this.aliveNode(notFrom).port, async (client) => {
-      const text = (await client.cluster('NODES')) as string;
-      return text
-        .trim()
-        .split('\n')
-        .map((line) => {
-          const [, address, flags, , , , , , ...slots] = line.split(' ');
-          return {
-            port: Number(address.split(':')[1].split('@')[0]),
-            role: flags.includes('master') ? 'master' : 'replica',
-            failed: flags.includes('fail'),
-            slots,
-          } satisfies ClusterNodeView;
-        });
+      return parseClusterNodes((await client.cluster('NODES')) as string);
     });
   }
 

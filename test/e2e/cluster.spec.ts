@@ -5,7 +5,8 @@ import { RedisKeys } from 'nestjs-job-streams';
 import { AppProcess } from '../support/app-process.js';
 import { BuildApi, expectedBuildEvents, mapLimit, typesAndData, type FollowKind, type WireEvent } from '../support/build-api.js';
 import { expectedReport } from '../support/distributed-reports.js';
-import { RedisCluster, type ClusterNodeInfo } from '../support/redis-cluster.js';
+import type { ClusterNodeView } from '../../bench/support/cluster-nodes.js';
+import { RedisCluster } from '../support/redis-cluster.js';
 
 /**
  * The demo as deployed on Redis Cluster: two apis that run no handlers and two workers, all given
@@ -97,7 +98,7 @@ describe('Redis Cluster: 2 apis and 2 workers on 3 masters with a replica each (
 });
 
 /** The master serving `slot`, by the slot ranges `CLUSTER NODES` gave. */
-function masterOf(masters: ClusterNodeInfo[], slot: number): ClusterNodeInfo {
+function masterOf(masters: ClusterNodeView[], slot: number): ClusterNodeView {
   const master = masters.find((node) =>
     node.slots.some((range) => {
       const [from, to = from] = range.split('-').map(Number);

@@ -1,33 +1,13 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { freePort } from './free-port.js';
+import { BUS_PORT_OFFSET, freeNodePort, parseClusterNodes, type ClusterNodeView } from '../../bench/support/cluster-nodes.js';
 import { waitForLine } from './wait-for-line.js';
 
 const run = promisify(execFile);
-
-/** True when nothing listens on `port` of 127.0.0.1 right now. */
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** A free port whose cluster bus port (the port + 10000) is free too. */
-async function freeNodePort(taken: Set<number>): Promise<number> {
-  for (;;) {
-    const port = await freePort();
-    if (port + 10_000 > 65_535 || taken.has(port) || taken.has(port + 10_000)) continue;
-    if (await isFree(port + 10_000)) return port;
-  }
-}
 
 /** One `redis-server --cluster-enabled yes` of a {@link RedisCluster}. */
 class ClusterNode {
@@ -67,15 +47,6 @@ class ClusterNode {
   }
 }
 
-/** What `CLUSTER NODES` says of one node. */
-export interface ClusterNodeInfo {
-  port: number;
-  role: 'master' | 'slave';
-  failed: boolean;
-  /** Slot ranges of a master, e.g. `0-5460`. */
-  slots: string[];
-}
-
 /**
  * A real Redis Cluster on loopback for one test file: three masters and three replicas
  * (`redis-server --cluster-enabled yes`, joined by `redis-cli --cluster create ... --cluster-replicas 1`),
@@ -93,7 +64,7 @@ export class RedisCluster {
     const nodes: ClusterNode[] = [];
     for (let i = 0; i < 6; i++) {
       const port = await freeNodePort(taken);
-      taken.add(port).add(port + 10_000);
+      taken.add(port).add(port + BUS_PORT_OFFSET);
       nodes.push(new ClusterNode(port, dir));
     }
     const cluster = new RedisCluster(nodes, dir);
@@ -115,25 +86,13 @@ export class RedisCluster {
   }
 
   /** `CLUSTER NODES` as seen from a node still running. */
-  async describe(): Promise<ClusterNodeInfo[]> {
+  async describe(): Promise<ClusterNodeView[]> {
     const alive = this.nodes.find((node) => node.child);
     if (!alive) throw new Error('no node of the cluster runs');
     const client = new Redis(alive.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
     try {
       await client.connect();
-      const text = (await client.cluster('NODES')) as string;
-      return text
-        .trim()
-        .split('\n')
-        .map((line) => {
-          const [, address, flags, , , , , , ...slots] = line.split(' ');
-          return {
-            port: Number(address.split(':')[1].split('@')[0]),
-            role: flags.includes('master') ? 'master' : 'slave',
-            failed: flags.includes('fail'),
-            slots,
-          } satisfies ClusterNodeInfo;
-        });
+      return parseClusterNodes((await client.cluster('NODES')) as string);
     } finally {
       client.disconnect();
     }
