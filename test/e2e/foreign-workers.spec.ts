@@ -2,9 +2,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { AppProcess, DEMO_APPS } from '../support/app-process.js';
-import { assertOrderedStream, expectEveryReaderGot, typesAndData, withoutTs, type WireEvent } from '../support/build-api.js';
+import { assertOrderedStream, expectEveryReaderGot, typesAndData, withoutTs, type BuildApi, type WireEvent } from '../support/build-api.js';
 import { READ_TIMEOUT_MS, ReportsDeployment, expectServedAlike, expectedReport, pageOf } from '../support/distributed-reports.js';
 import { FailoverEventSource, FailoverFollower } from '../support/failover-follower.js';
+import { prometheusSamples } from '../support/prometheus-samples.js';
 import { attemptsMatching, expectRerunAfterKill, type FaultCluster } from '../faults/fault-cluster.js';
 
 /**
@@ -46,6 +47,15 @@ async function bridgeLeader(commands: Redis, prefix: string, options: { not?: nu
     if (Date.now() > deadline) throw new Error(`no bridge leader of "reports" (other than ${options.not}) within 10 s: lease ${lease}`);
     await delay(20); // polling period
   }
+}
+
+/** The bridge's read counters of `reports` on `api`'s `/metrics` (0 while it never led the queue). */
+async function bridgeReads(api: BuildApi): Promise<{ reads: number; entries: number }> {
+  const values = prometheusSamples(await (await api.fetch('/metrics')).text());
+  return {
+    reads: values.get('job_queue_bridge_reads{queue="reports"}') ?? 0,
+    entries: values.get('job_queue_bridge_entries_read{queue="reports"}') ?? 0,
+  };
 }
 
 /** Runs `fn` with a plain BullMQ `Queue` of `reports` on the cluster, to look at BullMQ's own view of the jobs. */
@@ -93,6 +103,22 @@ describe('foreign workers: reports run by a plain BullMQ worker process, served 
     for (const api of [a, b]) {
       expect(await api.state(id)).toMatchObject({ id, state: 'failed', attempt: 1, error: { message: 'Report failed at page 3' } });
     }
+  });
+
+  it("a burst of updates (a report with pageMs 0 and no log lines): both apis serve every update once, in order; the leading api's /metrics count the bridge's reads and the entries they returned", async () => {
+    const { cluster, a, b, apiProcesses } = deployment();
+    const PAGES = 1000;
+    const leaderPid = await bridgeLeader(cluster.commands, cluster.prefix);
+    const leader = apiProcesses[0].pid === leaderPid ? a : b;
+    await deployment().run(plainWorker, { REPORT_LOGS: 'false' });
+    const before = await bridgeReads(leader);
+    const id = await a.start({ pages: PAGES, pageMs: 0 });
+    await expectServedAlike([a, b], [id], () => expectedReport(PAGES, 1, { logs: false }));
+    const after = await bridgeReads(leader);
+    // At least active, every progress and completed (BullMQ writes a few more entries per job), in fewer reads.
+    expect(after.entries - before.entries).toBeGreaterThanOrEqual(PAGES + 2);
+    expect(after.reads - before.reads).toBeGreaterThan(0);
+    expect(after.reads - before.reads).toBeLessThan(after.entries - before.entries);
   });
 
   it("mixed: the demo worker and the plain worker on the queue at once; each report's stream is one writer's (progress and log, or progress only), no duplicates, both ran", async () => {

@@ -8,6 +8,7 @@ import { BullModule } from '@nestjs/bullmq';
 import { Queue, Worker, type Job, type QueueOptions, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, type JobEvent } from 'nestjs-job-streams';
+import { AppProcess } from '../../../test/support/app-process.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
 
 /**
@@ -77,6 +78,7 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
   let admin: Redis;
   const apps: INestApplicationContext[] = [];
   const workers: Worker[] = [];
+  const processes: AppProcess[] = [];
 
   async function startApi(options: { worker?: boolean } = {}): Promise<JobQueue> {
     const app = await NestFactory.createApplicationContext(apiModule(redis.url, prefix, options), { logger: false, abortOnError: false });
@@ -136,6 +138,7 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
   afterEach(async () => {
     for (const { open } of gates.values()) open(); // a failed test must not leave a worker waiting
     await Promise.all(workers.splice(0).map((worker) => worker.close()));
+    await Promise.all(processes.splice(0).map((process) => process.stop()));
     await Promise.all(apps.splice(0).map((app) => app.close()));
     await reports?.close();
   });
@@ -169,6 +172,28 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
       result: { pages: 6 },
     });
     expect(await follow(queue, owned.id, 'alice')).toEqual(ownedEvents);
+  });
+
+  it("a plain worker process's burst of updates (awaited one by one): every one once, in order; the bridge counts its reads and entries", async () => {
+    await freshQueue();
+    const queue = await startApi();
+    await leaseHeld();
+    // A process of its own, so that its updates come as fast as a real worker's (several thousand a second).
+    const worker = await AppProcess.script(
+      'test/e2e/fixtures/plain-bullmq-worker.mjs',
+      { REDIS_URL: redis.url, JOB_QUEUE_PREFIX: prefix, REPORT_LOGS: 'false' },
+      /Plain BullMQ worker ready/,
+    );
+    processes.push(worker);
+    const before = queue.bridgeStatus()[0];
+    const job = await queue.enqueue('report', { pages: 3000, pageMs: 0 }, { queue: 'reports', owner: 'alice' });
+    const events = await follow(queue, job.id, 'alice');
+    expect(simplify(events)).toEqual([['started', { attempt: 1 }], ...progressEvents(3000), ['completed', { result: { pages: 3000 } }]]);
+    const after = queue.bridgeStatus()[0];
+    // At least active, every progress and completed were read (BullMQ writes a few more entries per job).
+    expect(after.entriesRead - before.entriesRead).toBeGreaterThanOrEqual(3002);
+    expect(after.reads - before.reads).toBeGreaterThan(0);
+    expect(after.reads - before.reads).toBeLessThanOrEqual(after.entriesRead - before.entriesRead);
   });
 
   it('retries: each attempt starts with started, only the last failure ends the stream', async () => {

@@ -6,6 +6,7 @@ import { attemptsOf } from '../backends/bullmq/bull-job-attempts.js';
 import { duplicateClient, type RedisClient } from '../backends/bullmq/redis-connection.js';
 import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
 import type { QueueBridgeStatus } from '../contract/queue-bridge-status.js';
+import { BusyStreamPause } from './busy-stream-pause.js';
 import { compareStreamIds, streamIdBefore, timestampOf } from '../reader/stream-id.js';
 
 /** How long a bridge lease lasts; its holder renews it three times as often. A dead holder's queue is taken over within about this long. */
@@ -32,6 +33,8 @@ export interface QueueEventsBridgeOptions {
   maxEventsPerJob: number;
   maxEventBytes: number;
   leaseMs?: number;
+  /** How long to wait after each read before the next one (default: {@link BusyStreamPause}). */
+  busyPause?: Pick<BusyStreamPause, 'afterRead'>;
 }
 
 interface LedQueue {
@@ -130,6 +133,7 @@ export class QueueEventsBridge {
   /** Unique per process; names the holder in the lease (host and pid first, for operators). */
   private readonly token = `${hostname()}:${process.pid}:${randomUUID()}`;
   private readonly leaseMs: number;
+  private readonly busyPause: Pick<BusyStreamPause, 'afterRead'>;
   private readonly led = new Map<string, LedQueue>();
   private readonly statuses = new Map<string, QueueBridgeStatus>();
   private blocking?: RedisClient;
@@ -142,12 +146,13 @@ export class QueueEventsBridge {
 
   constructor(private readonly options: QueueEventsBridgeOptions) {
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    this.busyPause = options.busyPause ?? new BusyStreamPause();
   }
 
   /** Starts competing for the leases of the bridged queues. */
   start(): void {
     for (const queue of this.options.queues()) {
-      this.statuses.set(queue, { queue, leading: false, lagMs: 0, lagEntries: 0, takeovers: 0, gaps: 0 });
+      this.statuses.set(queue, { queue, leading: false, lagMs: 0, lagEntries: 0, takeovers: 0, gaps: 0, reads: 0, entriesRead: 0 });
     }
     if (!this.statuses.size) return;
     void this.renewLeases();
@@ -260,7 +265,10 @@ export class QueueEventsBridge {
       });
       this.blocking.on('error', () => undefined); // the command connection's logger reports outages
     }
+    let pauseMs = 0;
     while (!this.stopped && this.led.size) {
+      // The entries of the last read are sent: while the streams are busy, let the next batch grow.
+      if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs));
       const queues = [...this.led.values()];
       let reply: Array<[string, Array<[string, string[]]>]> | null;
       try {
@@ -279,6 +287,7 @@ export class QueueEventsBridge {
         await new Promise((resolve) => setTimeout(resolve, 500));
         continue;
       }
+      pauseMs = this.busyPause.afterRead(reply?.reduce((entries, [, stream]) => entries + stream.length, 0) ?? 0, performance.now());
       for (const led of queues) {
         if (!this.led.has(led.queue)) continue; // lost meanwhile
         if (led.rewind) {
@@ -289,6 +298,10 @@ export class QueueEventsBridge {
           continue;
         }
         const entries = reply?.find(([key]) => key === this.options.keys.bullEvents(led.queue))?.[1] ?? [];
+        if (entries.length) {
+          led.status.reads++;
+          led.status.entriesRead += entries.length;
+        }
         try {
           await this.applyBatch(led, entries);
         } catch (error) {

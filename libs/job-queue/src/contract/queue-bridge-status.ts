@@ -16,4 +16,8 @@ export interface QueueBridgeStatus {
   takeovers: number;
   /** Times this process found entries trimmed before it read them. */
   gaps: number;
+  /** Reads of the queue's events stream by this process that returned entries, since it started. */
+  reads: number;
+  /** Entries those reads returned: `entriesRead / reads` is the bridge's average batch. */
+  entriesRead: number;
 }

@@ -197,6 +197,15 @@ export class JobQueueMetrics implements JobQueueMeterSink, OnModuleInit, OnModul
       ['queue'],
       () => bridges('all', (bridge) => bridge.gaps),
     );
+    reading(
+      'bridge_reads',
+      "Reads of BullMQ's events stream that returned entries, by the bridge of this process, since it started.",
+      ['queue'],
+      () => bridges('all', (bridge) => bridge.reads),
+    );
+    reading('bridge_entries_read', "Entries those reads returned (divided by bridge_reads: the bridge's average batch).", ['queue'], () =>
+      bridges('all', (bridge) => bridge.entriesRead),
+    );
   }
 
   onModuleInit(): void {

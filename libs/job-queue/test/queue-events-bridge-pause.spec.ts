@@ -1,0 +1,89 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
+import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
+import { QueueEventsBridge } from '../src/bridge/queue-events-bridge.js';
+import { pollUntil } from '../../../test/support/poll-until.js';
+import { RedisServer } from '../../../test/support/redis-server.js';
+
+/** A read as the bridge reported it to its pause, and the wait it was told to make. */
+interface Read {
+  entries: number;
+  at: number;
+  waitMs: number;
+}
+
+/**
+ * The foreign-worker bridge's read loop honours its pause (see `BusyStreamPause`, whose decisions
+ * have a test of their own): after a read it was told to wait after, the next read comes no sooner,
+ * and it returns what came meanwhile as one batch.
+ */
+describe('the foreign-worker bridge waits between reads as its pause says', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let queue: Queue;
+  let bridge: QueueEventsBridge;
+  const prefix = 'pause';
+  const reads: Read[] = [];
+  const WAIT_MS = 100;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.url);
+    queue = new Queue('reports', { connection: { url: redis.url }, prefix });
+    bridge = new QueueEventsBridge({
+      scripts: new JobScripts(client),
+      keys: new RedisKeys(prefix),
+      commands: client,
+      queues: () => ['reports'],
+      retentionMs: 60_000,
+      maxEventsPerJob: 10_000,
+      maxEventBytes: 64 * 1024,
+      busyPause: {
+        afterRead(entries: number, at: number): number {
+          const waitMs = entries ? WAIT_MS : 0;
+          reads.push({ entries, at, waitMs });
+          return waitMs;
+        },
+      },
+    });
+    bridge.start();
+    await pollUntil(
+      async () => bridge.status()[0].leading,
+      (leading) => leading,
+    );
+  });
+
+  afterAll(async () => {
+    await bridge?.stop();
+    await queue?.close();
+    client?.disconnect();
+    await redis?.destroy();
+  });
+
+  it('reads again no sooner than it was told to, and then gets everything that came meanwhile in one read', async () => {
+    expect(bridge.status()[0].leading).toBe(true);
+    const job = await queue.add('report', { pages: 50 });
+    for (let page = 1; page <= 50; page++) await job.updateProgress({ page, pages: 50 });
+    // Every entry of the job read: added, waiting and the 50 progress entries (at least).
+    await pollUntil(
+      async () => bridge.status()[0].entriesRead,
+      (entries) => entries >= 52,
+      10_000,
+      20,
+    );
+    const withEntries = reads.filter((read) => read.entries > 0);
+    expect(bridge.status()[0]).toMatchObject({
+      reads: withEntries.length,
+      entriesRead: withEntries.reduce((sum, read) => sum + read.entries, 0),
+    });
+    expect(withEntries.length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < reads.length; i++) {
+      const gap = reads[i].at - reads[i - 1].at;
+      expect({ read: i, waited: gap >= reads[i - 1].waitMs - 1 }).toEqual({ read: i, waited: true });
+    }
+    // The updates took far less than the waits: after the first read, the rest came in one or two.
+    expect(withEntries.length).toBeLessThanOrEqual(4);
+    expect(Math.max(...withEntries.map((read) => read.entries))).toBeGreaterThan(10);
+  });
+});
