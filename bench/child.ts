@@ -17,8 +17,8 @@ async function main(): Promise<void> {
     case 'bullmq':
       methods = await (await import('./roles/bullmq.js')).bullmqRole(config);
       break;
-    case 'ndjson-client':
-      methods = (await import('./roles/ndjson-client.js')).ndjsonClientRole();
+    case 'event-stream-client':
+      methods = (await import('./roles/event-stream-client.js')).eventStreamClientRole();
       break;
     case 'raw-ndjson-relay':
       methods = await (await import('./roles/raw-ndjson-relay.js')).rawNdjsonRelayRole(config);

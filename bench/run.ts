@@ -8,6 +8,7 @@ import { evaluateTargets, markdown, updateReadme, type BenchResults, type Machin
 import { cluster } from './scenarios/cluster.js';
 import { failoverLoss } from './scenarios/failover-loss.js';
 import { fanOut } from './scenarios/fan-out.js';
+import { foreignSse } from './scenarios/foreign-sse.js';
 import { httpLatency } from './scenarios/http-latency.js';
 import { idleSse } from './scenarios/idle-sse.js';
 import { jobThroughput } from './scenarios/job-throughput.js';
@@ -73,6 +74,20 @@ async function main(): Promise<void> {
         log,
       }),
     );
+    // About 40 s: two demo apis, a plain worker, QueueEvents and a client start; 7 bursts of about
+    // 1.5 s and 7 paced rounds of 1.7 s, each read by both paths at once.
+    const foreign = await section('Foreign workers: a plain worker to an SSE client on another api, against QueueEvents', () =>
+      foreignSse({
+        redisUrl: redis.url,
+        bursts: quick ? 1 : 7,
+        burstUpdates: quick ? 1000 : 5000,
+        ratePerSec: 1000,
+        rounds: quick ? 1 : 7,
+        roundUpdates: quick ? 700 : 1700,
+        warmupUpdates: 200,
+        log,
+      }),
+    );
     // About a minute: 2 s to start the cluster, then 3 contenders. Bursts are cheap (half a second
     // each), paced rounds are not (about 2 s each): 7 rounds, not 9.
     const onCluster = await section('One job on Redis Cluster against one node', () => cluster({ redisUrl: redis.url, ...oneJobRuns(7) }));
@@ -118,6 +133,7 @@ async function main(): Promise<void> {
       machine,
       singleJob: single,
       httpLatency: http,
+      foreignSse: foreign,
       cluster: onCluster,
       failoverLoss: failover,
       fanOut: fan,

@@ -7,6 +7,7 @@ import { reportProgress, type ProgressValue } from './progress-processor.js';
 import { DeliveryMeter, enqueueConcurrently, type RunParams } from '../support/role-helpers.js';
 import type { RoleMethods } from '../support/rpc.js';
 
+/** The queue of this role's jobs unless its config names another. */
 const QUEUE = 'bench';
 
 /**
@@ -20,21 +21,28 @@ export async function bullmqRole(config: {
   concurrency: number;
   /** BullMQ key prefix (default BullMQ's `bull`): a plain worker of a queue this library bridges uses the library's. */
   prefix?: string;
+  /** The queue (default `bench`). */
+  queue?: string;
 }): Promise<RoleMethods> {
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const prefix = config.prefix ?? 'bull';
-  const queue = new Queue(QUEUE, { connection, prefix });
+  const queueName = config.queue ?? QUEUE;
+  const queue = new Queue(queueName, { connection, prefix });
   const fanOut = { running: 0, emitted: 0, stop: false };
   let worker: Worker | undefined;
   if (config.worker) {
     worker = new Worker(
-      QUEUE,
+      queueName,
       async (job: Job) => {
         if (job.name === 'held') {
           await heldJobs.hold();
           return null;
         }
-        if (job.name !== 'fan-out') return reportProgress(job);
+        if (job.name !== 'fan-out') {
+          // A gated job waits for its readers to be in place (see `releaseHeld`).
+          if ((job.data as { gated?: boolean } | null)?.gated) await heldJobs.hold();
+          return reportProgress(job);
+        }
         const interval = 1000 / job.data.rate;
         fanOut.running++;
         try {
@@ -57,10 +65,21 @@ export async function bullmqRole(config: {
   // The consumer's side: one QueueEvents per process, dispatching progress events by job id.
   let events: QueueEvents | undefined;
   const byJob = new Map<string, (progress: ProgressValue, at: number) => void>();
+  // While recording (see `record`): the progress of jobs nobody dispatches to yet, with receipt times.
+  let recorded: Map<string, Array<[ProgressValue, number]>> | undefined;
   const queueEvents = async (): Promise<QueueEvents> => {
     if (events) return events;
-    events = new QueueEvents(QUEUE, { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }), prefix });
-    events.on('progress', ({ jobId, data }) => byJob.get(jobId)?.(data as unknown as ProgressValue, now()));
+    events = new QueueEvents(queueName, { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }), prefix });
+    events.on('progress', ({ jobId, data }) => {
+      const at = now();
+      const take = byJob.get(jobId);
+      if (take) take(data as unknown as ProgressValue, at);
+      else if (recorded) {
+        const seen = recorded.get(jobId);
+        if (seen) seen.push([data as unknown as ProgressValue, at]);
+        else recorded.set(jobId, [[data as unknown as ProgressValue, at]]);
+      }
+    });
     await events.waitUntilReady();
     // Its first XREAD starts at '$': give it time to be in place before anything is emitted.
     await sleep(200);
@@ -79,6 +98,26 @@ export async function bullmqRole(config: {
       await queue.add(params.mode, { n: params.n, rate: params.rate }, { jobId });
       await receipt.wait(params.timeoutMs);
       byJob.delete(jobId);
+      return receipt.summary(params.skip, params.keep);
+    },
+
+    /**
+     * Starts keeping every job's progress as it comes (for a job another process enqueues, whose id
+     * is not known yet); {@link collectJob} takes one job's.
+     */
+    async record(): Promise<void> {
+      await queueEvents();
+      recorded = new Map();
+    },
+
+    /** The progress of `jobId` since {@link record}, timed on receipt; waits for `n` updates (or `timeoutMs`). */
+    async collectJob(params: { jobId: string; n: number; timeoutMs: number; skip?: number; keep?: boolean }): Promise<RunSummary> {
+      const receipt = new Receipt(params.n);
+      for (const [progress, at] of recorded?.get(params.jobId) ?? []) receipt.add(progress.data, at);
+      recorded?.delete(params.jobId);
+      byJob.set(params.jobId, (progress, at) => receipt.add(progress.data, at));
+      await receipt.wait(params.timeoutMs);
+      byJob.delete(params.jobId);
       return receipt.summary(params.skip, params.keep);
     },
 

@@ -155,6 +155,23 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
       return (await queue.enqueue(name, { n: params.n, rate: params.rate }, { owner: params.owner ?? OWNER })).id;
     },
 
+    /**
+     * Enqueues one job of `mode` into `queue`, a queue a BullMQ processor serves (bridged or foreign),
+     * without following it; returns its id.
+     */
+    async enqueueBridged(params: {
+      queue: string;
+      mode: 'burst' | 'paced';
+      n: number;
+      rate?: number;
+      owner?: string;
+      /** The processor holds the job until its process is told to release it (a plain BullMQ worker of this bench). */
+      gated?: boolean;
+    }): Promise<string> {
+      const data = { n: params.n, rate: params.rate, gated: params.gated };
+      return (await queue.enqueue(params.mode, data, { queue: params.queue, owner: params.owner ?? OWNER })).id;
+    },
+
     /** Enqueues `n` no-op jobs with at most `inFlight` enqueues outstanding; returns how long that took and their ids. */
     enqueueNoop(params: { n: number; inFlight: number }): Promise<{ ms: number; ids: string[] }> {
       return enqueueConcurrently(params.n, params.inFlight, async () => (await queue.enqueue(BENCH_JOBS.noop, null, { owner: OWNER })).id);

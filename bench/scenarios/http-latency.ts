@@ -103,7 +103,7 @@ async function rawPath(redisUrl: string, client: RoleProcess, started: Array<() 
 export async function httpLatency(options: HttpLatencyOptions): Promise<HttpLatencyResult> {
   const stops: Array<() => Promise<void>> = [];
   try {
-    const client = await RoleProcess.start('ndjson-client', {});
+    const client = await RoleProcess.start('event-stream-client', {});
     stops.push(() => client.stop());
     const paths = [await libraryPath(options.redisUrl, client, stops), await rawPath(options.redisUrl, client, stops)];
     const rounds = new Map<HttpPath, RunSummary[]>(paths.map((path) => [path, []]));

@@ -1,0 +1,192 @@
+import { Redis } from 'ioredis';
+import { RedisKeys } from 'nestjs-job-streams';
+import { waitFor } from '../support/clock.js';
+import { startDemoApi, type DemoApi } from '../support/demo-api.js';
+import type { RunSummary } from '../support/payload.js';
+import { RoleProcess } from '../support/rpc.js';
+import { pacedLatency, type PacedLatency } from '../support/single-job-rounds.js';
+import { median, round } from '../support/stats.js';
+
+/** Names of the two paths in {@link ForeignSseResult}. */
+export const FOREIGN_SSE_PATHS = { sse: 'bridged-sse', queueEvents: 'queue-events' } as const;
+
+export interface ForeignSsePathResult {
+  path: string;
+  label: string;
+  throughput: {
+    /** Median of the bursts: updates from the first one sent to the last one received, per second. */
+    updatesPerSec: number;
+    runs: number[];
+    /** Every burst delivered every update exactly once, in order. */
+    complete: boolean;
+  };
+  latency: PacedLatency;
+}
+
+export interface ForeignSseResult {
+  bursts: number;
+  burstUpdates: number;
+  ratePerSec: number;
+  rounds: number;
+  roundUpdates: number;
+  warmupUpdates: number;
+  paths: ForeignSsePathResult[];
+  /** The SSE client's updates/s over `QueueEvents`' in the same burst, median of the bursts. */
+  throughputRatio: number;
+  /** The SSE client's latency minus `QueueEvents'` over the same updates, in ms: p50, median of the rounds' p99s, pooled p99, max. */
+  aboveQueueEventsMs: { p50: number; p99: number; pooledP99: number; max: number };
+}
+
+export interface ForeignSseOptions {
+  redisUrl: string;
+  bursts: number;
+  burstUpdates: number;
+  ratePerSec: number;
+  rounds: number;
+  roundUpdates: number;
+  /** Leading updates of each paced round not counted. */
+  warmupUpdates: number;
+  log(line: string): void;
+}
+
+const PREFIX = 'bench-foreign-sse';
+const QUEUE = 'reports';
+/** The demo api in development mode serves the jobs of this owner. */
+const DEMO_OWNER = 'anonymous';
+const TIMEOUT_MS = 60_000;
+
+/**
+ * Progress of a plain BullMQ worker (no code of this library) to an SSE client of another api, as
+ * the foreign-workers issue words it, against the same updates read with `QueueEvents`. Two demo
+ * apis (`dist/apps/api/main.js`, api only) run on the bench's Redis: api A holds the bridge lease
+ * of `reports` and bridges the worker's updates into the job's stream, api B serves that stream
+ * as SSE (`GET /reports/:id/events`) to a `fetch` client in its own process. A `QueueEvents` in a
+ * process of its own reads the same queue's events stream, so both paths time the very same
+ * updates, sent by the worker with awaited `job.updateProgress` calls: as fast as it goes (bursts,
+ * throughput) and at `ratePerSec` (latency). The worker holds each job until both readers are in
+ * place. No garbage collection is forced.
+ */
+export async function foreignSse(options: ForeignSseOptions): Promise<ForeignSseResult> {
+  const stops: Array<() => Promise<void>> = [];
+  const admin = new Redis(options.redisUrl);
+  try {
+    const started = async <T extends { stop(): Promise<void> }>(process: Promise<T>): Promise<T> => {
+      const running = await process;
+      stops.push(() => running.stop());
+      return running;
+    };
+    const enqueuer = await started(
+      RoleProcess.start('library', {
+        backend: 'bullmq',
+        redisUrl: options.redisUrl,
+        prefix: PREFIX,
+        worker: false,
+        queues: [QUEUE],
+        bridgeForeignWorkers: false,
+      }),
+    );
+    const bridging: DemoApi = await started(startDemoApi({ redisUrl: options.redisUrl, prefix: PREFIX }));
+    await leaseHeldBy(admin, bridging.child.pid!);
+    const serving: DemoApi = await started(startDemoApi({ redisUrl: options.redisUrl, prefix: PREFIX }));
+    const worker = await started(
+      RoleProcess.start('bullmq', { redisUrl: options.redisUrl, worker: true, concurrency: 1, prefix: PREFIX, queue: QUEUE }),
+    );
+    const queueEvents = await started(
+      RoleProcess.start('bullmq', { redisUrl: options.redisUrl, worker: false, concurrency: 1, prefix: PREFIX, queue: QUEUE }),
+    );
+    const client = await started(RoleProcess.start('event-stream-client', {}));
+
+    /** One job of `n` updates, read by both paths: [SSE client, QueueEvents]. */
+    const run = async (n: number, rate: number | undefined, skip: number): Promise<[RunSummary, RunSummary]> => {
+      await queueEvents.call('record');
+      const mode = rate ? 'paced' : 'burst';
+      const id = await enqueuer.call<string>('enqueueBridged', { queue: QUEUE, mode, n, rate, owner: DEMO_OWNER, gated: true });
+      await client.call('arm', { url: `${serving.url}/reports/${encodeURIComponent(id)}/events`, n, format: 'sse' });
+      // Both readers are in place: the worker may begin.
+      await waitFor('the worker to hold the job', async () => (await worker.call<number>('heldRunning')) > 0, 10_000);
+      await worker.call('releaseHeld');
+      const keep = !!rate;
+      return Promise.all([
+        client.call<RunSummary>('collect', { timeoutMs: TIMEOUT_MS, skip, keep }),
+        queueEvents.call<RunSummary>('collectJob', { jobId: id, n, timeoutMs: TIMEOUT_MS, skip, keep }),
+      ]);
+    };
+
+    // Warm-up: JIT, connections, scripts loaded.
+    await run(Math.min(2000, options.burstUpdates), undefined, 0);
+    await run(options.warmupUpdates * 2, options.ratePerSec, 0);
+    const bursts: Array<[RunSummary, RunSummary]> = [];
+    for (let index = 0; index < options.bursts; index++) {
+      const pair = await run(options.burstUpdates, undefined, 0);
+      bursts.push(pair);
+      options.log(
+        `  burst ${index + 1}: SSE ${Math.round(pair[0].eventsPerSec)} updates/s (${pair[0].received}/${pair[0].sent}), ` +
+          `QueueEvents ${Math.round(pair[1].eventsPerSec)} updates/s (${pair[1].received}/${pair[1].sent})`,
+      );
+    }
+    const paced: Array<[RunSummary, RunSummary]> = [];
+    for (let index = 0; index < options.rounds; index++) {
+      const pair = await run(options.roundUpdates, options.ratePerSec, options.warmupUpdates);
+      paced.push(pair);
+      options.log(
+        `  at ${options.ratePerSec}/s, round ${index + 1}: SSE p50 ${pair[0].latencyMs.p50.toFixed(3)} p99 ${pair[0].latencyMs.p99.toFixed(3)} ms, ` +
+          `QueueEvents p50 ${pair[1].latencyMs.p50.toFixed(3)} p99 ${pair[1].latencyMs.p99.toFixed(3)} ms`,
+      );
+    }
+
+    const labels = [
+      'plain BullMQ worker, bridged by api A, SSE from api B to a fetch client',
+      'the same updates read by QueueEvents in its own process',
+    ];
+    const paths = [FOREIGN_SSE_PATHS.sse, FOREIGN_SSE_PATHS.queueEvents].map((path, side): ForeignSsePathResult => {
+      const runs = bursts.map((pair) => pair[side]);
+      return {
+        path,
+        label: labels[side],
+        throughput: {
+          updatesPerSec: round(median(runs.map((summary) => summary.eventsPerSec))),
+          runs: runs.map((summary) => round(summary.eventsPerSec)),
+          complete: runs.every((summary) => summary.received === summary.sent && summary.misordered === 0),
+        },
+        latency: pacedLatency(
+          paced.map((pair) => pair[side]),
+          options.ratePerSec,
+        ),
+      };
+    });
+    const [sse, queueEventsLatency] = paths.map((path) => path.latency);
+    return {
+      bursts: options.bursts,
+      burstUpdates: options.burstUpdates,
+      ratePerSec: options.ratePerSec,
+      rounds: options.rounds,
+      roundUpdates: options.roundUpdates,
+      warmupUpdates: options.warmupUpdates,
+      paths,
+      throughputRatio: round(median(bursts.map(([bySse, byQueueEvents]) => bySse.eventsPerSec / byQueueEvents.eventsPerSec))),
+      aboveQueueEventsMs: {
+        p50: round(sse.p50Ms - queueEventsLatency.p50Ms),
+        p99: round(sse.p99Ms - queueEventsLatency.p99Ms),
+        pooledP99: round(sse.pooledP99Ms - queueEventsLatency.pooledP99Ms),
+        max: round(sse.maxMs - queueEventsLatency.maxMs),
+      },
+    };
+  } finally {
+    admin.disconnect();
+    for (const stop of stops.reverse()) await stop();
+  }
+}
+
+/** Waits until the process `pid` holds the bridge lease of {@link QUEUE} and has recorded where it reads from. */
+async function leaseHeldBy(admin: Redis, pid: number): Promise<void> {
+  const keys = new RedisKeys(PREFIX);
+  await waitFor(
+    `the bridge lease of "${QUEUE}" held by the first api (pid ${pid})`,
+    async () => {
+      const [lease, position] = await admin.mget(keys.bridgeLease(QUEUE), keys.bridgePosition(QUEUE));
+      // The lease's value: `<hostname>:<pid>:<uuid>`.
+      return lease?.split(':').at(-2) === String(pid) && position !== null;
+    },
+    30_000,
+  );
+}
