@@ -240,7 +240,8 @@ function foreignSseLines(result: ForeignSseResult, signedMs: (ms: number) => str
     '',
     `The SSE client against \`QueueEvents\` over the same updates: ${fmt(result.throughputRatio)}x its updates/s (median of the ` +
       `bursts' ratios), p50 ${signedMs(above.p50)} ms, p99 ${signedMs(above.p99)} ms (pooled ${signedMs(above.pooledP99)} ms), ` +
-      `max ${signedMs(above.max)} ms.`,
+      `max ${signedMs(above.max)} ms; p99 as the median of the rounds' differences. Api A's bridge read ` +
+      `${fmt(result.bridgeEntriesPerRead)} entries of BullMQ's events stream per read during the bursts (its \`/metrics\`).`,
   ];
 }
 

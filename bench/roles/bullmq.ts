@@ -65,7 +65,7 @@ export async function bullmqRole(config: {
   // The consumer's side: one QueueEvents per process, dispatching progress events by job id.
   let events: QueueEvents | undefined;
   const byJob = new Map<string, (progress: ProgressValue, at: number) => void>();
-  // While recording (see `record`): the progress of jobs nobody dispatches to yet, with receipt times.
+  // While recording (see `startRecording`): the progress of jobs nobody dispatches to yet, with receipt times.
   let recorded: Map<string, Array<[ProgressValue, number]>> | undefined;
   const queueEvents = async (): Promise<QueueEvents> => {
     if (events) return events;
@@ -103,18 +103,18 @@ export async function bullmqRole(config: {
 
     /**
      * Starts keeping every job's progress as it comes (for a job another process enqueues, whose id
-     * is not known yet); {@link collectJob} takes one job's.
+     * is not known yet), until {@link collectJob} takes one job's.
      */
-    async record(): Promise<void> {
+    async startRecording(): Promise<void> {
       await queueEvents();
       recorded = new Map();
     },
 
-    /** The progress of `jobId` since {@link record}, timed on receipt; waits for `n` updates (or `timeoutMs`). */
+    /** The progress of `jobId` since {@link startRecording}, timed on receipt; waits for `n` updates (or `timeoutMs`). Ends the recording. */
     async collectJob(params: { jobId: string; n: number; timeoutMs: number; skip?: number; keep?: boolean }): Promise<RunSummary> {
       const receipt = new Receipt(params.n);
       for (const [progress, at] of recorded?.get(params.jobId) ?? []) receipt.add(progress.data, at);
-      recorded?.delete(params.jobId);
+      recorded = undefined;
       byJob.set(params.jobId, (progress, at) => receipt.add(progress.data, at));
       await receipt.wait(params.timeoutMs);
       byJob.delete(params.jobId);

@@ -37,15 +37,23 @@ class RecordSplitter {
   }
 }
 
-/** The event of one SSE block (`event:` and `data:` lines); undefined for comments and the `retry:` preamble. */
+/**
+ * The event of one SSE block (records split on a blank line, `\n` line ends, as the library writes
+ * them): its `event:` field and its `data:` lines joined by `\n` (one optional space after the
+ * colon dropped); undefined for blocks without both, such as comments and the `retry:` preamble.
+ */
 function sseEvent(block: string): StreamedEvent | undefined {
   let type: string | undefined;
-  let data: string | undefined;
+  const data: string[] = [];
   for (const line of block.split('\n')) {
-    if (line.startsWith('event: ')) type = line.slice(7);
-    else if (line.startsWith('data: ')) data = line.slice(6);
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue; // a comment (`: ping`) or a line without a field
+    const value = line.slice(line[colon + 1] === ' ' ? colon + 2 : colon + 1);
+    const field = line.slice(0, colon);
+    if (field === 'event') type = value;
+    else if (field === 'data') data.push(value);
   }
-  return type === undefined || data === undefined ? undefined : { type, data: JSON.parse(data) };
+  return type === undefined || !data.length ? undefined : { type, data: JSON.parse(data.join('\n')) };
 }
 
 /**

@@ -156,10 +156,10 @@ export async function libraryRole(config: LibraryConfig): Promise<RoleMethods> {
     },
 
     /**
-     * Enqueues one job of `mode` into `queue`, a queue a BullMQ processor serves (bridged or foreign),
-     * without following it; returns its id.
+     * Enqueues one job of `mode` into `queue`, whose jobs a BullMQ processor runs (a `JobQueueWorker`'s
+     * or a plain worker's), without following it; returns its id.
      */
-    async enqueueBridged(params: {
+    async enqueueProcessorJob(params: {
       queue: string;
       mode: 'burst' | 'paced';
       n: number;

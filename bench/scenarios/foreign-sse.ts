@@ -33,8 +33,14 @@ export interface ForeignSseResult {
   paths: ForeignSsePathResult[];
   /** The SSE client's updates/s over `QueueEvents`' in the same burst, median of the bursts. */
   throughputRatio: number;
-  /** The SSE client's latency minus `QueueEvents'` over the same updates, in ms: p50, median of the rounds' p99s, pooled p99, max. */
+  /**
+   * The SSE client's latency minus `QueueEvents'` over the same updates, in ms: p50 and max over
+   * all rounds, `p99` the median of each round's difference of p99s (both paths time the same
+   * updates in a round), `pooledP99` the difference of the pooled p99s.
+   */
   aboveQueueEventsMs: { p50: number; p99: number; pooledP99: number; max: number };
+  /** Entries of BullMQ's events stream per read of api A's bridge during the bursts (its `/metrics`). */
+  bridgeEntriesPerRead: number;
 }
 
 export interface ForeignSseOptions {
@@ -70,8 +76,8 @@ export async function foreignSse(options: ForeignSseOptions): Promise<ForeignSse
   const stops: Array<() => Promise<void>> = [];
   const admin = new Redis(options.redisUrl);
   try {
-    const started = async <T extends { stop(): Promise<void> }>(process: Promise<T>): Promise<T> => {
-      const running = await process;
+    const started = async <T extends { stop(): Promise<void> }>(starting: Promise<T>): Promise<T> => {
+      const running = await starting;
       stops.push(() => running.stop());
       return running;
     };
@@ -98,9 +104,9 @@ export async function foreignSse(options: ForeignSseOptions): Promise<ForeignSse
 
     /** One job of `n` updates, read by both paths: [SSE client, QueueEvents]. */
     const run = async (n: number, rate: number | undefined, skip: number): Promise<[RunSummary, RunSummary]> => {
-      await queueEvents.call('record');
+      await queueEvents.call('startRecording');
       const mode = rate ? 'paced' : 'burst';
-      const id = await enqueuer.call<string>('enqueueBridged', { queue: QUEUE, mode, n, rate, owner: DEMO_OWNER, gated: true });
+      const id = await enqueuer.call<string>('enqueueProcessorJob', { queue: QUEUE, mode, n, rate, owner: DEMO_OWNER, gated: true });
       await client.call('arm', { url: `${serving.url}/reports/${encodeURIComponent(id)}/events`, n, format: 'sse' });
       // Both readers are in place: the worker may begin.
       await waitFor('the worker to hold the job', async () => (await worker.call<number>('heldRunning')) > 0, 10_000);
@@ -115,6 +121,7 @@ export async function foreignSse(options: ForeignSseOptions): Promise<ForeignSse
     // Warm-up: JIT, connections, scripts loaded.
     await run(Math.min(2000, options.burstUpdates), undefined, 0);
     await run(options.warmupUpdates * 2, options.ratePerSec, 0);
+    const readsBefore = await bridgeReads(bridging);
     const bursts: Array<[RunSummary, RunSummary]> = [];
     for (let index = 0; index < options.bursts; index++) {
       const pair = await run(options.burstUpdates, undefined, 0);
@@ -124,6 +131,7 @@ export async function foreignSse(options: ForeignSseOptions): Promise<ForeignSse
           `QueueEvents ${Math.round(pair[1].eventsPerSec)} updates/s (${pair[1].received}/${pair[1].sent})`,
       );
     }
+    const readsAfter = await bridgeReads(bridging);
     const paced: Array<[RunSummary, RunSummary]> = [];
     for (let index = 0; index < options.rounds; index++) {
       const pair = await run(options.roundUpdates, options.ratePerSec, options.warmupUpdates);
@@ -166,15 +174,23 @@ export async function foreignSse(options: ForeignSseOptions): Promise<ForeignSse
       throughputRatio: round(median(bursts.map(([bySse, byQueueEvents]) => bySse.eventsPerSec / byQueueEvents.eventsPerSec))),
       aboveQueueEventsMs: {
         p50: round(sse.p50Ms - queueEventsLatency.p50Ms),
-        p99: round(sse.p99Ms - queueEventsLatency.p99Ms),
+        p99: round(median(paced.map(([bySse, byQueueEvents]) => bySse.latencyMs.p99 - byQueueEvents.latencyMs.p99))),
         pooledP99: round(sse.pooledP99Ms - queueEventsLatency.pooledP99Ms),
         max: round(sse.maxMs - queueEventsLatency.maxMs),
       },
+      bridgeEntriesPerRead: round((readsAfter.entries - readsBefore.entries) / Math.max(1, readsAfter.reads - readsBefore.reads)),
     };
   } finally {
     admin.disconnect();
     for (const stop of stops.reverse()) await stop();
   }
+}
+
+/** The bridge's read counters of {@link QUEUE} on `api`'s `/metrics`. */
+async function bridgeReads(api: DemoApi): Promise<{ reads: number; entries: number }> {
+  const text = await (await fetch(`${api.url}/metrics`)).text();
+  const sample = (name: string): number => Number(new RegExp(`^job_queue_${name}\\{queue="${QUEUE}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { reads: sample('bridge_reads'), entries: sample('bridge_entries_read') };
 }
 
 /** Waits until the process `pid` holds the bridge lease of {@link QUEUE} and has recorded where it reads from. */

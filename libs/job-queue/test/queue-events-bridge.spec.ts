@@ -1,13 +1,14 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { Module, type DynamicModule, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { BullModule } from '@nestjs/bullmq';
 import { Queue, Worker, type Job, type QueueOptions, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, type JobEvent } from 'nestjs-job-streams';
+import { BusyStreamPause } from '../src/bridge/busy-stream-pause.js';
 import { AppProcess } from '../../../test/support/app-process.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
 
@@ -174,26 +175,35 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
     expect(await follow(queue, owned.id, 'alice')).toEqual(ownedEvents);
   });
 
-  it("a plain worker process's burst of updates (awaited one by one): every one once, in order; the bridge counts its reads and entries", async () => {
+  it("a plain worker process's burst of updates (awaited one by one): every one once, in order, read in batches once the stream is busy; the bridge counts its reads and entries", async () => {
     await freshQueue();
-    const queue = await startApi();
-    await leaseHeld();
-    // A process of its own, so that its updates come as fast as a real worker's (several thousand a second).
-    const worker = await AppProcess.script(
-      'test/e2e/fixtures/plain-bullmq-worker.mjs',
-      { REDIS_URL: redis.url, JOB_QUEUE_PREFIX: prefix, REPORT_LOGS: 'false' },
-      /Plain BullMQ worker ready/,
-    );
-    processes.push(worker);
-    const before = queue.bridgeStatus()[0];
-    const job = await queue.enqueue('report', { pages: 3000, pageMs: 0 }, { queue: 'reports', owner: 'alice' });
-    const events = await follow(queue, job.id, 'alice');
-    expect(simplify(events)).toEqual([['started', { attempt: 1 }], ...progressEvents(3000), ['completed', { result: { pages: 3000 } }]]);
-    const after = queue.bridgeStatus()[0];
-    // At least active, every progress and completed were read (BullMQ writes a few more entries per job).
-    expect(after.entriesRead - before.entriesRead).toBeGreaterThanOrEqual(3002);
-    expect(after.reads - before.reads).toBeGreaterThan(0);
-    expect(after.reads - before.reads).toBeLessThanOrEqual(after.entriesRead - before.entriesRead);
+    const pauses = jest.spyOn(BusyStreamPause.prototype, 'afterRead');
+    try {
+      const queue = await startApi();
+      await leaseHeld();
+      // A process of its own, so that its updates come as fast as a real worker's (several thousand a second).
+      const worker = await AppProcess.script(
+        'test/e2e/fixtures/plain-bullmq-worker.mjs',
+        { REDIS_URL: redis.url, JOB_QUEUE_PREFIX: prefix, REPORT_LOGS: 'false' },
+        /Plain BullMQ worker ready/,
+      );
+      processes.push(worker);
+      const before = queue.bridgeStatus()[0];
+      const job = await queue.enqueue('report', { pages: 3000, pageMs: 0 }, { queue: 'reports', owner: 'alice' });
+      const events = await follow(queue, job.id, 'alice');
+      expect(simplify(events)).toEqual([['started', { attempt: 1 }], ...progressEvents(3000), ['completed', { result: { pages: 3000 } }]]);
+      const after = queue.bridgeStatus()[0];
+      // At least active, every progress and completed were read (BullMQ writes a few more entries per job).
+      expect(after.entriesRead - before.entriesRead).toBeGreaterThanOrEqual(3002);
+      expect(after.reads - before.reads).toBeGreaterThan(0);
+      expect(after.reads - before.reads).toBeLessThanOrEqual(after.entriesRead - before.entriesRead);
+      // The bridge's own pause was asked after its reads, and found the stream busy (3000 updates well above 1,500 a second).
+      const decided = pauses.mock.results.map((result) => result.value);
+      expect(decided.length).toBeGreaterThanOrEqual(after.reads - before.reads);
+      expect(decided).toContain(1);
+    } finally {
+      pauses.mockRestore();
+    }
   });
 
   it('retries: each attempt starts with started, only the last failure ends the stream', async () => {

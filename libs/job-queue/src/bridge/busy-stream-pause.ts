@@ -1,4 +1,4 @@
-/** Entries per second above which the streams read count as busy. */
+/** Entries per second, over every stream one read covers, above which they count as busy. */
 const BUSY_ENTRIES_PER_SEC = 1500;
 /** The rate is an average over about this long, decaying exponentially. */
 const RATE_WINDOW_MS = 50;
@@ -7,28 +7,29 @@ const PAUSE_MS = 1;
 
 /**
  * Decides whether the foreign-worker bridge waits a moment before its next read of BullMQ's events
- * streams. While they run faster than about 1,500 entries a second (an exponentially decaying
- * average over about 50 ms), it waits 1 ms after each read that returned entries: the next read
- * then returns what came meanwhile as one batch. Reading entry by entry costs a round trip per
- * entry in the bridge, a script call per entry in Redis and a wake-up per entry in every
- * follower's reader; a batch costs each of them one. An entry of a busy stream waits at most about
- * 1 ms longer.
+ * streams. While they run faster than about 1,500 entries a second in total over the queues the
+ * process bridges (one read covers them all; an exponentially decaying average over about 50 ms),
+ * it waits 1 ms after each read that returned entries: the next read then returns what came
+ * meanwhile as one batch. Reading entry by entry costs a round trip per entry in the bridge, a
+ * script call per entry in Redis and a wake-up per entry in every follower's reader; a batch costs
+ * one read, one script call per job in it and one wake-up per follower's reader. An entry waits at
+ * most about 1 ms longer, on every queue of the read.
  *
- * A stream at a steady 1,000 updates a second, the rate at which latency matters most, is read
+ * Queues at a steady 1,000 updates a second in all, the rate at which latency matters most, are read
  * entry by entry, as before: the average keeps well below the threshold even after a pause of
  * some tens of milliseconds, when the reader catches up with what came in meanwhile.
  */
 export class BusyStreamPause {
   /** Entries read, each weighted by how recently: about the rate times {@link RATE_WINDOW_MS}. */
-  private recent = 0;
+  private decayedEntries = 0;
   private lastReadAt?: number;
 
   /** Records a read of `entries` at `now` (ms, monotonic); returns how long to wait before the next read (0: none). */
   afterRead(entries: number, now: number): number {
-    if (this.lastReadAt !== undefined) this.recent *= Math.exp(-(now - this.lastReadAt) / RATE_WINDOW_MS);
+    if (this.lastReadAt !== undefined) this.decayedEntries *= Math.exp(-(now - this.lastReadAt) / RATE_WINDOW_MS);
     this.lastReadAt = now;
-    this.recent += entries;
-    const perSec = (this.recent / RATE_WINDOW_MS) * 1000;
+    this.decayedEntries += entries;
+    const perSec = (this.decayedEntries / RATE_WINDOW_MS) * 1000;
     return entries > 0 && perSec > BUSY_ENTRIES_PER_SEC ? PAUSE_MS : 0;
   }
 }

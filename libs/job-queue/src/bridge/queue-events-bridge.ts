@@ -268,7 +268,10 @@ export class QueueEventsBridge {
     let pauseMs = 0;
     while (!this.stopped && this.led.size) {
       // The entries of the last read are sent: while the streams are busy, let the next batch grow.
-      if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      if (pauseMs) {
+        await new Promise((resolve) => setTimeout(resolve, pauseMs));
+        if (this.stopped || !this.led.size) break; // stopped, or the last lease lost, meanwhile
+      }
       const queues = [...this.led.values()];
       let reply: Array<[string, Array<[string, string[]]>]> | null;
       try {
