@@ -4,7 +4,7 @@ import { waitFor } from '../support/clock.js';
 import { startDemoApi, type DemoApi } from '../support/demo-api.js';
 import type { RunSummary } from '../support/payload.js';
 import { RoleProcess } from '../support/rpc.js';
-import { pacedLatency, type PacedLatency } from '../support/single-job-rounds.js';
+import { complete, pacedLatency, type PacedLatency } from '../support/single-job-rounds.js';
 import { median, round } from '../support/stats.js';
 
 /** Names of the two paths in {@link ForeignSseResult}. */
@@ -23,13 +23,10 @@ export interface ForeignSsePathResult {
   latency: PacedLatency;
 }
 
-export interface ForeignSseResult {
-  bursts: number;
-  burstUpdates: number;
-  ratePerSec: number;
-  rounds: number;
-  roundUpdates: number;
-  warmupUpdates: number;
+/** The sizes of the run (its options but Redis' address and the log). */
+type ForeignSseSizes = Omit<ForeignSseOptions, 'redisUrl' | 'log'>;
+
+export interface ForeignSseResult extends ForeignSseSizes {
   paths: ForeignSsePathResult[];
   /** The SSE client's updates/s over `QueueEvents`' in the same burst, median of the bursts. */
   throughputRatio: number;
@@ -154,7 +151,7 @@ export async function foreignSse(options: ForeignSseOptions): Promise<ForeignSse
         throughput: {
           updatesPerSec: round(median(runs.map((summary) => summary.eventsPerSec))),
           runs: runs.map((summary) => round(summary.eventsPerSec)),
-          complete: runs.every((summary) => summary.received === summary.sent && summary.misordered === 0),
+          complete: runs.every(complete),
         },
         latency: pacedLatency(
           paced.map((pair) => pair[side]),
@@ -163,13 +160,9 @@ export async function foreignSse(options: ForeignSseOptions): Promise<ForeignSse
       };
     });
     const [sse, queueEventsLatency] = paths.map((path) => path.latency);
+    const { redisUrl: _redisUrl, log: _log, ...sizes } = options;
     return {
-      bursts: options.bursts,
-      burstUpdates: options.burstUpdates,
-      ratePerSec: options.ratePerSec,
-      rounds: options.rounds,
-      roundUpdates: options.roundUpdates,
-      warmupUpdates: options.warmupUpdates,
+      ...sizes,
       paths,
       throughputRatio: round(median(bursts.map(([bySse, byQueueEvents]) => bySse.eventsPerSec / byQueueEvents.eventsPerSec))),
       aboveQueueEventsMs: {

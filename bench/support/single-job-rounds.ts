@@ -98,7 +98,8 @@ export interface SingleJobRoundsOptions {
   log(line: string): void;
 }
 
-function complete(summary: RunSummary): boolean {
+/** True when a run delivered every event exactly once, in order. */
+export function complete(summary: RunSummary): boolean {
   return summary.received === summary.sent && summary.misordered === 0;
 }
 
