@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { RedisKeys } from 'nestjs-job-streams';
+import { RedisKeys, bridgeLeaseHolder } from 'nestjs-job-streams';
 import { waitFor } from '../support/clock.js';
 import { startDemoApi, type DemoApi } from '../support/demo-api.js';
 import type { RunSummary } from '../support/payload.js';
@@ -193,8 +193,7 @@ async function leaseHeldBy(admin: Redis, pid: number): Promise<void> {
     `the bridge lease of "${QUEUE}" held by the first api (pid ${pid})`,
     async () => {
       const [lease, position] = await admin.mget(keys.bridgeLease(QUEUE), keys.bridgePosition(QUEUE));
-      // The lease's value: `<hostname>:<pid>:<uuid>`.
-      return lease?.split(':').at(-2) === String(pid) && position !== null;
+      return lease !== null && bridgeLeaseHolder(lease)?.pid === pid && position !== null;
     },
     30_000,
   );

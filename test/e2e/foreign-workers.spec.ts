@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { bridgeLeaseHolder } from 'nestjs-job-streams';
 import { AppProcess, DEMO_APPS } from '../support/app-process.js';
 import { assertOrderedStream, expectEveryReaderGot, typesAndData, withoutTs, type BuildApi, type WireEvent } from '../support/build-api.js';
 import { READ_TIMEOUT_MS, ReportsDeployment, expectServedAlike, expectedReport, pageOf } from '../support/distributed-reports.js';
@@ -41,8 +42,7 @@ async function bridgeLeader(commands: Redis, prefix: string, options: { not?: nu
   const deadline = Date.now() + 10_000;
   for (;;) {
     const [lease, position] = await commands.mget(`${prefix}:{bridge:reports}:lease`, `${prefix}:{bridge:reports}:position`);
-    // The lease's value: `<hostname>:<pid>:<uuid>`.
-    const pid = lease === null ? undefined : Number(lease.split(':').at(-2));
+    const pid = lease === null ? undefined : bridgeLeaseHolder(lease)?.pid;
     if (pid !== undefined && pid !== options.not && position !== null) return pid;
     if (Date.now() > deadline) throw new Error(`no bridge leader of "reports" (other than ${options.not}) within 10 s: lease ${lease}`);
     await delay(20); // polling period

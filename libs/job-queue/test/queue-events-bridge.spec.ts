@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { Module, type DynamicModule, type INestApplicationContext } from '@nestjs/common';
@@ -7,7 +8,7 @@ import { NestFactory } from '@nestjs/core';
 import { BullModule } from '@nestjs/bullmq';
 import { Queue, Worker, type Job, type QueueOptions, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
-import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, type JobEvent } from 'nestjs-job-streams';
+import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, bridgeLeaseHolder, type JobEvent } from 'nestjs-job-streams';
 import { BusyStreamPause } from '../src/bridge/busy-stream-pause.js';
 import { AppProcess } from '../../../test/support/app-process.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
@@ -158,7 +159,8 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
   it("a plain worker's job: started, every progress in order once, the terminal event; for owners (enqueue) and system reads (queue.add)", async () => {
     await freshQueue();
     const queue = await startApi();
-    await leaseHeld();
+    // The lease names the process that holds it: this one, where the api runs.
+    expect(bridgeLeaseHolder(await leaseHeld())).toEqual({ host: hostname(), pid: process.pid });
     await foreignWorker();
     const owned = await queue.enqueue('report', { pages: 6 }, { queue: 'reports', owner: 'alice' });
     const added = await reports.add('report', { pages: 3 });

@@ -93,6 +93,16 @@ function send(sent: Array<Promise<void>>, call: Promise<void>): void {
   sent.push(call);
 }
 
+/**
+ * The process that holds a foreign-worker bridge lease, from the lease key's value
+ * (`RedisKeys.bridgeLease(queue)`, `<host>:<pid>:<uuid>`): which instance bridges a queue right now,
+ * for an operator or a test. Undefined for a value of another shape.
+ */
+export function bridgeLeaseHolder(lease: string): { host: string; pid: number } | undefined {
+  const match = /^(.*):(\d+):[0-9a-f-]{36}$/.exec(lease);
+  return match ? { host: match[1], pid: Number(match[2]) } : undefined;
+}
+
 function fieldsOf(raw: string[]): Fields {
   const fields: Fields = {};
   for (let i = 0; i + 1 < raw.length; i += 2) fields[raw[i]] = raw[i + 1];
@@ -130,7 +140,7 @@ function jsonOrNull(text: string | undefined): string {
  */
 export class QueueEventsBridge {
   private readonly logger = new Logger('JobQueueBridge');
-  /** Unique per process; names the holder in the lease (host and pid first, for operators). */
+  /** Unique per process; names the holder in the lease (see {@link bridgeLeaseHolder}). */
   private readonly token = `${hostname()}:${process.pid}:${randomUUID()}`;
   private readonly leaseMs: number;
   private readonly busyPause: Pick<BusyStreamPause, 'afterRead'>;
