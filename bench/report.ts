@@ -340,12 +340,13 @@ export function markdown(results: BenchResults): string {
     `**No-op jobs**, enqueued by one process and run by another (worker concurrency ${results.jobThroughput[0].concurrency}, ` +
       `median of ${results.jobThroughput[0].runs.length} runs of ${results.jobThroughput[0].jobs}):`,
     '',
-    '| contender | jobs/s | enqueue alone /s | CPU µs per job: producer / worker / redis |',
-    '| --- | ---: | ---: | --- |',
+    '| contender | jobs/s | vs plain BullMQ | enqueue alone /s | CPU µs per job: producer / worker / redis |',
+    '| --- | ---: | ---: | ---: | --- |',
   );
+  const bullJobs = find(results.jobThroughput, 'bullmq');
   for (const entry of results.jobThroughput) {
     lines.push(
-      `| ${entry.label} | ${fmt(entry.jobsPerSec)} | ${fmt(entry.enqueuePerSec)} | ` +
+      `| ${entry.label} | ${fmt(entry.jobsPerSec)} | ${fmt(entry.jobsPerSec / bullJobs.jobsPerSec)}x | ${fmt(entry.enqueuePerSec)} | ` +
         `${fmt(entry.cpuUsPerJob.producer)} / ${fmt(entry.cpuUsPerJob.worker)} / ${fmt(entry.cpuUsPerJob.redis)} |`,
     );
   }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { now, sleep, waitFor } from '../support/clock.js';
@@ -6,6 +7,25 @@ import { heldJobs } from './held-jobs.js';
 import { reportProgress, type ProgressValue } from './progress-processor.js';
 import { DeliveryMeter, enqueueConcurrently, type RunParams } from '../support/role-helpers.js';
 import type { RoleMethods } from '../support/rpc.js';
+
+/**
+ * Script calls a no-op job makes besides BullMQ's own, each an empty Lua script (`return 1`) on a
+ * key of its own: what a design that keeps its per-job writes outside BullMQ's scripts pays for the
+ * calls alone, whatever they write. `producer`: with 1, one awaited after BullMQ's add; with 2, also
+ * one sent right before the add without waiting (this library's enqueue has both). `worker`: that
+ * many awaited in the processor (this library's worker has 2, before and after the handler).
+ */
+export interface ExtraScriptCalls {
+  producer: 0 | 1 | 2;
+  worker: number;
+}
+
+/** A connection of its own with the empty script defined on it. */
+function emptyScriptClient(redisUrl: string): Redis & { emptyScript(key: string): Promise<number> } {
+  const client = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  client.defineCommand('emptyScript', { numberOfKeys: 1, lua: 'return 1' });
+  return client as Redis & { emptyScript(key: string): Promise<number> };
+}
 
 /** The queue of this role's jobs unless its config names another. */
 const QUEUE = 'bench';
@@ -23,11 +43,14 @@ export async function bullmqRole(config: {
   prefix?: string;
   /** The queue (default `bench`). */
   queue?: string;
+  /** Empty script calls of a no-op job besides BullMQ's own (see {@link ExtraScriptCalls}). */
+  extraScriptCalls?: ExtraScriptCalls;
 }): Promise<RoleMethods> {
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const prefix = config.prefix ?? 'bull';
   const queueName = config.queue ?? QUEUE;
   const queue = new Queue(queueName, { connection, prefix });
+  const extra = config.extraScriptCalls && emptyScriptClient(config.redisUrl);
   const fanOut = { running: 0, emitted: 0, stop: false };
   let worker: Worker | undefined;
   if (config.worker) {
@@ -41,6 +64,10 @@ export async function bullmqRole(config: {
         if (job.name !== 'fan-out') {
           // A gated job waits for its readers to be in place (see `releaseHeld`).
           if ((job.data as { gated?: boolean } | null)?.gated) await heldJobs.hold();
+          if (extra && job.name === 'noop') {
+            for (let call = 0; call < config.extraScriptCalls!.worker; call++) await extra.emptyScript(`${prefix}:x:${job.id}`);
+            return null;
+          }
           return reportProgress(job);
         }
         const interval = 1000 / job.data.rate;
@@ -149,7 +176,16 @@ export async function bullmqRole(config: {
     measure: () => meter.measure(),
 
     enqueueNoop(params: { n: number; inFlight: number }): Promise<{ ms: number; ids: string[] }> {
-      return enqueueConcurrently(params.n, params.inFlight, async () => (await queue.add('noop', null)).id!);
+      const calls = config.extraScriptCalls?.producer ?? 0;
+      return enqueueConcurrently(params.n, params.inFlight, async () => {
+        const key = `${prefix}:x:${randomUUID()}`;
+        // Like a metadata write sent in the same tick as BullMQ's add, without waiting for it.
+        const before = calls >= 2 ? extra!.emptyScript(key) : undefined;
+        const id = (await queue.add('noop', null)).id!;
+        await before;
+        if (calls >= 1) await extra!.emptyScript(key);
+        return id;
+      });
     },
 
     /** Enqueues `n` held jobs (they run until released); returns their ids. */
@@ -170,6 +206,7 @@ export async function bullmqRole(config: {
       await events?.close();
       await queue.close();
       connection.disconnect();
+      extra?.disconnect();
     },
   };
 }

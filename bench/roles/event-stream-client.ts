@@ -1,3 +1,4 @@
+import { SseParser } from 'nestjs-job-streams-client';
 import { now, sleep } from '../support/clock.js';
 import { EVENT_TYPE, Receipt, type RunSummary, type TokenData } from '../support/payload.js';
 import type { RoleMethods } from '../support/rpc.js';
@@ -22,38 +23,37 @@ function tokenOf(event: StreamedEvent): TokenData | undefined {
   return undefined;
 }
 
-/** Splits what arrived into complete records (lines, or SSE blocks), keeping the incomplete rest. */
-class RecordSplitter {
-  private pending = '';
-  private readonly decoder = new TextDecoder();
-
-  constructor(private readonly separator: string) {}
-
-  push(chunk: Uint8Array): string[] {
-    this.pending += this.decoder.decode(chunk, { stream: true });
-    const records = this.pending.split(this.separator);
-    this.pending = records.pop()!;
-    return records;
-  }
+/** Turns what arrived into complete events, keeping the incomplete rest. */
+interface EventDecoder {
+  push(chunk: Uint8Array): StreamedEvent[];
 }
 
-/**
- * The event of one SSE block (records split on a blank line, `\n` line ends, as the library writes
- * them): its `event:` field and its `data:` lines joined by `\n` (one optional space after the
- * colon dropped); undefined for blocks without both, such as comments and the `retry:` preamble.
- */
-function sseEvent(block: string): StreamedEvent | undefined {
-  let type: string | undefined;
-  const data: string[] = [];
-  for (const line of block.split('\n')) {
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue; // a comment (`: ping`) or a line without a field
-    const value = line.slice(line[colon + 1] === ' ' ? colon + 2 : colon + 1);
-    const field = line.slice(0, colon);
-    if (field === 'event') type = value;
-    else if (field === 'data') data.push(value);
-  }
-  return type === undefined || !data.length ? undefined : { type, data: JSON.parse(data.join('\n')) };
+/** NDJSON: one event object per line. */
+function ndjsonDecoder(): EventDecoder {
+  const decoder = new TextDecoder();
+  let pending = '';
+  return {
+    push(chunk) {
+      pending += decoder.decode(chunk, { stream: true });
+      const lines = pending.split('\n');
+      pending = lines.pop()!;
+      return lines.filter((line) => line).map((line) => JSON.parse(line) as StreamedEvent);
+    },
+  };
+}
+
+/** Server-Sent Events, parsed by the library's own client (`SseParser`); frames without data (comments, `retry:`) are none. */
+function sseDecoder(): EventDecoder {
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  return {
+    push(chunk) {
+      return parser
+        .push(decoder.decode(chunk, { stream: true }))
+        .filter((frame) => frame.data)
+        .map((frame) => ({ type: frame.event, data: JSON.parse(frame.data) as unknown }));
+    },
+  };
 }
 
 /**
@@ -79,15 +79,13 @@ export function eventStreamClientRole(): RoleMethods {
       response = await fetch(params.url, { headers: { accept }, signal: controller.signal });
       if (response.status !== 200 || !response.body) throw new Error(`GET ${params.url} answered ${response.status}`);
       const body = response.body;
-      const splitter = new RecordSplitter(format === 'sse' ? '\n\n' : '\n');
-      const parse = format === 'sse' ? sseEvent : (line: string) => (line ? (JSON.parse(line) as StreamedEvent) : undefined);
+      const decoder = format === 'sse' ? sseDecoder() : ndjsonDecoder();
       reading = (async () => {
         try {
           for await (const chunk of body) {
             const at = now();
-            for (const record of splitter.push(chunk as Uint8Array)) {
-              const event = parse(record);
-              const token = event && tokenOf(event);
+            for (const event of decoder.push(chunk as Uint8Array)) {
+              const token = tokenOf(event);
               if (token) current.add(token, at);
             }
           }

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { now } from '../support/clock.js';
 import { cpuMs } from '../support/proc.js';
+import type { ExtraScriptCalls } from '../roles/bullmq.js';
 import { RoleProcess } from '../support/rpc.js';
 import { median, round } from '../support/stats.js';
 
@@ -61,7 +62,32 @@ const CONTENDERS: Contender[] = [
       return { producer, worker };
     },
   },
+  withEmptyScriptCalls('bullmq-one-call', 'plain BullMQ + 1 empty script call per job (worker)', { producer: 0, worker: 1 }),
+  withEmptyScriptCalls('bullmq-four-calls', "plain BullMQ + 4 empty script calls per job (this library's count)", {
+    producer: 2,
+    worker: 2,
+  }),
 ];
+
+/**
+ * Plain BullMQ with empty script calls of its own per job: what those calls cost, whatever they
+ * would write. Both rows are bounds for the library's design, not contenders: it keeps its per-job
+ * writes (metadata, `started`, the terminal event) in scripts of its own next to BullMQ's.
+ */
+function withEmptyScriptCalls(name: string, label: string, calls: ExtraScriptCalls): Contender {
+  const queue = `bench-${name}`;
+  return {
+    name,
+    label,
+    eventsKey: `bull:${queue}:events`,
+    async start(redisUrl, concurrency) {
+      const config = { redisUrl, queue, extraScriptCalls: calls };
+      const producer = await RoleProcess.start('bullmq', { ...config, worker: false, concurrency: 1 });
+      const worker = await RoleProcess.start('bullmq', { ...config, worker: true, concurrency });
+      return { producer, worker };
+    },
+  };
+}
 
 /**
  * Waits until BullMQ has recorded `jobs` completions in the queue's events stream after `after`
