@@ -33,20 +33,20 @@ describe('BusyStreamPause: waits between reads only while the streams are busy',
     expect(pauses(reads).filter(Boolean)).toEqual([]);
   });
 
-  it('a burst, two entries a read every 0.4 ms (5,000 a second), waits 1 ms after each read within 20 ms', () => {
+  it('a burst, two entries a read every 0.4 ms (5,000 a second), waits 2 ms after each read within 20 ms', () => {
     const decided = pauses([...steady(300, 1, 1), ...steady(200, 2, 0.4)]);
     expect(decided.slice(0, 300).filter(Boolean)).toEqual([]);
     // Within 20 ms of the burst's start (50 reads) every read is followed by the wait.
-    expect(decided.slice(350)).toEqual(Array(150).fill(1));
+    expect(decided.slice(350)).toEqual(Array(150).fill(2));
   });
 
-  it('reads of a busy stream during the waits (5 entries every 1.2 ms) keep it waiting', () => {
-    expect(pauses([...steady(200, 2, 0.4), ...steady(500, 5, 1.2)]).slice(200)).toEqual(Array(500).fill(1));
+  it('reads of a busy stream during the waits (10 entries every 2.2 ms) keep it waiting', () => {
+    expect(pauses([...steady(200, 2, 0.4), ...steady(500, 10, 2.2)]).slice(200)).toEqual(Array(500).fill(2));
   });
 
   it('a backlog read in full batches (a takeover) waits between them; an empty read never waits', () => {
     const pause = new BusyStreamPause();
-    expect(pauses(steady(5, 500, 2), pause)).toEqual([1, 1, 1, 1, 1]);
+    expect(pauses(steady(5, 500, 3), pause)).toEqual([2, 2, 2, 2, 2]);
     expect(pause.afterRead(0, 12)).toBe(0);
   });
 

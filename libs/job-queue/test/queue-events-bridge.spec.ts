@@ -202,7 +202,7 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
       // The bridge's own pause was asked after its reads, and found the stream busy (3000 updates well above 1,500 a second).
       const decided = pauses.mock.results.map((result) => result.value);
       expect(decided.length).toBeGreaterThanOrEqual(after.reads - before.reads);
-      expect(decided).toContain(1);
+      expect(Math.max(...decided)).toBeGreaterThan(0);
     } finally {
       pauses.mockRestore();
     }
