@@ -200,7 +200,7 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
       expect(after.reads - before.reads).toBeGreaterThan(0);
       expect(after.reads - before.reads).toBeLessThanOrEqual(after.entriesRead - before.entriesRead);
       // The bridge's own pause was asked after its reads, and found the stream busy (3000 updates well above 1,500 a second).
-      const decided = pauses.mock.results.map((result) => result.value);
+      const decided = pauses.mock.results.map((result) => result.value as number);
       expect(decided.length).toBeGreaterThanOrEqual(after.reads - before.reads);
       expect(Math.max(...decided)).toBeGreaterThan(0);
     } finally {
