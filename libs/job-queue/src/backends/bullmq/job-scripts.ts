@@ -36,17 +36,17 @@ const KEY_COUNTS: Record<ScriptName, number> = {
   'withdraw-job': 1,
   'start-attempt': 2,
   'append-events': 2,
-  'finish-job': 2,
+  'finish-job': 3,
   'requeue-job': 1,
   'read-events': 2,
   'read-job': 1,
   'ensure-job': 1,
-  'bridge-entry': 2,
+  'bridge-entry': 3,
   'bridge-progress': 2,
   'bridge-lease': 1,
   'bridge-position': 2,
   'touch-read': 1,
-  'abandon-unread': 2,
+  'abandon-unread': 3,
   'breaker-admit': 1,
   'breaker-record': 2,
   'breaker-read': 2,
@@ -66,10 +66,19 @@ const DURABLE_WRITES: ReadonlySet<ScriptName> = new Set([
 
 const sources = new Map<ScriptName, string>();
 
+/** A script file's text, as it is in `scripts/`. */
+function scriptFile(name: string): string {
+  return readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
+}
+
+/**
+ * The Lua of a script, with each `--- @include "<file>"` line replaced by that file of `scripts/`
+ * (a function several scripts share, written once).
+ */
 function source(name: ScriptName): string {
   let lua = sources.get(name);
   if (lua === undefined) {
-    lua = readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
+    lua = scriptFile(name).replace(/^--- @include "([a-z-]+)"$/gm, (_line, file: string) => scriptFile(file));
     sources.set(name, lua);
   }
   return lua;
@@ -267,7 +276,7 @@ export class JobScripts {
   ): Promise<FinishJobReply> {
     const reply = await this.run<ScriptReply>(
       'finish-job',
-      [meta, events],
+      [meta, events, RedisKeys.spareOfEvents(events)],
       [state, data, now, retentionMs, outcome?.field ?? '', outcome?.value ?? '', attempt ?? ''],
     );
     switch (reply[0]) {
@@ -311,7 +320,11 @@ export class JobScripts {
 
   /** Cancels the job with reason `abandoned` when no client read it for its `abandonAfterMs`. */
   async abandonUnread(meta: string, events: string, retentionMs: number): Promise<'abandoned' | 'read' | 'final' | 'gone'> {
-    const reply = await this.run<'abandoned' | 'read' | 'final' | 'gone'>('abandon-unread', [meta, events], [retentionMs]);
+    const reply = await this.run<'abandoned' | 'read' | 'final' | 'gone'>(
+      'abandon-unread',
+      [meta, events, RedisKeys.spareOfEvents(events)],
+      [retentionMs],
+    );
     if (reply === 'abandoned') {
       const queue = RedisKeys.queueOfJobKey(events);
       this.meter?.sink?.appended(queue, 1);
@@ -414,7 +427,7 @@ export class JobScripts {
         break;
     }
     args.push(create?.name ?? '', create?.maxAttempts ?? 1, create?.createdAt ?? limits.now);
-    const reply = await this.run<[BridgeEntryReply, string?]>('bridge-entry', [meta, events], args);
+    const reply = await this.run<[BridgeEntryReply, string?]>('bridge-entry', [meta, events, RedisKeys.spareOfEvents(events)], args);
     // 'ok' with an event id: one event appended ('requeue' appends none).
     if (reply[0] === 'ok' && reply[1]) {
       const queue = RedisKeys.queueOfJobKey(events);

@@ -74,6 +74,14 @@ export class RedisKeys {
     return key.slice(key.indexOf('{'), key.indexOf('}') + 1);
   }
 
+  /**
+   * A key of the job whose events stream is `eventsKey` that holds nothing: the scripts that end a
+   * job write a compact copy of its stream there and rename it over the stream (same slot).
+   */
+  static spareOfEvents(eventsKey: string): string {
+    return `${eventsKey.slice(0, -':events'.length)}:spare`;
+  }
+
   /** The meta hash of the job whose events stream is `eventsKey`. */
   metaOfEvents(eventsKey: string): string {
     return `${eventsKey.slice(0, -':events'.length)}:meta`;

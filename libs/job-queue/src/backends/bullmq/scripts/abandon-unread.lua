@@ -5,11 +5,14 @@
 
   KEYS[1] meta hash
   KEYS[2] events stream
+  KEYS[3] spare key of the job's slot, for the stream's compaction (include-keep-ended-job.lua)
   ARGV[1] retention (ms)
   (The time is Redis's own clock, which reads are recorded with.)
 
   Returns 'abandoned' | 'read' (read within its abandonAfterMs) | 'final' | 'gone'.
 ]]
+--- @include "include-keep-ended-job"
+
 local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'abandonAfterMs', 'readAt', 'count')
 if not meta[1] then return 'gone' end
 if meta[2] then return 'final' end
@@ -18,6 +21,5 @@ local now = time[1] * 1000 + math.floor(time[2] / 1000)
 if not meta[3] or now - tonumber(meta[4] or now) <= tonumber(meta[3]) then return 'read' end
 local id = redis.call('XADD', KEYS[2], '*', 'type', 'cancelled', 'data', '{"reason":"abandoned"}')
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'terminal', id, 'finishedAt', now, 'count', tonumber(meta[5]) + 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
+keepEndedJob(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 return 'abandoned'

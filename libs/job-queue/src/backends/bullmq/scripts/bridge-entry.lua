@@ -11,6 +11,7 @@
 
   KEYS[1] meta hash
   KEYS[2] events stream
+  KEYS[3] spare key of the job's slot, for the stream's compaction (include-keep-ended-job.lua)
   ARGV[1] entry id in BullMQ's events stream, or '' for one more event of the previous call's entry
   ARGV[2] kind: 'start' (an `active` entry) | 'event' (progress) | 'terminal' (completed, failed)
           | 'requeue' (back to waiting after a failed attempt) | 'gap' (entries were lost)
@@ -24,6 +25,8 @@
   Returns {'ok', eventId} | {'dup'} | {'module'} (another writer's attempt) | {'final'} | {'gone'}
   | {'full'} (the per-job cap is reached: nothing appended but the terminal event).
 ]]
+--- @include "include-keep-ended-job"
+
 local function after(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
   local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
@@ -95,6 +98,5 @@ end
 -- terminal (the slot kept free for it is this one)
 local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[3], 'data', ARGV[4])
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'terminal', id, 'finishedAt', ARGV[5], 'count', count + 1, ARGV[8], ARGV[9])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
+keepEndedJob(KEYS[1], KEYS[2], KEYS[3], ARGV[6])
 return {'ok', id}

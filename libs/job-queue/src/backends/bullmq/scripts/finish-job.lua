@@ -1,10 +1,12 @@
 --[[
-  Appends the one terminal event of a job and starts the retention clock on all of its keys.
+  Appends the one terminal event of a job, compacts its stream and starts the retention clock on all
+  of its keys (include-keep-ended-job.lua).
   Whoever comes first wins (worker completing, worker failing, any instance cancelling); later
   calls change nothing.
 
   KEYS[1] meta hash
   KEYS[2] events stream
+  KEYS[3] spare key of the job's slot, for the stream's compaction (include-keep-ended-job.lua)
   ARGV[1] terminal type and final state: completed | failed | cancelled
   ARGV[2] event data (JSON)
   ARGV[3] now (epoch ms)
@@ -15,6 +17,8 @@
 
   Returns {'ok', eventId} | {'final', state} | {'stale'} | {'gone'}.
 ]]
+--- @include "include-keep-ended-job"
+
 local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'state', 'attempt', 'count')
 if not meta[1] then return {'gone'} end
 -- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
@@ -30,6 +34,5 @@ if ARGV[5] ~= '' then
 else
   redis.call('HSET', KEYS[1], 'state', ARGV[1], 'terminal', id, 'finishedAt', ARGV[3], 'count', count)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+keepEndedJob(KEYS[1], KEYS[2], KEYS[3], ARGV[4])
 return {'ok', id}

@@ -1,0 +1,141 @@
+import { Redis } from 'ioredis';
+import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
+import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
+import { RedisServer } from '../../../test/support/redis-server.js';
+
+const RETENTION_MS = 60_000;
+
+/**
+ * The scripts that end a job (`finish-job`, `abandon-unread`, a foreign worker's terminal entry in
+ * `bridge-entry`) compact its stream: Redis allocates a stream's last node at
+ * `stream-node-max-bytes` (4 KB by default) and keeps that while the node is not full, so without
+ * it every short job held about 4 KB for its whole retention. Against a real Redis with its
+ * default settings: the memory goes down when short jobs end, the streams read exactly as before
+ * plus their terminal event, and a reader blocked on a stream gets that event.
+ */
+describe("a job's ended stream is compacted", () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let scripts: JobScripts;
+  const keys = new RedisKeys('compact');
+  let jobs = 0;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.url);
+    scripts = new JobScripts(client);
+  });
+
+  afterAll(async () => {
+    client?.disconnect();
+    await redis?.destroy();
+  });
+
+  const usedMemory = async (): Promise<number> => Number(/^used_memory:(\d+)/m.exec(await client.info('memory'))![1]);
+
+  /** A `@JobHandler`-like job whose attempt started and emitted `emitted` events. */
+  async function runningJob(emitted = 0): Promise<{ meta: string; events: string }> {
+    const id = `job-${++jobs}`;
+    const [meta, events] = [keys.meta('jobs', id), keys.events('jobs', id)];
+    await scripts.createJob(meta, RETENTION_MS, {
+      name: 'noop',
+      owner: 'alice',
+      state: 'queued',
+      attempt: 0,
+      maxAttempts: 1,
+      createdAt: 1,
+      count: 0,
+    });
+    expect(await scripts.startAttempt(meta, events, Date.now(), 100_000, `run-${id}`)).toMatchObject({ status: 'ok', attempt: 1 });
+    for (let i = 0; i < emitted; i++) await client.xadd(events, '*', 'type', 'token', 'data', JSON.stringify({ i }));
+    if (emitted) await client.hincrby(meta, 'count', emitted);
+    return { meta, events };
+  }
+
+  const finish = (job: { meta: string; events: string }) =>
+    scripts.finishJob(
+      job.meta,
+      job.events,
+      'completed',
+      '{"result":null}',
+      Date.now(),
+      RETENTION_MS,
+      { field: 'result', value: 'null' },
+      1,
+    );
+
+  it('short jobs give the memory of their streams back when they end; each stream reads as before, plus its terminal event, and expires', async () => {
+    const short = await Promise.all(Array.from({ length: 300 }, () => runningJob(2)));
+    const before = await Promise.all(short.map((job) => client.xrange(job.events, '-', '+')));
+    const memoryBefore = await usedMemory();
+    const ended = await Promise.all(short.map(finish));
+    // About 4 KB of node allocation each, minus the terminal event and the metadata's new fields.
+    expect(memoryBefore - (await usedMemory())).toBeGreaterThan(300 * 2048);
+    for (const [i, job] of short.entries()) {
+      expect(ended[i]).toMatchObject({ status: 'ok' });
+      const after = await client.xrange(job.events, '-', '+');
+      expect(after.slice(0, -1)).toEqual(before[i]);
+      expect(after.at(-1)).toEqual([(ended[i] as { eventId: string }).eventId, ['type', 'completed', 'data', '{"result":null}']]);
+      expect(await client.pttl(job.events)).toBeGreaterThan(RETENTION_MS - 10_000);
+      expect(await client.pttl(job.meta)).toBeGreaterThan(RETENTION_MS - 10_000);
+      expect(await client.exists(RedisKeys.spareOfEvents(job.events))).toBe(0);
+    }
+  });
+
+  it('a long stream ends the same way, uncopied: its entries and TTL as for a short one', async () => {
+    const job = await runningJob(150);
+    const before = await client.xrange(job.events, '-', '+');
+    expect(await finish(job)).toMatchObject({ status: 'ok' });
+    const after = await client.xrange(job.events, '-', '+');
+    expect(after).toHaveLength(before.length + 1);
+    expect(after.slice(0, -1)).toEqual(before);
+    expect(await client.pttl(job.events)).toBeGreaterThan(RETENTION_MS - 10_000);
+  });
+
+  it('a reader blocked on the stream gets the terminal event from the compacted stream', async () => {
+    const job = await runningJob(2);
+    const [last] = (await client.xrevrange(job.events, '+', '-', 'COUNT', 1))[0];
+    const reader = new Redis(redis.url);
+    try {
+      const read = reader.xread('BLOCK', 10_000, 'STREAMS', job.events, last);
+      // The read is parked on the stream before the job ends.
+      for (;;) {
+        const blocked = Number(/^blocked_clients:(\d+)/m.exec(await client.info('clients'))![1]);
+        if (blocked > 0) break;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const ended = await finish(job);
+      const reply = (await read) as Array<[string, Array<[string, string[]]>]>;
+      expect(reply[0][1]).toEqual([[(ended as { eventId: string }).eventId, ['type', 'completed', 'data', '{"result":null}']]]);
+    } finally {
+      reader.disconnect();
+    }
+  });
+
+  it("an abandoned job and a foreign worker's job are compacted when they end too", async () => {
+    const abandoned = await Promise.all(Array.from({ length: 150 }, () => runningJob(1)));
+    await Promise.all(abandoned.map((job) => client.hset(job.meta, 'abandonAfterMs', 1, 'readAt', 0)));
+    const foreign = await Promise.all(
+      Array.from({ length: 150 }, async () => {
+        const id = `foreign-${++jobs}`;
+        const [meta, events] = [keys.meta('reports', id), keys.events('reports', id)];
+        const limits = { now: Date.now(), retentionMs: RETENTION_MS, maxEvents: 100 };
+        const create = { name: 'report', maxAttempts: 1, createdAt: Date.now() };
+        expect(await scripts.bridgeEntry(meta, events, '1000-0', { kind: 'start', activeMs: 1000 }, limits, create)).toBe('ok');
+        return { meta, events, limits };
+      }),
+    );
+    const memoryBefore = await usedMemory();
+    expect(new Set(await Promise.all(abandoned.map((job) => scripts.abandonUnread(job.meta, job.events, RETENTION_MS))))).toEqual(
+      new Set(['abandoned']),
+    );
+    const terminal = { kind: 'terminal', state: 'completed', data: '{"result":1}', field: 'result', value: '1' } as const;
+    expect(
+      new Set(await Promise.all(foreign.map((job) => scripts.bridgeEntry(job.meta, job.events, '1000-1', terminal, job.limits)))),
+    ).toEqual(new Set(['ok']));
+    expect(memoryBefore - (await usedMemory())).toBeGreaterThan(300 * 2048);
+    expect((await client.xrange(abandoned[0].events, '-', '+')).map(([, fields]) => fields[1])).toEqual(['started', 'token', 'cancelled']);
+    expect((await client.xrange(foreign[0].events, '-', '+')).map(([, fields]) => fields[1])).toEqual(['started', 'completed']);
+    expect(await client.pttl(foreign[0].events)).toBeGreaterThan(RETENTION_MS - 10_000);
+  });
+});
