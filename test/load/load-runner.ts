@@ -407,11 +407,16 @@ export async function runLoad(profile: LoadProfile, log: (line: string) => void 
       await delay(250); // the RSS has no event to await: sample it a few times a second
     }
     // The shared reader of each api gives up its blocking read once no job is followed (within
-    // its block timeout of 5 s); its connections are the ones it had before the load.
+    // its block timeout of 5 s); its connections are the ones it had before the load. The
+    // foreign-worker bridge's connection (`<prefix>:bridge`) stays blocked by design in whichever
+    // process holds the bridge lease (an api or a worker, whoever took it first): it follows
+    // BullMQ's events stream, not the clients' jobs.
     const blockedAfter: string[][] = [];
     const readerDeadline = Date.now() + 10_000;
+    const blockedReaders = async (pid: number): Promise<string[]> =>
+      (await blockedConnectionsOf(commands!, pid)).filter((name) => !name.endsWith(':bridge'));
     for (;;) {
-      blockedAfter.splice(0, blockedAfter.length, ...(await Promise.all(pids.map((pid) => blockedConnectionsOf(commands!, pid)))));
+      blockedAfter.splice(0, blockedAfter.length, ...(await Promise.all(pids.map(blockedReaders))));
       if (blockedAfter.every((names) => names.length === 0) || Date.now() >= readerDeadline) break;
       await delay(100); // a Redis-side state with no notification: polled, bounded by the deadline
     }
