@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
 import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
+import { pollUntil } from '../../../test/support/poll-until.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
 
 const RETENTION_MS = 60_000;
@@ -98,12 +99,14 @@ describe("a job's ended stream is compacted", () => {
     const reader = new Redis(redis.url);
     try {
       const read = reader.xread('BLOCK', 10_000, 'STREAMS', job.events, last);
-      // The read is parked on the stream before the job ends.
-      for (;;) {
-        const blocked = Number(/^blocked_clients:(\d+)/m.exec(await client.info('clients'))![1]);
-        if (blocked > 0) break;
-        await new Promise((resolve) => setImmediate(resolve));
-      }
+      // The read is parked on the stream before the job ends (a Redis-side state: polled, bounded).
+      const blocked = await pollUntil(
+        async () => Number(/^blocked_clients:(\d+)/m.exec(await client.info('clients'))![1]),
+        (count) => count > 0,
+        5_000,
+        5,
+      );
+      expect(blocked).toBe(1);
       const ended = await finish(job);
       const reply = (await read) as Array<[string, Array<[string, string[]]>]>;
       expect(reply[0][1]).toEqual([[(ended as { eventId: string }).eventId, ['type', 'completed', 'data', '{"result":null}']]]);

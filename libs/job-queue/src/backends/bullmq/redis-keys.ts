@@ -79,12 +79,17 @@ export class RedisKeys {
    * job write a compact copy of its stream there and rename it over the stream (same slot).
    */
   static spareOfEvents(eventsKey: string): string {
-    return `${eventsKey.slice(0, -':events'.length)}:spare`;
+    return RedisKeys.siblingOfEvents(eventsKey, 'spare');
   }
 
   /** The meta hash of the job whose events stream is `eventsKey`. */
   metaOfEvents(eventsKey: string): string {
-    return `${eventsKey.slice(0, -':events'.length)}:meta`;
+    return RedisKeys.siblingOfEvents(eventsKey, 'meta');
+  }
+
+  /** The key `kind` of the job whose events stream is `eventsKey` (`...:<jobId>:events` → `...:<jobId>:<kind>`). */
+  private static siblingOfEvents(eventsKey: string, kind: 'meta' | 'spare'): string {
+    return `${eventsKey.slice(0, -':events'.length)}:${kind}`;
   }
 
   /** BullMQ's own hash of a job (BullMQ's key layout: `<prefix>:<queue>:<id>`). */
