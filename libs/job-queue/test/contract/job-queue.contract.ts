@@ -982,7 +982,10 @@ function describeContractFor(kind: JobKind, harness: ContractHarness): void {
           gates[0].open();
           expect(simplify((await read).events)[0]).toEqual(['started', { attempt: 1 }]);
           await gates[2].entered;
-          expect(groupActivity(group).started).toEqual(jobs.map((job) => job.id));
+          // The first two run side by side, so either may record its start first; the third starts only after one frees.
+          const started = groupActivity(group).started;
+          expect([...started.slice(0, 2)].sort()).toEqual([jobs[0].id, jobs[1].id].sort());
+          expect(started.slice(2)).toEqual([jobs[2].id]);
 
           gates[1].open();
           gates[2].open();
