@@ -50,7 +50,7 @@ describe('Redis Cluster: 2 apis and 2 workers on 3 masters with a replica each (
     await cluster?.destroy();
   }, 30_000);
 
-  it('builds started on one api read identically on the other by polling, NDJSON and SSE; their keys lie on every master', async () => {
+  it('builds started on one api read identically on the other by polling, NDJSON and SSE; their keys lie on the masters their slots say, spread over them', async () => {
     const STEPS = 15;
     const TOKENS = 2;
     const ids = await mapLimit(
@@ -67,7 +67,7 @@ describe('Redis Cluster: 2 apis and 2 workers on 3 masters with a replica each (
     }
     for (const id of ids) expect((await a.state(id)).state).toBe('completed');
 
-    // Each job's keys are on the master serving its shard's slot: with 24 jobs, on every master.
+    // Each job's keys are on the master serving its shard's slot.
     const keys = new RedisKeys(prefix);
     const masters = (await cluster!.describe()).filter((node) => node.role === 'master' && !node.failed);
     expect(masters).toHaveLength(3);
@@ -83,8 +83,12 @@ describe('Redis Cluster: 2 apis and 2 workers on 3 masters with a replica each (
         }
       }),
     );
+    // Where each job's slot says, exactly; and spread (placement is random: 24 jobs leave one of
+    // the 3 masters without a job about 3 times in 1,000 runs, two of them practically never).
+    const expected = masters.map((master) => ids.filter((id) => masterOf(masters, calculateSlot(keys.meta('jobs', id))) === master).length);
+    expect(jobsPerMaster).toEqual(expected);
     expect(jobsPerMaster.reduce((sum, count) => sum + count, 0)).toBe(ids.length);
-    for (const count of jobsPerMaster) expect(count).toBeGreaterThan(0);
+    expect(jobsPerMaster.filter((count) => count > 0).length).toBeGreaterThanOrEqual(2);
   }, 60_000);
 
   it('a report (a plain @Processor of @nestjs/bullmq) started on one api is served on the other: every progress and log once, in order', async () => {

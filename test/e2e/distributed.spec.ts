@@ -231,7 +231,8 @@ describe('distributed: 2 apis and 2 workers sharing one Redis (bullmq backend)',
   }, 30_000);
 
   it('a direct-delivery client that disconnects from api A abandons its build: cancelled on its worker within one step, as api B shows', async () => {
-    const STEP_MS = 500;
+    // Long enough that "within one step" leaves room for a stalled api on a busy machine.
+    const STEP_MS = 1000;
     const abort = new AbortController();
     const response = await a.fetch('/builds?delivery=direct', {
       method: 'POST',

@@ -203,7 +203,9 @@ describe('foreign workers: a process SIGKILLed mid-report (bullmq, 2 demo apis, 
     expect(await leaderProcess.stop('SIGKILL')).toBe('SIGKILL');
     expect(await bridgeLeader(cluster.commands, cluster.prefix, { not: leaderPid })).toBe(survivorProcess.pid);
     const takenOverAt = Date.now();
-    expect(takenOverAt - killedAt).toBeLessThan(LEASE_MS + 2000);
+    // The lease runs out up to LEASE_MS after the kill (renewed just before it), and the survivor
+    // tries every LEASE_MS / 3, in a phase of its own: at most about LEASE_MS * 4/3, plus slack.
+    expect(takenOverAt - killedAt).toBeLessThan(LEASE_MS + LEASE_MS / 3 + 2000);
     expect((await survivor.state(id)).state).toBe('running'); // the takeover came mid-report
 
     const [all, bySse, byPolling, byEventSource] = await Promise.all([

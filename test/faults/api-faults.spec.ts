@@ -16,6 +16,11 @@ const STEPS = 10;
 const TOKENS = 2;
 /** About two seconds per build: the api dies around step 3. */
 const BUILD = { steps: STEPS, stepMs: 200, tokensPerStep: TOKENS };
+/**
+ * About five seconds: the SIGTERM test checks that the api exited before the build ended, so the
+ * build must outlast a shutdown slowed by a busy machine (about three seconds are left after step 3).
+ */
+const SLOW_BUILD = { ...BUILD, stepMs: 500 };
 
 describe('faults: apis killed or stopped mid-stream (bullmq, 1 worker)', () => {
   let cluster: FaultCluster;
@@ -133,7 +138,7 @@ describe('faults: apis killed or stopped mid-stream (bullmq, 1 worker)', () => {
 
   it('SIGTERM to an api ends its open SSE and NDJSON streams cleanly and answers its long-polls; clients resume on the other api and get the rest exactly once; it exits 0 at once', async () => {
     const doomed = await cluster.api('api C (stopped)');
-    const id = await doomed.client.start(BUILD);
+    const id = await doomed.client.start(SLOW_BUILD);
     const clients = followAll(doomed.client, id);
     await allReachedStep(clients, 3);
 
@@ -149,7 +154,7 @@ describe('faults: apis killed or stopped mid-stream (bullmq, 1 worker)', () => {
     const exitedAfterMs = Date.now() - termAt;
     expect(lateAnswer).toEqual({ status: 200, connection: 'close', closedByServerWithinMs: expect.any(Number) });
     expect(lateAnswer.closedByServerWithinMs).toBeLessThan(1000);
-    expect(exitedAfterMs).toBeLessThan(1500);
+    expect(exitedAfterMs).toBeLessThan(2500);
     const open = await checkClients(clients, doomed, id);
     // The streams were ended by the server (a clean end of the response), not cut off.
     expect(open.sse.end).toBe('closed');
