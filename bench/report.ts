@@ -8,6 +8,7 @@ import type { JobThroughputResult } from './scenarios/job-throughput.js';
 import type { LockCostResult } from './scenarios/lock-cost.js';
 import type { MemoryBackendResult } from './scenarios/memory-backend.js';
 import type { RecoveryResult } from './scenarios/recovery.js';
+import type { KernelMonitorUsage } from './support/kernel-monitor.js';
 import type { PacedLatency, SingleJobResult } from './support/single-job-rounds.js';
 import { median, round } from './support/stats.js';
 
@@ -24,6 +25,8 @@ export interface BenchResults {
   startedAt: string;
   durationSec: number;
   machine: Machine;
+  /** The kernel's DAMON monitor over the whole run, where it runs (see {@link KernelMonitorUsage}). */
+  kernelMonitor?: KernelMonitorUsage;
   singleJob: SingleJobResult[];
   httpLatency: HttpLatencyResult;
   foreignSse: ForeignSseResult;
@@ -245,13 +248,29 @@ function foreignSseLines(result: ForeignSseResult, signedMs: (ms: number) => str
   ];
 }
 
+/** What the kernel's DAMON monitor took during the run, as a sentence (empty where it does not run). */
+function kernelMonitorNote(usage: KernelMonitorUsage | undefined): string {
+  if (!usage) return '';
+  const what = [
+    usage.operations && `over \`${usage.operations}\``,
+    usage.sampleMs !== undefined && `sampling every ${fmt(usage.sampleMs)} ms`,
+  ]
+    .filter(Boolean)
+    .join(', ');
+  return (
+    ` The kernel's memory-access monitor (DAMON, \`kdamond\`${what ? `, ${what}` : ''}) took ${fmt(usage.cpuMsPerSec)} ms of CPU per second ` +
+    'during the run, in bursts of several milliseconds: see "Where the targets are missed".'
+  );
+}
+
 /** The README section's generated part: ratios first, then absolute numbers and the machine. */
 export function markdown(results: BenchResults): string {
   const lines: string[] = [];
   const { machine } = results;
   lines.push(
     `Run of ${results.startedAt.slice(0, 10)} (\`npm run bench\`, ${Math.round(results.durationSec)} s), ` +
-      `on ${machine.nproc} cores of ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}, ${machine.os}.`,
+      `on ${machine.nproc} cores of ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}, ${machine.os}.` +
+      kernelMonitorNote(results.kernelMonitor),
     '',
     '**Targets** (ratios within the same run):',
     '',

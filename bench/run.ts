@@ -17,6 +17,7 @@ import { memoryBackend } from './scenarios/memory-backend.js';
 import { recovery } from './scenarios/recovery.js';
 import { singleJob } from './scenarios/single-job.js';
 import { now } from './support/clock.js';
+import { KernelMonitorProbe } from './support/kernel-monitor.js';
 import { BenchRedis } from './support/redis-server.js';
 import type { SingleJobRoundsOptions } from './support/single-job-rounds.js';
 
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
   const redis = await BenchRedis.start();
   try {
     const machine = await describeMachine(redis.url);
+    const kernelMonitor = KernelMonitorProbe.start();
     log(`Machine: ${machine.nproc} x ${machine.cpuModel}, Node ${machine.node}, Redis ${machine.redis}`);
     const section = async <T>(title: string, run: () => Promise<T>): Promise<T> => {
       const began = now();
@@ -131,6 +133,7 @@ async function main(): Promise<void> {
       startedAt: startedAt.toISOString(),
       durationSec: Math.round((now() - start) / 1000),
       machine,
+      kernelMonitor: kernelMonitor.stop(),
       singleJob: single,
       httpLatency: http,
       foreignSse: foreign,
