@@ -373,12 +373,14 @@ export class QueueEventsBridge {
     led.inFlight.push(settled);
     void settled.finally(() => led.inFlight.splice(led.inFlight.indexOf(settled), 1));
     if (led.inFlight.length > MAX_IN_FLIGHT) await led.inFlight[0];
-    this.updateLag(led, entries);
-    // A full batch: the stream may be outrunning the bridge, and trimming what it has not read.
-    if (entries.length === BATCH) {
-      await Promise.all(led.inFlight);
-      await this.recoverGap(led);
+    if (entries.length < BATCH) {
+      this.updateLag(led, entries);
+      return;
     }
+    // A full batch: the stream may be outrunning the bridge, and trimming what it has not read.
+    await Promise.all(led.inFlight);
+    const stream = await this.recoverGap(led);
+    this.updateLag(led, entries, stream.added);
   }
 
   /**
@@ -527,15 +529,24 @@ export class QueueEventsBridge {
     );
   }
 
-  private updateLag(led: LedQueue, entries: Array<[string, string[]]>): void {
-    if (entries.length < BATCH) {
-      led.status.lagMs = 0;
+  /**
+   * Records how far behind the stream head the read of `entries` was. A read that returned less
+   * than a full batch reached the head: no entries are left, and its oldest entry had waited
+   * `lagMs` (0 for a read that timed out: nothing waited). After a full batch the bridge is still
+   * behind: by the entries added after its position (`added`, Redis' count of entries ever added to
+   * the stream; before Redis 7, which has no such count, by at least the next batch), and by the
+   * age of the last entry it applied.
+   */
+  private updateLag(led: LedQueue, entries: Array<[string, string[]]>, added?: number): void {
+    const now = Date.now();
+    if (added === undefined) {
+      led.status.lagMs = entries.length ? Math.max(0, now - timestampOf(entries[0][0])) : 0;
       led.status.lagEntries = 0;
-      return;
+    } else {
+      led.status.lagMs = Math.max(0, now - timestampOf(led.position));
+      led.status.lagEntries = added > 0 ? Math.max(0, added - led.count) : BATCH;
     }
-    led.status.lagMs = Math.max(0, Date.now() - timestampOf(led.position));
-    led.status.lagEntries = BATCH;
-    if (led.status.lagMs > LAG_WARN_MS && Date.now() - this.lastLagLog > LAG_LOG_MS) {
+    if (led.status.lagMs > LAG_WARN_MS && now - this.lastLagLog > LAG_LOG_MS) {
       this.lastLagLog = Date.now();
       this.logger.warn(`The bridge of queue "${led.queue}" is ${led.status.lagMs} ms behind BullMQ's events stream`);
     }
@@ -545,12 +556,13 @@ export class QueueEventsBridge {
    * When entries after the position were trimmed, marks every job that ran or finished meanwhile
    * with a `gap` event: running jobs (BullMQ's active list) get their attempt started if the lost
    * entries held its `active`, finished ones also their terminal event from BullMQ's state.
+   * Returns what it read of the stream (`added`: entries ever added, 0 before Redis 7).
    */
-  private async recoverGap(led: LedQueue): Promise<void> {
+  private async recoverGap(led: LedQueue): Promise<{ added: number }> {
     const { commands, keys } = this.options;
     const stream = await this.streamInfo(led.queue);
     const trimmed = stream.added - stream.length;
-    if (!stream.firstId || trimmed <= led.count) return;
+    if (!stream.firstId || trimmed <= led.count) return stream;
     const from = led.position;
     // Recovery writes as if at the last lost entry: later entries still apply, earlier ones do not.
     const lostUpTo = streamIdBefore(stream.firstId);
@@ -592,5 +604,6 @@ export class QueueEventsBridge {
     if (compareStreamIds(lostUpTo, led.position) > 0) led.position = lostUpTo;
     led.count = trimmed;
     this.logger.warn(`${reason.replace(': progress of this job may be missing', '')}; ${marked} job(s) marked with a gap event`);
+    return stream;
   }
 }

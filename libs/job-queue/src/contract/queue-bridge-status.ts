@@ -8,9 +8,17 @@ export interface QueueBridgeStatus {
   leading: boolean;
   /** Id of the last entry applied, while leading. */
   position?: string;
-  /** While leading: how far behind the stream head the last read was (0 when caught up). */
+  /**
+   * While leading: how far behind the stream head the last read was, in ms: how long the oldest
+   * entry it returned had waited, or, while the bridge reads full batches (still behind), the age
+   * of the last entry applied. 0 after a read that found nothing new.
+   */
   lagMs: number;
-  /** While leading: entries not yet applied when the last read returned (at least this many; 0 when caught up). */
+  /**
+   * While leading: entries of the stream after the last one applied, as of the last read (0 when
+   * that read reached the head; before Redis 7, which does not count the entries added to a stream,
+   * at least the next batch).
+   */
   lagEntries: number;
   /** Times this process took the queue's lease over. */
   takeovers: number;

@@ -1,0 +1,85 @@
+import { Redis } from 'ioredis';
+import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
+import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
+import { QueueEventsBridge } from '../src/bridge/queue-events-bridge.js';
+import { pollUntil } from '../../../test/support/poll-until.js';
+import { RedisServer } from '../../../test/support/redis-server.js';
+
+/**
+ * The foreign-worker bridge's lag, as `JobQueue.bridgeStatus()` and the metrics show it: entries
+ * left and how long they waited while it catches up, none once it reached the stream's head.
+ * The bridge waits after each read that returned entries (its pause, given here), so each state
+ * holds long enough to be seen.
+ */
+describe('the foreign-worker bridge reports how far behind the events stream it is', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let bridge: QueueEventsBridge;
+  const prefix = 'lag';
+  const keys = new RedisKeys(prefix);
+  const WAIT_MS = 1500;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.url);
+    bridge = new QueueEventsBridge({
+      scripts: new JobScripts(client),
+      keys,
+      commands: client,
+      queues: () => ['reports'],
+      retentionMs: 60_000,
+      maxEventsPerJob: 10_000,
+      maxEventBytes: 64 * 1024,
+      busyPause: { afterRead: (entries: number) => (entries ? WAIT_MS : 0) },
+    });
+    bridge.start();
+    await pollUntil(
+      async () => bridge.status()[0].leading,
+      (leading) => leading,
+    );
+  });
+
+  afterAll(async () => {
+    await bridge?.stop();
+    client?.disconnect();
+    await redis?.destroy();
+  });
+
+  it('a full batch read: the entries after it and the age of its last entry; the read that reaches the head: none left, the age of its oldest; an empty read: 0', async () => {
+    // 700 entries that have waited 10 s (ids in the past), added at once: the bridge's next read
+    // returns the first 500 (its batch), the one after the last 200. BullMQ adds such `added`
+    // entries for every job; the bridge reads past them without writing anything.
+    const since = Date.now() - 10_000;
+    const adding = client.multi();
+    for (let i = 0; i < 700; i++)
+      adding.xadd(keys.bullEvents('reports'), `${since}-${i}`, 'event', 'added', 'jobId', `job-${i}`, 'name', 'report');
+    await adding.exec();
+
+    const behind = await pollUntil(
+      async () => bridge.status()[0],
+      (status) => status.entriesRead >= 500 && status.lagEntries > 0,
+      10_000,
+      5,
+    );
+    expect(behind).toMatchObject({ leading: true, entriesRead: 500, lagEntries: 200, position: `${since}-499` });
+    expect(behind.lagMs).toBeGreaterThanOrEqual(10_000);
+
+    const caughtUp = await pollUntil(
+      async () => bridge.status()[0],
+      (status) => status.entriesRead === 700 && status.lagEntries === 0,
+      10_000,
+      5,
+    );
+    expect(caughtUp).toMatchObject({ entriesRead: 700, lagEntries: 0, position: `${since}-699` });
+    expect(caughtUp.lagMs).toBeGreaterThanOrEqual(10_000 + WAIT_MS);
+
+    // Nothing new: the read after the pause times out, and the bridge is level with the head.
+    const level = await pollUntil(
+      async () => bridge.status()[0],
+      (status) => status.lagMs === 0,
+      10_000,
+      20,
+    );
+    expect(level).toMatchObject({ entriesRead: 700, lagEntries: 0, lagMs: 0 });
+  });
+});
