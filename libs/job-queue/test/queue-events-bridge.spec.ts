@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, bridgeLeaseHolder, type JobEvent } from 'nestjs-job-streams';
 import { BusyStreamPause } from '../src/bridge/busy-stream-pause.js';
 import { AppProcess } from '../../../test/support/app-process.js';
+import { pollUntil } from '../../../test/support/poll-until.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
 
 /**
@@ -223,6 +224,35 @@ describe('the foreign-worker bridge: jobs of workers without this module, from B
       ['failed', { error: { message: 'Report failed at page 2' } }],
     ]);
     expect(await queue.getJob(job.id, { queue: 'reports', owner: 'alice' })).toMatchObject({ state: 'failed', attempt: 2 });
+  });
+
+  it('a retry with a backoff: the job reads as queued while BullMQ holds it delayed, then the next attempt starts', async () => {
+    await freshQueue();
+    const queue = await startApi();
+    await leaseHeld();
+    await foreignWorker();
+    const BACKOFF_MS = 4000;
+    const added = await reports.add('report', { pages: 2, failAtPage: 2 }, { attempts: 2, backoff: { type: 'fixed', delay: BACKOFF_MS } });
+    const id = added.id!;
+    // The first attempt fails at once; BullMQ delays the job for the backoff, and the job reads as
+    // queued meanwhile, its attempt still the first (before it started it read as queued, attempt 0).
+    const during = await pollUntil(
+      async () => queue.getJob(id, { queue: 'reports' }).catch(() => undefined),
+      (info) => info?.state === 'queued' && info.attempt === 1,
+      BACKOFF_MS - 1000,
+      10,
+    );
+    expect(during).toMatchObject({ state: 'queued', attempt: 1 });
+    expect(await reports.getJobState(id)).toBe('delayed');
+    const events = await follow(queue, id);
+    expect(simplify(events)).toEqual([
+      ['started', { attempt: 1 }],
+      ...progressEvents(2),
+      ['started', { attempt: 2 }],
+      ...progressEvents(2),
+      ['failed', { error: { message: 'Report failed at page 2' } }],
+    ]);
+    expect(await queue.getJob(id, { queue: 'reports' })).toMatchObject({ state: 'failed', attempt: 2 });
   });
 
   it("mixed: the module's own worker and a plain one on the same queue; every job has one writer, no event twice", async () => {

@@ -374,13 +374,13 @@ export class QueueEventsBridge {
     void settled.finally(() => led.inFlight.splice(led.inFlight.indexOf(settled), 1));
     if (led.inFlight.length > MAX_IN_FLIGHT) await led.inFlight[0];
     if (entries.length < BATCH) {
-      this.updateLag(led, entries);
+      this.updateLag(led);
       return;
     }
     // A full batch: the stream may be outrunning the bridge, and trimming what it has not read.
     await Promise.all(led.inFlight);
     const stream = await this.recoverGap(led);
-    this.updateLag(led, entries, stream.added);
+    this.updateLag(led, stream.added);
   }
 
   /**
@@ -444,8 +444,10 @@ export class QueueEventsBridge {
     if (event === 'progress') entry = this.progressEntry(fields.data);
     else if (event === 'completed') entry = this.completedEntry(fields.returnvalue);
     else if (event === 'failed') entry = this.failedEntry(fields.failedReason);
-    // Back to waiting after a failed attempt (BullMQ retries it): the job is queued again.
-    else if (event === 'waiting' && fields.prev === 'active') entry = { kind: 'requeue' };
+    // Back to waiting after a failed attempt (BullMQ retries it), or delayed (a retry with a
+    // backoff, or a processor's `moveToDelayed`): the job is queued again. A `delayed` entry of a job
+    // no bridged attempt runs (added with a delay) changes nothing.
+    else if ((event === 'waiting' && fields.prev === 'active') || event === 'delayed') entry = { kind: 'requeue' };
     else return;
     await this.resolveStart(led, jobId, sent);
     const ended = entry.kind === 'terminal';
@@ -530,17 +532,16 @@ export class QueueEventsBridge {
   }
 
   /**
-   * Records how far behind the stream head the read of `entries` was. A read that returned less
-   * than a full batch reached the head: no entries are left, and its oldest entry had waited
-   * `lagMs` (0 for a read that timed out: nothing waited). After a full batch the bridge is still
-   * behind: by the entries added after its position (`added`, Redis' count of entries ever added to
-   * the stream; before Redis 7, which has no such count, by at least the next batch), and by the
-   * age of the last entry it applied.
+   * Records how far behind the stream head the bridge is after a read. A read that returned less
+   * than a full batch reached the head: nothing is left. After a full batch it is still behind: by
+   * the entries added after its position (`added`, Redis' count of entries ever added to the
+   * stream; before Redis 7, which has no such count, by at least the next batch), and by the age of
+   * the last entry it applied.
    */
-  private updateLag(led: LedQueue, entries: Array<[string, string[]]>, added?: number): void {
+  private updateLag(led: LedQueue, added?: number): void {
     const now = Date.now();
     if (added === undefined) {
-      led.status.lagMs = entries.length ? Math.max(0, now - timestampOf(entries[0][0])) : 0;
+      led.status.lagMs = 0;
       led.status.lagEntries = 0;
     } else {
       led.status.lagMs = Math.max(0, now - timestampOf(led.position));

@@ -9,9 +9,8 @@ export interface QueueBridgeStatus {
   /** Id of the last entry applied, while leading. */
   position?: string;
   /**
-   * While leading: how far behind the stream head the last read was, in ms: how long the oldest
-   * entry it returned had waited, or, while the bridge reads full batches (still behind), the age
-   * of the last entry applied. 0 after a read that found nothing new.
+   * While leading: how far behind the stream head the bridge is, in ms: while it reads full batches
+   * (still behind), the age of the last entry applied; 0 once a read reached the head.
    */
   lagMs: number;
   /**

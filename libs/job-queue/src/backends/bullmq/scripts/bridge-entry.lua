@@ -14,7 +14,7 @@
   KEYS[3] spare key of the job's slot, for the stream's compaction (include-keep-ended-job.lua)
   ARGV[1] entry id in BullMQ's events stream, or '' for one more event of the previous call's entry
   ARGV[2] kind: 'start' (an `active` entry) | 'event' (progress) | 'terminal' (completed, failed)
-          | 'requeue' (back to waiting after a failed attempt) | 'gap' (entries were lost)
+          | 'requeue' (back to waiting or delayed after an attempt) | 'gap' (entries were lost)
   ARGV[3] event type (terminal: the final state too), ARGV[4] event data (JSON)
   ARGV[5] now (epoch ms), ARGV[6] retention (ms), ARGV[7] max events per job
   ARGV[8] start: time (ms) of the `active` entry; terminal: the meta field of the outcome (result | error)
