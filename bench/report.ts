@@ -259,7 +259,7 @@ function kernelMonitorNote(usage: KernelMonitorUsage | undefined): string {
     .join(', ');
   return (
     ` The kernel's memory-access monitor (DAMON, \`kdamond\`${what ? `, ${what}` : ''}) took ${fmt(usage.cpuMsPerSec)} ms of CPU per second ` +
-    'during the run, in bursts of several milliseconds: see "Where the targets are missed".'
+    'during the run: see "Where the targets are missed".'
   );
 }
 

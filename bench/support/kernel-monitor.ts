@@ -29,12 +29,13 @@ function kdamondPids(): number[] {
   return pids;
 }
 
-/** CPU time of `pid` so far, in ms (`/proc/<pid>/schedstat`: time on a CPU, in ns). */
-function cpuMs(pid: number): number {
+/** CPU time of `pid` so far, in ms (`/proc/<pid>/schedstat`: time on a CPU, in ns); undefined where unreadable. */
+function cpuMs(pid: number): number | undefined {
   try {
-    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+    const ns = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+    return Number.isFinite(ns) ? ns / 1e6 : undefined;
   } catch {
-    return 0;
+    return undefined;
   }
 }
 
@@ -55,29 +56,41 @@ function sysfs(path: string): string | undefined {
  */
 export class KernelMonitorProbe {
   private constructor(
-    private readonly pids: number[],
+    /** CPU time of each `kdamond` thread at the start, by pid. */
+    private readonly atStart: Map<number, number>,
     private readonly startMs: number,
-    private readonly startCpuMs: number,
   ) {}
 
   static start(): KernelMonitorProbe {
-    const pids = kdamondPids();
-    return new KernelMonitorProbe(
-      pids,
-      now(),
-      pids.reduce((sum, pid) => sum + cpuMs(pid), 0),
-    );
+    const atStart = new Map<number, number>();
+    for (const pid of kdamondPids()) {
+      const ms = cpuMs(pid);
+      if (ms !== undefined) atStart.set(pid, ms);
+    }
+    return new KernelMonitorProbe(atStart, now());
   }
 
-  /** The usage since {@link start}; undefined when no `kdamond` runs on this machine. */
+  /**
+   * The usage since {@link start}, over the threads that ran throughout; undefined when no
+   * `kdamond` runs here (or its CPU time cannot be read). The DAMON attributes are those of the
+   * first context of the first `kdamond` (`kdamonds/0`), where the admin interface shows them.
+   */
   stop(): KernelMonitorUsage | undefined {
-    if (!this.pids.length) return undefined;
-    const spent = this.pids.reduce((sum, pid) => sum + cpuMs(pid), 0) - this.startCpuMs;
+    let spent = 0;
+    let threads = 0;
+    for (const [pid, startMs] of this.atStart) {
+      const ms = cpuMs(pid);
+      if (ms === undefined) continue; // gone meanwhile
+      spent += ms - startMs;
+      threads++;
+    }
+    if (!threads) return undefined;
     const sampleUs = Number(sysfs(`${DAMON_CONTEXT}/monitoring_attrs/intervals/sample_us`));
+    const operations = sysfs(`${DAMON_CONTEXT}/operations`);
     return {
-      threads: this.pids.length,
+      threads,
       ...(sampleUs > 0 ? { sampleMs: sampleUs / 1000 } : {}),
-      ...(sysfs(`${DAMON_CONTEXT}/operations`) ? { operations: sysfs(`${DAMON_CONTEXT}/operations`) } : {}),
+      ...(operations ? { operations } : {}),
       cpuMsPerSec: Math.round((spent / ((now() - this.startMs) / 1000)) * 100) / 100,
     };
   }

@@ -49,8 +49,16 @@ interface LedQueue {
   count: number;
   /** `active` entries whose writer is not decided yet, by job id. */
   pending: Map<string, { entryId: string; count: number; ms: number; seenAt: number; create: Promise<NewJobMeta | undefined> }>;
-  /** Jobs whose current attempt the module's own worker writes: their entries need no Redis call. */
-  moduleRun: Set<string>;
+  /**
+   * Who writes each job's current attempt, as learnt from the scripts' replies: `module` (the
+   * module's own worker: the job's entries need no Redis call) or `bridge` (a foreign worker's,
+   * written here). `seq` numbers the job's `active` entries as read ({@link LedQueue.actives}), so
+   * that a reply about an earlier attempt that comes after the next `active` was read changes
+   * nothing; 0 for an attempt whose `active` was not read (it came before this process led).
+   */
+  writers: Map<string, { seq: number; writer?: 'module' | 'bridge' }>;
+  /** `active` entries read so far: numbers them in {@link LedQueue.writers}. */
+  actives: number;
   /**
    * Progress entries of the batch being applied not sent yet, by job (entry id, then data, per
    * entry): a job's consecutive progress entries go out in one script call.
@@ -72,7 +80,8 @@ interface LedQueue {
 type Fields = Record<string, string>;
 
 /** Where a batch began, to read and apply it again after a failure. */
-// `moduleRun` is not part of it: a cache of facts that stay true, whichever batch is read again.
+// `writers` is not part of it: a batch read again numbers its `active` entries anew, and the
+// scripts answer for them as they did (applying is idempotent).
 type Rewind = Pick<LedQueue, 'position' | 'count' | 'pending'>;
 
 /** Batches in flight per queue before reading waits for the oldest one's replies. */
@@ -237,7 +246,17 @@ export class QueueEventsBridge {
       status.takeovers++;
       this.logger.log(`Took over the bridge of queue "${queue}" at entry ${position}`);
     }
-    const led: LedQueue = { queue, position, count, pending: new Map(), moduleRun: new Set(), progress: new Map(), inFlight: [], status };
+    const led: LedQueue = {
+      queue,
+      position,
+      count,
+      pending: new Map(),
+      writers: new Map(),
+      actives: 0,
+      progress: new Map(),
+      inFlight: [],
+      status,
+    };
     await this.recoverGap(led);
     if (this.stopped) return;
     status.leading = true;
@@ -422,7 +441,7 @@ export class QueueEventsBridge {
     if (event === 'progress' && !led.pending.has(jobId)) {
       const entry = this.progressEntry(fields.data);
       if (entry.kind === 'event') {
-        if (led.moduleRun.has(jobId)) return;
+        if (this.writerOf(led, jobId) === 'module') return;
         const buffered = led.progress.get(jobId);
         if (buffered) buffered.push(entryId, entry.data);
         else led.progress.set(jobId, [entryId, entry.data]);
@@ -432,8 +451,9 @@ export class QueueEventsBridge {
     // Anything else of this job goes after its buffered progress.
     this.flushProgress(led, jobId, sent);
     if (event === 'active') {
-      led.moduleRun.delete(jobId); // a new attempt: its writer is decided anew
       await this.resolveStart(led, jobId, sent);
+      // A new attempt: its writer is decided anew.
+      led.writers.set(jobId, { seq: ++led.actives });
       // Name and attempts as BullMQ has them, in case the module has not seen the job (added with plain BullMQ).
       const create = this.newJobMeta(led.queue, jobId);
       create.catch(() => undefined);
@@ -444,23 +464,48 @@ export class QueueEventsBridge {
     if (event === 'progress') entry = this.progressEntry(fields.data);
     else if (event === 'completed') entry = this.completedEntry(fields.returnvalue);
     else if (event === 'failed') entry = this.failedEntry(fields.failedReason);
-    // Back to waiting after a failed attempt (BullMQ retries it), or delayed (a retry with a
-    // backoff, or a processor's `moveToDelayed`): the job is queued again. A `delayed` entry of a job
-    // no bridged attempt runs (added with a delay) changes nothing.
-    else if ((event === 'waiting' && fields.prev === 'active') || event === 'delayed') entry = { kind: 'requeue' };
-    else return;
+    // Back to waiting after a failed attempt (BullMQ retries it): the job is queued again.
+    else if (event === 'waiting' && fields.prev === 'active') entry = { kind: 'requeue' };
+    // Delayed: a retry with a backoff, or a processor's `moveToDelayed`, of an attempt whose `active`
+    // was read and that is not the module's own. BullMQ also reports jobs added with a delay, and
+    // changed delays, this way: no call for those. (After a takeover, an attempt begun before it is
+    // known here once one of its entries was written: until then its delay is not recorded.)
+    else if (event === 'delayed') {
+      const current = led.writers.get(jobId);
+      if (!led.pending.has(jobId) && (!current || current.writer === 'module')) return;
+      entry = { kind: 'requeue' };
+    } else if (event === 'removed') {
+      led.writers.delete(jobId);
+      return;
+    } else return;
     await this.resolveStart(led, jobId, sent);
     const ended = entry.kind === 'terminal';
-    if (led.moduleRun.has(jobId)) {
-      if (ended) led.moduleRun.delete(jobId);
-      return;
-    }
+    const writer = this.writerOf(led, jobId);
+    if (ended || entry.kind === 'requeue') led.writers.delete(jobId); // the attempt is over
+    if (writer === 'module') return;
+    const learn = entry.kind === 'event' || entry.kind === 'gap' ? this.learner(led, jobId) : undefined;
     send(
       sent,
-      this.applyToJob(led.queue, jobId, entryId, entry).then((reply) => {
-        if (reply === 'module' && !ended) led.moduleRun.add(jobId);
-      }),
+      this.applyToJob(led.queue, jobId, entryId, entry).then((reply) => learn?.(reply)),
     );
+  }
+
+  /** Who writes `jobId`'s current attempt, as far as known here. */
+  private writerOf(led: LedQueue, jobId: string): 'module' | 'bridge' | undefined {
+    return led.writers.get(jobId)?.writer;
+  }
+
+  /**
+   * Learns from a script's reply who writes `jobId`'s current attempt, as of now: a reply that
+   * comes after the job's next `active` was read is about an earlier attempt and changes nothing.
+   */
+  private learner(led: LedQueue, jobId: string): (reply: BridgeEntryReply) => void {
+    const seq = led.writers.get(jobId)?.seq ?? 0;
+    return (reply) => {
+      if ((led.writers.get(jobId)?.seq ?? 0) !== seq) return;
+      if (reply === 'module') led.writers.set(jobId, { seq, writer: 'module' });
+      else if (reply === 'ok' || reply === 'dup') led.writers.set(jobId, { seq, writer: 'bridge' });
+    };
   }
 
   /** Sends the job's buffered progress entries, if any, in one script call. */
@@ -468,14 +513,10 @@ export class QueueEventsBridge {
     const entries = led.progress.get(jobId);
     if (!entries) return;
     led.progress.delete(jobId);
-    if (led.moduleRun.has(jobId)) return;
+    if (this.writerOf(led, jobId) === 'module') return;
     const { scripts, keys, maxEventsPerJob } = this.options;
-    send(
-      sent,
-      scripts.bridgeProgress(keys.meta(led.queue, jobId), keys.events(led.queue, jobId), maxEventsPerJob, entries).then((reply) => {
-        if (reply === 'module') led.moduleRun.add(jobId);
-      }),
-    );
+    const learn = this.learner(led, jobId);
+    send(sent, scripts.bridgeProgress(keys.meta(led.queue, jobId), keys.events(led.queue, jobId), maxEventsPerJob, entries).then(learn));
   }
 
   private progressEntry(data: string | undefined): BridgeEntry {
@@ -504,12 +545,8 @@ export class QueueEventsBridge {
     led.pending.delete(jobId);
     // A lookup that failed (Redis away) is made again: a rewound batch must not fail on it forever.
     const create = await pending.create.catch(() => this.newJobMeta(led.queue, jobId));
-    send(
-      sent,
-      this.applyToJob(led.queue, jobId, pending.entryId, { kind: 'start', activeMs: pending.ms }, create).then((reply) => {
-        if (reply === 'module') led.moduleRun.add(jobId);
-      }),
-    );
+    const learn = this.learner(led, jobId);
+    send(sent, this.applyToJob(led.queue, jobId, pending.entryId, { kind: 'start', activeMs: pending.ms }, create).then(learn));
   }
 
   /** Name, attempts and creation time of a job as BullMQ has them, for a job the module has not seen. */
@@ -544,11 +581,12 @@ export class QueueEventsBridge {
       led.status.lagMs = 0;
       led.status.lagEntries = 0;
     } else {
-      led.status.lagMs = Math.max(0, now - timestampOf(led.position));
       led.status.lagEntries = added > 0 ? Math.max(0, added - led.count) : BATCH;
+      // A full batch that ended at the head left nothing behind.
+      led.status.lagMs = led.status.lagEntries ? Math.max(0, now - timestampOf(led.position)) : 0;
     }
     if (led.status.lagMs > LAG_WARN_MS && now - this.lastLagLog > LAG_LOG_MS) {
-      this.lastLagLog = Date.now();
+      this.lastLagLog = now;
       this.logger.warn(`The bridge of queue "${led.queue}" is ${led.status.lagMs} ms behind BullMQ's events stream`);
     }
   }

@@ -182,8 +182,11 @@ export class JobQueueMetrics implements JobQueueMeterSink, OnModuleInit, OnModul
     reading('bridge_lag_seconds', "How far a bridge this process leads is behind BullMQ's events stream.", ['queue'], () =>
       bridges('led', (bridge) => bridge.lagMs / 1000),
     );
-    reading('bridge_lag_entries', "Entries of BullMQ's events stream a bridge this process leads has not read yet.", ['queue'], () =>
-      bridges('led', (bridge) => bridge.lagEntries),
+    reading(
+      'bridge_lag_entries',
+      "Entries of BullMQ's events stream a bridge this process leads has not read yet (before Redis 7: at least).",
+      ['queue'],
+      () => bridges('led', (bridge) => bridge.lagEntries),
     );
     reading('bridge_takeovers', 'Bridge takeovers by this process since it started.', ['queue'], () =>
       bridges('all', (bridge) => bridge.takeovers),
