@@ -50,15 +50,13 @@ interface LedQueue {
   /** `active` entries whose writer is not decided yet, by job id. */
   pending: Map<string, { entryId: string; count: number; ms: number; seenAt: number; create: Promise<NewJobMeta | undefined> }>;
   /**
-   * Who writes each job's current attempt, as learnt from the scripts' replies: `module` (the
-   * module's own worker: the job's entries need no Redis call) or `bridge` (a foreign worker's,
-   * written here). `seq` numbers the job's `active` entries as read ({@link LedQueue.actives}), so
-   * that a reply about an earlier attempt that comes after the next `active` was read changes
-   * nothing; 0 for an attempt whose `active` was not read (it came before this process led).
+   * The current attempt of each job whose entries are being applied, with who writes it as learnt
+   * from the scripts' replies: `module` (the module's own worker: the job's entries need no Redis
+   * call) or `bridge` (a foreign worker's, written here). A new record per attempt: a reply about
+   * an earlier attempt, which comes after the next `active` was read, finds another record and
+   * changes nothing.
    */
-  writers: Map<string, { seq: number; writer?: 'module' | 'bridge' }>;
-  /** `active` entries read so far: numbers them in {@link LedQueue.writers}. */
-  actives: number;
+  writers: Map<string, { writer?: 'module' | 'bridge' }>;
   /**
    * Progress entries of the batch being applied not sent yet, by job (entry id, then data, per
    * entry): a job's consecutive progress entries go out in one script call.
@@ -80,8 +78,8 @@ interface LedQueue {
 type Fields = Record<string, string>;
 
 /** Where a batch began, to read and apply it again after a failure. */
-// `writers` is not part of it: a batch read again numbers its `active` entries anew, and the
-// scripts answer for them as they did (applying is idempotent).
+// `writers` is not part of it: a batch read again gives its attempts new records, and the scripts
+// answer for them as they did (applying is idempotent).
 type Rewind = Pick<LedQueue, 'position' | 'count' | 'pending'>;
 
 /** Batches in flight per queue before reading waits for the oldest one's replies. */
@@ -252,7 +250,6 @@ export class QueueEventsBridge {
       count,
       pending: new Map(),
       writers: new Map(),
-      actives: 0,
       progress: new Map(),
       inFlight: [],
       status,
@@ -453,7 +450,7 @@ export class QueueEventsBridge {
     if (event === 'active') {
       await this.resolveStart(led, jobId, sent);
       // A new attempt: its writer is decided anew.
-      led.writers.set(jobId, { seq: ++led.actives });
+      led.writers.set(jobId, {});
       // Name and attempts as BullMQ has them, in case the module has not seen the job (added with plain BullMQ).
       const create = this.newJobMeta(led.queue, jobId);
       create.catch(() => undefined);
@@ -496,15 +493,17 @@ export class QueueEventsBridge {
   }
 
   /**
-   * Learns from a script's reply who writes `jobId`'s current attempt, as of now: a reply that
-   * comes after the job's next `active` was read is about an earlier attempt and changes nothing.
+   * Learns from a script's reply who writes `jobId`'s current attempt (one whose `active` came
+   * before this process led gets its record here): a reply that comes after the attempt ended or
+   * the job's next `active` was read finds another record, or none, and changes nothing.
    */
   private learner(led: LedQueue, jobId: string): (reply: BridgeEntryReply) => void {
-    const seq = led.writers.get(jobId)?.seq ?? 0;
+    let record = led.writers.get(jobId);
+    if (!record) led.writers.set(jobId, (record = {}));
     return (reply) => {
-      if ((led.writers.get(jobId)?.seq ?? 0) !== seq) return;
-      if (reply === 'module') led.writers.set(jobId, { seq, writer: 'module' });
-      else if (reply === 'ok' || reply === 'dup') led.writers.set(jobId, { seq, writer: 'bridge' });
+      if (led.writers.get(jobId) !== record) return;
+      if (reply === 'module') record.writer = 'module';
+      else if (reply === 'ok' || reply === 'dup') record.writer = 'bridge';
     };
   }
 
