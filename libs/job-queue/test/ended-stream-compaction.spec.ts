@@ -1,8 +1,7 @@
 import { Redis } from 'ioredis';
-import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
 import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
 import { pollUntil } from '../../../test/support/poll-until.js';
-import { RedisServer } from '../../../test/support/redis-server.js';
+import { useScriptsRedis } from './support/scripts-redis.js';
 
 const RETENTION_MS = 60_000;
 
@@ -15,30 +14,17 @@ const RETENTION_MS = 60_000;
  * plus their terminal event, and a reader blocked on a stream gets that event.
  */
 describe("a job's ended stream is compacted", () => {
-  let redis: RedisServer;
-  let client: Redis;
-  let scripts: JobScripts;
+  const redis = useScriptsRedis();
   const keys = new RedisKeys('compact');
   let jobs = 0;
 
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis(redis.url);
-    scripts = new JobScripts(client);
-  });
-
-  afterAll(async () => {
-    client?.disconnect();
-    await redis?.destroy();
-  });
-
-  const usedMemory = async (): Promise<number> => Number(/^used_memory:(\d+)/m.exec(await client.info('memory'))![1]);
+  const usedMemory = async (): Promise<number> => Number(/^used_memory:(\d+)/m.exec(await redis.client.info('memory'))![1]);
 
   /** A `@JobHandler`-like job whose attempt started and emitted `emitted` events. */
   async function runningJob(emitted = 0): Promise<{ meta: string; events: string }> {
     const id = `job-${++jobs}`;
     const [meta, events] = [keys.meta('jobs', id), keys.events('jobs', id)];
-    await scripts.createJob(meta, RETENTION_MS, {
+    await redis.scripts.createJob(meta, RETENTION_MS, {
       name: 'noop',
       owner: 'alice',
       state: 'queued',
@@ -47,14 +33,14 @@ describe("a job's ended stream is compacted", () => {
       createdAt: 1,
       count: 0,
     });
-    expect(await scripts.startAttempt(meta, events, Date.now(), 100_000, `run-${id}`)).toMatchObject({ status: 'ok', attempt: 1 });
-    for (let i = 0; i < emitted; i++) await client.xadd(events, '*', 'type', 'token', 'data', JSON.stringify({ i }));
-    if (emitted) await client.hincrby(meta, 'count', emitted);
+    expect(await redis.scripts.startAttempt(meta, events, Date.now(), 100_000, `run-${id}`)).toMatchObject({ status: 'ok', attempt: 1 });
+    for (let i = 0; i < emitted; i++) await redis.client.xadd(events, '*', 'type', 'token', 'data', JSON.stringify({ i }));
+    if (emitted) await redis.client.hincrby(meta, 'count', emitted);
     return { meta, events };
   }
 
   const finish = (job: { meta: string; events: string }) =>
-    scripts.finishJob(
+    redis.scripts.finishJob(
       job.meta,
       job.events,
       'completed',
@@ -67,41 +53,41 @@ describe("a job's ended stream is compacted", () => {
 
   it('short jobs give the memory of their streams back when they end; each stream reads as before, plus its terminal event, and expires', async () => {
     const short = await Promise.all(Array.from({ length: 300 }, () => runningJob(2)));
-    const before = await Promise.all(short.map((job) => client.xrange(job.events, '-', '+')));
+    const before = await Promise.all(short.map((job) => redis.client.xrange(job.events, '-', '+')));
     const memoryBefore = await usedMemory();
     const ended = await Promise.all(short.map(finish));
     // About 4 KB of node allocation each, minus the terminal event and the metadata's new fields.
     expect(memoryBefore - (await usedMemory())).toBeGreaterThan(300 * 2048);
     for (const [i, job] of short.entries()) {
       expect(ended[i]).toMatchObject({ status: 'ok' });
-      const after = await client.xrange(job.events, '-', '+');
+      const after = await redis.client.xrange(job.events, '-', '+');
       expect(after.slice(0, -1)).toEqual(before[i]);
       expect(after.at(-1)).toEqual([(ended[i] as { eventId: string }).eventId, ['type', 'completed', 'data', '{"result":null}']]);
-      expect(await client.pttl(job.events)).toBeGreaterThan(RETENTION_MS - 10_000);
-      expect(await client.pttl(job.meta)).toBeGreaterThan(RETENTION_MS - 10_000);
-      expect(await client.exists(RedisKeys.spareOfEvents(job.events))).toBe(0);
+      expect(await redis.client.pttl(job.events)).toBeGreaterThan(RETENTION_MS - 10_000);
+      expect(await redis.client.pttl(job.meta)).toBeGreaterThan(RETENTION_MS - 10_000);
+      expect(await redis.client.exists(RedisKeys.spareOfEvents(job.events))).toBe(0);
     }
   });
 
   it('a long stream ends the same way, uncopied: its entries and TTL as for a short one', async () => {
     const job = await runningJob(150);
-    const before = await client.xrange(job.events, '-', '+');
+    const before = await redis.client.xrange(job.events, '-', '+');
     expect(await finish(job)).toMatchObject({ status: 'ok' });
-    const after = await client.xrange(job.events, '-', '+');
+    const after = await redis.client.xrange(job.events, '-', '+');
     expect(after).toHaveLength(before.length + 1);
     expect(after.slice(0, -1)).toEqual(before);
-    expect(await client.pttl(job.events)).toBeGreaterThan(RETENTION_MS - 10_000);
+    expect(await redis.client.pttl(job.events)).toBeGreaterThan(RETENTION_MS - 10_000);
   });
 
   it('a reader blocked on the stream gets the terminal event from the compacted stream', async () => {
     const job = await runningJob(2);
-    const [last] = (await client.xrevrange(job.events, '+', '-', 'COUNT', 1))[0];
-    const reader = new Redis(redis.url);
+    const [last] = (await redis.client.xrevrange(job.events, '+', '-', 'COUNT', 1))[0];
+    const reader = new Redis(redis.server.url);
     try {
       const read = reader.xread('BLOCK', 10_000, 'STREAMS', job.events, last);
       // The read is parked on the stream before the job ends (a Redis-side state: polled, bounded).
       const blocked = await pollUntil(
-        async () => Number(/^blocked_clients:(\d+)/m.exec(await client.info('clients'))![1]),
+        async () => Number(/^blocked_clients:(\d+)/m.exec(await redis.client.info('clients'))![1]),
         (count) => count > 0,
         5_000,
         5,
@@ -117,28 +103,32 @@ describe("a job's ended stream is compacted", () => {
 
   it("an abandoned job and a foreign worker's job are compacted when they end too", async () => {
     const abandoned = await Promise.all(Array.from({ length: 150 }, () => runningJob(1)));
-    await Promise.all(abandoned.map((job) => client.hset(job.meta, 'abandonAfterMs', 1, 'readAt', 0)));
+    await Promise.all(abandoned.map((job) => redis.client.hset(job.meta, 'abandonAfterMs', 1, 'readAt', 0)));
     const foreign = await Promise.all(
       Array.from({ length: 150 }, async () => {
         const id = `foreign-${++jobs}`;
         const [meta, events] = [keys.meta('reports', id), keys.events('reports', id)];
         const limits = { now: Date.now(), retentionMs: RETENTION_MS, maxEvents: 100 };
         const create = { name: 'report', maxAttempts: 1, createdAt: Date.now() };
-        expect(await scripts.bridgeEntry(meta, events, '1000-0', { kind: 'start', activeMs: 1000 }, limits, create)).toBe('ok');
+        expect(await redis.scripts.bridgeEntry(meta, events, '1000-0', { kind: 'start', activeMs: 1000 }, limits, create)).toBe('ok');
         return { meta, events, limits };
       }),
     );
     const memoryBefore = await usedMemory();
-    expect(new Set(await Promise.all(abandoned.map((job) => scripts.abandonUnread(job.meta, job.events, RETENTION_MS))))).toEqual(
+    expect(new Set(await Promise.all(abandoned.map((job) => redis.scripts.abandonUnread(job.meta, job.events, RETENTION_MS))))).toEqual(
       new Set(['abandoned']),
     );
     const terminal = { kind: 'terminal', state: 'completed', data: '{"result":1}', field: 'result', value: '1' } as const;
     expect(
-      new Set(await Promise.all(foreign.map((job) => scripts.bridgeEntry(job.meta, job.events, '1000-1', terminal, job.limits)))),
+      new Set(await Promise.all(foreign.map((job) => redis.scripts.bridgeEntry(job.meta, job.events, '1000-1', terminal, job.limits)))),
     ).toEqual(new Set(['ok']));
     expect(memoryBefore - (await usedMemory())).toBeGreaterThan(300 * 2048);
-    expect((await client.xrange(abandoned[0].events, '-', '+')).map(([, fields]) => fields[1])).toEqual(['started', 'token', 'cancelled']);
-    expect((await client.xrange(foreign[0].events, '-', '+')).map(([, fields]) => fields[1])).toEqual(['started', 'completed']);
-    expect(await client.pttl(foreign[0].events)).toBeGreaterThan(RETENTION_MS - 10_000);
+    expect((await redis.client.xrange(abandoned[0].events, '-', '+')).map(([, fields]) => fields[1])).toEqual([
+      'started',
+      'token',
+      'cancelled',
+    ]);
+    expect((await redis.client.xrange(foreign[0].events, '-', '+')).map(([, fields]) => fields[1])).toEqual(['started', 'completed']);
+    expect(await redis.client.pttl(foreign[0].events)).toBeGreaterThan(RETENTION_MS - 10_000);
   });
 });

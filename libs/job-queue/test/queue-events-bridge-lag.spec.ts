@@ -1,9 +1,9 @@
 import { Redis } from 'ioredis';
-import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
 import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
-import { QueueEventsBridge } from '../src/bridge/queue-events-bridge.js';
+import type { QueueEventsBridge } from '../src/bridge/queue-events-bridge.js';
 import { pollUntil } from '../../../test/support/poll-until.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
+import { startLeadingBridge } from './support/leading-bridge.js';
 
 /**
  * The foreign-worker bridge's lag, as `JobQueue.bridgeStatus()` and the metrics show it: entries
@@ -22,21 +22,7 @@ describe('the foreign-worker bridge reports how far behind the events stream it 
   beforeAll(async () => {
     redis = await RedisServer.start();
     client = new Redis(redis.url);
-    bridge = new QueueEventsBridge({
-      scripts: new JobScripts(client),
-      keys,
-      commands: client,
-      queues: () => ['reports'],
-      retentionMs: 60_000,
-      maxEventsPerJob: 10_000,
-      maxEventBytes: 64 * 1024,
-      busyPause: { afterRead: (entries: number) => (entries ? WAIT_MS : 0) },
-    });
-    bridge.start();
-    await pollUntil(
-      async () => bridge.status()[0].leading,
-      (leading) => leading,
-    );
+    bridge = await startLeadingBridge(client, keys, { afterRead: (entries: number) => (entries ? WAIT_MS : 0) });
   });
 
   afterAll(async () => {

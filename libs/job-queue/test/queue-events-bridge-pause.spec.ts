@@ -1,10 +1,10 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
 import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
-import { QueueEventsBridge } from '../src/bridge/queue-events-bridge.js';
+import type { QueueEventsBridge } from '../src/bridge/queue-events-bridge.js';
 import { pollUntil } from '../../../test/support/poll-until.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
+import { startLeadingBridge } from './support/leading-bridge.js';
 
 /** A read as the bridge reported it to its pause, and the wait it was told to make. */
 interface Read {
@@ -32,27 +32,13 @@ describe('the foreign-worker bridge waits between reads as its pause says', () =
     redis = await RedisServer.start();
     client = new Redis(redis.url);
     queue = new Queue('reports', { connection: { url: redis.url }, prefix });
-    bridge = new QueueEventsBridge({
-      scripts: new JobScripts(client),
-      keys: new RedisKeys(prefix),
-      commands: client,
-      queues: () => ['reports'],
-      retentionMs: 60_000,
-      maxEventsPerJob: 10_000,
-      maxEventBytes: 64 * 1024,
-      busyPause: {
-        afterRead(entries: number, at: number): number {
-          const waitMs = entries ? WAIT_MS : 0;
-          reads.push({ entries, at, waitMs });
-          return waitMs;
-        },
+    bridge = await startLeadingBridge(client, new RedisKeys(prefix), {
+      afterRead(entries: number, at: number): number {
+        const waitMs = entries ? WAIT_MS : 0;
+        reads.push({ entries, at, waitMs });
+        return waitMs;
       },
     });
-    bridge.start();
-    await pollUntil(
-      async () => bridge.status()[0].leading,
-      (leading) => leading,
-    );
   });
 
   afterAll(async () => {
