@@ -1,5 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { now } from './clock.js';
+import { cpuMs } from './proc.js';
 
 /** What the kernel's DAMON memory-access monitor took from the machine during a run. */
 export interface KernelMonitorUsage {
@@ -29,11 +30,11 @@ function kdamondPids(): number[] {
   return pids;
 }
 
-/** CPU time of `pid` so far, in ms (`/proc/<pid>/schedstat`: time on a CPU, in ns); undefined where unreadable. */
-function cpuMs(pid: number): number | undefined {
+/** CPU time of `pid` so far, in ms; undefined for a thread gone or unreadable. */
+function cpuMsOf(pid: number): number | undefined {
   try {
-    const ns = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
-    return Number.isFinite(ns) ? ns / 1e6 : undefined;
+    const ms = cpuMs(pid);
+    return Number.isFinite(ms) ? ms : undefined;
   } catch {
     return undefined;
   }
@@ -64,7 +65,7 @@ export class KernelMonitorProbe {
   static start(): KernelMonitorProbe {
     const atStart = new Map<number, number>();
     for (const pid of kdamondPids()) {
-      const ms = cpuMs(pid);
+      const ms = cpuMsOf(pid);
       if (ms !== undefined) atStart.set(pid, ms);
     }
     return new KernelMonitorProbe(atStart, now());
@@ -79,7 +80,7 @@ export class KernelMonitorProbe {
     let spent = 0;
     let threads = 0;
     for (const [pid, startMs] of this.atStart) {
-      const ms = cpuMs(pid);
+      const ms = cpuMsOf(pid);
       if (ms === undefined) continue; // gone meanwhile
       spent += ms - startMs;
       threads++;
