@@ -353,19 +353,37 @@ export class BullMqBackend implements JobQueueBackend {
         ),
       ),
     );
-    if (reply.status === 'gone') throw new JobNotFoundError(id);
     if (reply.status === 'final') throw new JobAlreadyFinishedError(id, reply.state);
+    // ('stale' needs an attempt to compare with; a cancel gives none.)
+    if (reply.status !== 'ok') throw new JobNotFoundError(id);
     // The terminal event is written: now make the worker stop. Both steps are best effort; a
     // worker also sees the terminal event at its next start or append.
     await this.guard(async () => {
       await this.connections.commands.publish(this.keys.cancelChannel(), `${queue}\n${id}`);
-      await this.queueNamed(queue)
-        .remove(id)
-        .catch(() => 0);
+      await this.withdraw(queue, id, reply.attempt);
     }).catch((error: unknown) =>
       this.logger.warn(`Cancel of ${id} is recorded, but notifying workers failed: ${(error as Error).message}`),
     );
     return this.getJob(id, options);
+  }
+
+  /**
+   * BullMQ's side of a cancel. A job no worker had started (`startedAttempts` 0) is removed: it
+   * never runs (BullMQ refuses to remove one a worker has just taken; that worker finds the
+   * cancel when it starts the attempt and fails the job). A job that had started is never
+   * removed: its worker stops it through the cancel message and BullMQ keeps it in its failed set
+   * with the processor's error and its logs (removing it could erase it once the worker had
+   * moved it there). One waiting out a retry's backoff is promoted, so that a worker fails it now
+   * instead of after the backoff.
+   */
+  private async withdraw(queue: string, id: string, startedAttempts: number): Promise<void> {
+    const bullQueue = this.queueNamed(queue);
+    if (startedAttempts === 0) {
+      await bullQueue.remove(id).catch(() => 0);
+      return;
+    }
+    const job = await bullQueue.getJob(id);
+    if (job && (await job.isDelayed())) await job.promote().catch(() => undefined);
   }
 
   /**

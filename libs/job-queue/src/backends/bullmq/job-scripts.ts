@@ -113,7 +113,8 @@ export type AppendEventsReply =
 
 /** What `finish-job` did. */
 export type FinishJobReply =
-  | { status: 'ok'; eventId: string }
+  /** `attempt`: the attempts started before this call (0: no worker had started the job). */
+  | { status: 'ok'; eventId: string; attempt: number }
   /** The job was in final state `state` already: nothing changed. */
   | { status: 'final'; state: string }
   /** A newer attempt owns the job, or the job is unknown: nothing changed. */
@@ -283,7 +284,7 @@ export class JobScripts {
       case 'ok':
         this.meter?.sink?.appended(RedisKeys.queueOfJobKey(events), 1);
         this.meter?.sink?.finished(RedisKeys.queueOfJobKey(events), state);
-        return { status: 'ok', eventId: String(reply[1]) };
+        return { status: 'ok', eventId: String(reply[1]), attempt: Number(reply[2]) };
       case 'final':
         return { status: 'final', state: String(reply[1]) };
       default:

@@ -15,7 +15,9 @@
   ARGV[6] its value (JSON)
   ARGV[7] attempt the caller belongs to, or '' for any (cancel)
 
-  Returns {'ok', eventId} | {'final', state} | {'stale'} | {'gone'}.
+  Returns {'ok', eventId, attempts started before} | {'final', state} | {'stale'} | {'gone'}.
+  (A cancel removes the BullMQ job only when no attempt had started: a started one stays in
+  BullMQ's failed set with its logs.)
 ]]
 --- @include "include-keep-ended-job"
 
@@ -35,4 +37,4 @@ else
   redis.call('HSET', KEYS[1], 'state', ARGV[1], 'terminal', id, 'finishedAt', ARGV[3], 'count', count)
 end
 keepEndedJob(KEYS[1], KEYS[2], KEYS[3], ARGV[4])
-return {'ok', id}
+return {'ok', id, tonumber(meta[4])}
