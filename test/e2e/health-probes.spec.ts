@@ -89,6 +89,43 @@ describe('health probes built with @nestjs/terminus (demo api)', () => {
     expect(back.body.details.jobQueue).toMatchObject({ status: 'up', backend: 'bullmq' });
   }, 60_000);
 
+  it('bullmq backend: with Redis hung (SIGSTOP), ready and /health answer 503 within 1 s, every time; live stays 200', async () => {
+    const env = {
+      JOB_QUEUE_BACKEND: 'bullmq',
+      REDIS_URL: redis!.url,
+      JOB_QUEUE_PREFIX: `probe-${randomUUID().slice(0, 8)}`,
+      AUTH_TOKENS: 'alice:tokenA',
+    };
+    const [api] = await AppProcess.startAll(processes, [AppProcess.api(env)]);
+    await until(api, '/health/ready', 200);
+    const timed = async (path: string): Promise<{ status: number; ms: number; retryAfter: string | null; text: string }> => {
+      const started = performance.now();
+      const response = await fetch(`${api.url}${path}`);
+      const text = await response.text();
+      return { status: response.status, ms: performance.now() - started, retryAfter: response.headers.get('retry-after'), text };
+    };
+    redis!.pause();
+    try {
+      // The connections stay open: ioredis only gives up on a command after its 10 s timeout.
+      // Several probes in a row, as a prober sends them, each within its 1 s budget.
+      for (let probeNumber = 0; probeNumber < 3; probeNumber++) {
+        for (const path of ['/health/ready', '/health']) {
+          const answer = await timed(path);
+          expect({ path, status: answer.status, retryAfter: answer.retryAfter }).toEqual({ path, status: 503, retryAfter: '1' });
+          expect(answer.ms).toBeLessThan(1000);
+          expect(answer.text).not.toContain(SECRET);
+        }
+        const live = await timed('/health/live');
+        expect(live.status).toBe(200);
+        expect(live.ms).toBeLessThan(1000);
+      }
+    } finally {
+      redis!.resume();
+    }
+    expect((await until(api, '/health/ready', 200)).status).toBe(200);
+    expect((await fetch(`${api.url}/health`)).status).toBe(200);
+  }, 60_000);
+
   it("bullmq backend: ready goes down while only the shared event reader's connection is away (Redis answers), and up once it is back", async () => {
     const { hostname, port } = new URL(redis!.url);
     const proxy = await RedisFaultProxy.start({ host: hostname, port: Number(port) });

@@ -43,9 +43,23 @@ export class RedisServer {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGCONT'); // a paused server handles no SIGTERM
     child.kill('SIGTERM');
     await exited;
     this.child = undefined;
+  }
+
+  /**
+   * Freezes the server (SIGSTOP): connections stay open and commands go unanswered, as with a hung
+   * node or a black-holed network. {@link resume} thaws it.
+   */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  /** Thaws a server frozen by {@link pause} (SIGCONT). */
+  resume(): void {
+    this.child?.kill('SIGCONT');
   }
 
   /** Starts it again on the same port. */

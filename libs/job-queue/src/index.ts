@@ -5,6 +5,7 @@ export {
   START_CURSOR,
   MAX_READ_LIMIT,
   MAX_WAIT_MS,
+  DEFAULT_HEALTH_TIMEOUT_MS,
   type EnqueueOptions,
   type JobAccessOptions,
   type ReadEventsOptions,

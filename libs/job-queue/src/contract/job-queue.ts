@@ -1,5 +1,6 @@
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { InvalidArgumentError } from '../errors/invalid-argument.error.js';
+import { JobQueueUnavailableError } from '../errors/job-queue-unavailable.error.js';
 import type { JobQueueBackendName } from '../options/job-queue-module-options.js';
 import { QUEUE_NAME } from '../options/validate-job-queue-options.js';
 import type { JobEvent, JobEventPage } from './job-event.js';
@@ -10,6 +11,7 @@ import type { QueueBridgeStatus } from './queue-bridge-status.js';
 import type { QueueJobCounts } from './queue-job-counts.js';
 import type { JobQueueMeter } from '../metrics/job-queue-meter.js';
 import { tracedEnqueue } from '../tracing/job-tracing.js';
+import { withinDeadline } from './within-deadline.js';
 
 /** The queue of `@JobHandler` jobs, and of every call that names no queue. */
 export const DEFAULT_QUEUE = 'jobs';
@@ -80,6 +82,8 @@ export const START_CURSOR = '0';
 
 export const MAX_READ_LIMIT = 1000;
 export const MAX_WAIT_MS = 30_000;
+/** How long {@link JobQueue.checkHealth} waits for the backend by default: half of a Kubernetes probe's default 1 s timeout. */
+export const DEFAULT_HEALTH_TIMEOUT_MS = 500;
 /** BullMQ's largest priority (2^21 - 1). */
 const MAX_PRIORITY = 2_097_151;
 const FOLLOW_WAIT_MS = MAX_WAIT_MS;
@@ -266,9 +270,21 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
     return this.store.connectionStatus?.() ?? {};
   }
 
-  /** Resolves when the backend can serve requests. @throws JobQueueUnavailableError */
-  checkHealth(): Promise<void> {
-    return this.store.checkHealth();
+  /**
+   * Resolves when the backend can serve requests: a Redis round trip on `bullmq`. It answers
+   * within `timeoutMs` (default {@link DEFAULT_HEALTH_TIMEOUT_MS}) whatever Redis does: a hung
+   * server (stopped, or a black-holed network) keeps the connection open and its commands
+   * unanswered until the command timeout (10 s), far past a probe's usual 1 s.
+   *
+   * @throws JobQueueUnavailableError when the backend is unreachable or does not answer in time.
+   */
+  checkHealth(options: { timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
+    return withinDeadline(
+      this.store.checkHealth(),
+      timeoutMs,
+      () => new JobQueueUnavailableError(`The job queue backend (${this.backend}) did not answer within ${timeoutMs} ms`),
+    );
   }
 
   /**

@@ -11,6 +11,11 @@ export interface JobQueueHealthOptions {
    * reach clients late, and entries it has not read may be trimmed (see the README's Foreign workers).
    */
   maxBridgeLagMs?: number;
+  /**
+   * The check answers "down" when the backend has not answered within this many ms (default 500):
+   * a hung Redis must get a 503 before the prober's own timeout (Kubernetes' default is 1 s).
+   */
+  timeoutMs?: number;
 }
 
 const DEFAULT_MAX_BRIDGE_LAG_MS = 30_000;
@@ -53,7 +58,7 @@ export class JobQueueHealthIndicator {
     const connections = this.queue.connectionStatus();
     const details = { backend: this.queue.backend, connections, bridges };
     try {
-      await this.queue.checkHealth();
+      await this.queue.checkHealth({ timeoutMs: options.timeoutMs });
     } catch (error) {
       // Only the library's own message: it names the backend, never a credential.
       const message = error instanceof JobQueueUnavailableError ? error.message : 'The job queue backend is unavailable';
