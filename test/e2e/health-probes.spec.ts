@@ -39,6 +39,16 @@ describe('health probes built with @nestjs/terminus (demo api)', () => {
     redis = await RedisServer.start({ password: SECRET });
   });
 
+  /** A bullmq api on the test's Redis, with a prefix of its own. */
+  function bullmqEnv(): Record<string, string> {
+    return {
+      JOB_QUEUE_BACKEND: 'bullmq',
+      REDIS_URL: redis!.url,
+      JOB_QUEUE_PREFIX: `probe-${randomUUID().slice(0, 8)}`,
+      AUTH_TOKENS: 'alice:tokenA',
+    };
+  }
+
   afterAll(async () => {
     await Promise.all(processes.map((app) => app.stop('SIGTERM', 5000)));
     await redis?.destroy();
@@ -54,13 +64,7 @@ describe('health probes built with @nestjs/terminus (demo api)', () => {
   });
 
   it('bullmq backend: ready goes down (503) while Redis is away and up again after, without the password; live stays 200', async () => {
-    const env = {
-      JOB_QUEUE_BACKEND: 'bullmq',
-      REDIS_URL: redis!.url,
-      JOB_QUEUE_PREFIX: `probe-${randomUUID().slice(0, 8)}`,
-      AUTH_TOKENS: 'alice:tokenA',
-    };
-    const [api] = await AppProcess.startAll(processes, [AppProcess.api(env)]);
+    const [api] = await AppProcess.startAll(processes, [AppProcess.api(bullmqEnv())]);
     const ready = await until(api, '/health/ready', 200);
     expect(ready.status).toBe(200);
     expect(ready.body.details.jobQueue).toMatchObject({
@@ -90,13 +94,7 @@ describe('health probes built with @nestjs/terminus (demo api)', () => {
   }, 60_000);
 
   it('bullmq backend: with Redis hung (SIGSTOP), ready and /health answer 503 within 1 s, every time; live stays 200', async () => {
-    const env = {
-      JOB_QUEUE_BACKEND: 'bullmq',
-      REDIS_URL: redis!.url,
-      JOB_QUEUE_PREFIX: `probe-${randomUUID().slice(0, 8)}`,
-      AUTH_TOKENS: 'alice:tokenA',
-    };
-    const [api] = await AppProcess.startAll(processes, [AppProcess.api(env)]);
+    const [api] = await AppProcess.startAll(processes, [AppProcess.api(bullmqEnv())]);
     await until(api, '/health/ready', 200);
     const timed = async (path: string): Promise<{ status: number; ms: number; retryAfter: string | null; text: string }> => {
       const started = performance.now();
