@@ -1,6 +1,6 @@
 import { Body, Controller, HttpCode, Post, Res } from '@nestjs/common';
 import type { Response } from 'express';
-import { REPORT_JOB, REPORTS_QUEUE, parseReportInput } from '@app/builds';
+import { REPORT_JOB, REPORTS_QUEUE, parseReportRequest } from '@app/builds';
 import { Owner } from './auth/owner.decorator.js';
 import { JobRoutes } from './job-routes.js';
 
@@ -12,11 +12,15 @@ import { JobRoutes } from './job-routes.js';
 export class ReportsController extends JobRoutes {
   protected readonly queueName = REPORTS_QUEUE;
 
-  /** 202 `{ jobId }`. */
+  /**
+   * 202 `{ jobId }`. `attempts` and `backoffMs` become the BullMQ job's options (a fixed backoff),
+   * not part of its data.
+   */
   @Post()
   @HttpCode(202)
   async start(@Body() body: unknown, @Owner() owner: string, @Res({ passthrough: true }) response: Response): Promise<{ jobId: string }> {
-    const job = await this.queue.enqueue(REPORT_JOB, parseReportInput(body), { queue: REPORTS_QUEUE, owner });
+    const { input, attempts, backoffMs } = parseReportRequest(body);
+    const job = await this.queue.enqueue(REPORT_JOB, input, { queue: REPORTS_QUEUE, owner, attempts, backoffMs });
     response.location(`/reports/${job.id}`);
     return { jobId: job.id };
   }

@@ -4,4 +4,4 @@ export { parseBuildRequest, type BuildInput, type BuildRequest } from './build-i
 export { ReportsModule } from './reports.module.js';
 export { ReportsQueueModule } from './reports-queue.module.js';
 export { ReportProcessor, REPORTS_QUEUE, REPORT_JOB } from './report.processor.js';
-export { parseReportInput, type ReportInput } from './report-input.js';
+export { parseReportRequest, type ReportInput, type ReportRequest } from './report-input.js';

@@ -21,6 +21,8 @@ export interface NewJob {
   data: string;
   owner: string;
   attempts?: number;
+  /** Fixed delay before each retry, in ms; 0 or absent: at once. */
+  backoffMs?: number;
   priority?: number;
   abandonAfterMs?: number;
   /** The trace context of the enqueue, stored with the job (never in its data). */

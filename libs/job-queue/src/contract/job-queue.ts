@@ -38,6 +38,12 @@ export interface EnqueueOptions {
   owner: string;
   /** Attempts in all (1..100); defaults to the module's `defaultAttempts`. */
   attempts?: number;
+  /**
+   * Fixed delay before each retry, in ms (0..86400000, default 0: at once). On `bullmq` it is
+   * BullMQ's `backoff: { type: 'fixed', delay }`; on `memory` the job waits as long, queued, before
+   * its next attempt. Between attempts the job reads as `queued`.
+   */
+  backoffMs?: number;
   /** 1 (first) .. 2,097,152 (last); jobs without a priority go before prioritized ones. */
   priority?: number;
   /**
@@ -86,6 +92,8 @@ export const MAX_WAIT_MS = 30_000;
 export const DEFAULT_HEALTH_TIMEOUT_MS = 500;
 /** BullMQ's largest priority (2^21 - 1). */
 const MAX_PRIORITY = 2_097_151;
+/** The longest retry backoff: one day. */
+const MAX_BACKOFF_MS = 86_400_000;
 const FOLLOW_WAIT_MS = MAX_WAIT_MS;
 
 /** @throws InvalidArgumentError when `queue` is given and is not a valid queue name. */
@@ -150,6 +158,7 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
       throw new InvalidArgumentError('owner must be a non-empty string');
     }
     checkInteger('attempts', options.attempts, 1, 100);
+    checkInteger('backoffMs', options.backoffMs, 0, MAX_BACKOFF_MS);
     checkInteger('priority', options.priority, 1, MAX_PRIORITY);
     checkInteger('abandonAfterMs', options.abandonAfterMs, 1000, 3_600_000);
     let json: string | undefined;
@@ -167,6 +176,7 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
         data: json,
         owner: options.owner,
         attempts: options.attempts,
+        backoffMs: options.backoffMs,
         priority: options.priority,
         abandonAfterMs: options.abandonAfterMs,
         trace,

@@ -372,6 +372,9 @@ function describeContractFor(kind: JobKind, harness: ContractHarness): void {
           [{}, { attempts: 0 }],
           [{}, { attempts: 101 }],
           [{}, { attempts: 1.5 }],
+          [{}, { backoffMs: -1 }],
+          [{}, { backoffMs: 86_400_001 }],
+          [{}, { backoffMs: 0.5 }],
           [{}, { priority: 0 }],
           [{}, { priority: 2 ** 21 }],
           [{ n: 10n }, {}],
@@ -805,6 +808,25 @@ function describeContractFor(kind: JobKind, harness: ContractHarness): void {
           maxAttempts: 3,
           error: { message: 'always broken' },
         });
+      });
+
+      it('backoffMs: the retry starts no sooner than that after the failed attempt; the job reads queued meanwhile', async () => {
+        const backoffMs = 1500;
+        const info = await enqueue(queue, JOBS.failFirst, {}, { attempts: 2, backoffMs });
+        const first = await readUntil(queue, info.id, (event) => event.type === 'try');
+        // A third of the backoff later nothing new has come, and the job waits for its next attempt.
+        const quiet = await queue.readEvents(info.id, { owner: OWNER, after: first.next, waitMs: backoffMs / 3 });
+        expect(quiet.events).toEqual([]);
+        expect(await queue.getJob(info.id, { owner: OWNER })).toMatchObject({ state: 'queued', attempt: 1, maxAttempts: 2 });
+        const rest = await readAll(queue, info.id, first.next);
+        expect(simplify([...first.events, ...rest])).toEqual([
+          ['started', { attempt: 1 }],
+          ['try', { attempt: 1 }],
+          ['started', { attempt: 2 }],
+          ['try', { attempt: 2 }],
+          ['completed', { result: { attempt: 2 } }],
+        ]);
+        expect(rest[0].ts - first.events.at(-1)!.ts).toBeGreaterThanOrEqual(backoffMs);
       });
 
       it('defaultAttempts applies when enqueue does not say', async () => {

@@ -205,6 +205,7 @@ export class BullMqBackend implements JobQueueBackend {
       {
         jobId: id,
         attempts: maxAttempts,
+        ...(spec.backoffMs ? { backoff: { type: 'fixed', delay: spec.backoffMs } } : {}),
         priority: spec.priority,
         removeOnComplete: { age: retentionSeconds },
         removeOnFail: { age: retentionSeconds },

@@ -71,6 +71,7 @@ export class MemoryBackend implements JobQueueBackend {
       job.abort?.abort(new JobQueueUnavailableError('The job queue is shutting down'));
       if (job.expiry) clearTimeout(job.expiry);
       clearInterval(job.watchdog);
+      clearTimeout(job.retryTimer);
       for (const wake of job.waiters) wake();
       job.waiters.clear();
     }
@@ -98,6 +99,7 @@ export class MemoryBackend implements JobQueueBackend {
       Date.now(),
       spec.abandonAfterMs,
       spec.trace,
+      spec.backoffMs,
     );
     this.jobs.set(MemoryBackend.keyOf(job.queue, job.id), job);
     if (job.abandonAfterMs) this.watchReads(job, job.abandonAfterMs);
@@ -244,6 +246,26 @@ export class MemoryBackend implements JobQueueBackend {
     });
   }
 
+  /** Queues the job's next attempt, after its fixed backoff (queued meanwhile, as BullMQ's delayed job reads). */
+  private retry(job: MemoryJob): void {
+    if (job.backoffMs <= 0) return this.schedule(job);
+    job.state = 'queued';
+    const due = Date.now() + job.backoffMs;
+    // A timer can fire a little early (it counts from the event loop's cached time): wait out the rest.
+    const wait = (): void => {
+      job.retryTimer = undefined;
+      if (job.final || this.stopped) return;
+      const left = due - Date.now();
+      if (left > 0) {
+        job.retryTimer = setTimeout(wait, left);
+      } else {
+        this.schedule(job);
+      }
+    };
+    // Not unref'd: a retry due is work still to do, as a running attempt is (stop() clears it).
+    job.retryTimer = setTimeout(wait, job.backoffMs);
+  }
+
   private schedule(job: MemoryJob): void {
     job.state = 'queued';
     if (job.priority === undefined) {
@@ -366,7 +388,7 @@ export class MemoryBackend implements JobQueueBackend {
       case 'deferred':
         if (this.stopped) return this.fail(job, verdict.error);
         this.logger.warn(`Job ${job.id} (${job.name}) attempt ${attempt} failed, retrying: ${errorMessageOf(verdict.error)}`);
-        this.schedule(job);
+        this.retry(job);
         return;
       case 'failed':
         return this.fail(job, verdict.error);
@@ -391,6 +413,7 @@ export class MemoryBackend implements JobQueueBackend {
         name: job.name,
         data: context.data,
         attempts: job.maxAttempts,
+        backoffMs: job.backoffMs,
         priority: job.priority,
         attemptsMade: job.attempt - 1,
         timestamp: job.createdAt,
@@ -430,6 +453,7 @@ export class MemoryBackend implements JobQueueBackend {
   }
 
   private expireLater(job: MemoryJob): void {
+    clearTimeout(job.retryTimer); // ended while waiting for its next attempt
     job.expiry = setTimeout(() => {
       this.jobs.delete(MemoryBackend.keyOf(job.queue, job.id));
       // Followers waiting on it read again and find it gone, instead of waiting out their wait.

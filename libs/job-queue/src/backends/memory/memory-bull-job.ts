@@ -25,7 +25,7 @@ export class MemoryBullJob {
     readonly id: string,
     readonly name: string,
     readonly data: unknown,
-    readonly opts: { jobId: string; attempts: number; priority?: number },
+    readonly opts: { jobId: string; attempts: number; backoff?: { type: 'fixed'; delay: number }; priority?: number },
     readonly attemptsMade: number,
     readonly timestamp: number,
     queue: string,
@@ -42,6 +42,8 @@ export class MemoryBullJob {
       name: string;
       data: unknown;
       attempts: number;
+      /** Fixed delay before each retry (0: none, and no `opts.backoff`). */
+      backoffMs?: number;
       priority?: number;
       attemptsMade: number;
       timestamp: number;
@@ -53,7 +55,12 @@ export class MemoryBullJob {
       fields.id,
       fields.name,
       fields.data,
-      { jobId: fields.id, attempts: fields.attempts, ...(fields.priority === undefined ? {} : { priority: fields.priority }) },
+      {
+        jobId: fields.id,
+        attempts: fields.attempts,
+        ...(fields.backoffMs ? { backoff: { type: 'fixed' as const, delay: fields.backoffMs } } : {}),
+        ...(fields.priority === undefined ? {} : { priority: fields.priority }),
+      },
       fields.attemptsMade,
       fields.timestamp,
       fields.queue,

@@ -24,6 +24,8 @@ export class MemoryJob {
   /** With `abandonAfterMs`: when a client last read the job, and the check that cancels it when unread. */
   readAt = 0;
   watchdog?: NodeJS.Timeout;
+  /** With `backoffMs`: the wait before the next attempt is queued. */
+  retryTimer?: NodeJS.Timeout;
 
   constructor(
     /** The BullMQ queue name it belongs to (ids are unique per queue). */
@@ -38,6 +40,8 @@ export class MemoryJob {
     readonly abandonAfterMs?: number,
     /** The trace context the job was enqueued in, when it was. */
     readonly trace?: TraceCarrier,
+    /** Fixed delay before each retry, in ms (0: at once). */
+    readonly backoffMs = 0,
   ) {
     this.readAt = createdAt;
     this.traceId = traceIdOf(trace?.traceparent);
