@@ -70,11 +70,11 @@ export class AppProcess {
   }
 
   /**
-   * Starts `node <file>` (`file` relative to the repository root: a script, not a built app) without
-   * a port; resolves once it printed `ready`.
+   * Starts `node <file>` (`file` relative to the repository root, or absolute: a script, not a built
+   * app) in `cwd` (default the repository root), without a port; resolves once it printed `ready`.
    */
-  static async script(file: string, env: Record<string, string>, ready: RegExp): Promise<AppProcess> {
-    const app = AppProcess.spawnFile(file, env, undefined);
+  static async script(file: string, env: Record<string, string>, ready: RegExp, cwd = ROOT): Promise<AppProcess> {
+    const app = AppProcess.spawnFile(file, env, undefined, cwd);
     await app.ready(ready, file);
     return app;
   }
@@ -84,9 +84,9 @@ export class AppProcess {
     return AppProcess.spawnFile(`dist/apps/${name}/main.js`, env, port);
   }
 
-  private static spawnFile(file: string, env: Record<string, string>, port: number | undefined): AppProcess {
+  private static spawnFile(file: string, env: Record<string, string>, port: number | undefined, cwd = ROOT): AppProcess {
     const child = spawn(process.execPath, [resolve(ROOT, file)], {
-      cwd: ROOT,
+      cwd,
       env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
