@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import calculateSlot from 'cluster-key-slot';
 import { Redis } from 'ioredis';
 import { BUS_PORT_OFFSET, freeNodePort, parseClusterNodes, type ClusterNodeView } from '../../bench/support/cluster-nodes.js';
 import { waitForLine } from './wait-for-line.js';
@@ -16,11 +17,13 @@ class ClusterNode {
   constructor(
     readonly port: number,
     private readonly dir: string,
+    private readonly nodeTimeoutMs: number,
   ) {}
 
   async start(): Promise<void> {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', 'no'];
-    args.push('--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${this.port}.conf`, '--cluster-node-timeout', '2000');
+    const timeout = String(this.nodeTimeoutMs);
+    args.push('--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${this.port}.conf`, '--cluster-node-timeout', timeout);
     // A replica's first sync starts at once (Redis 7 waits 5 s for more replicas by default).
     args.push('--repl-diskless-sync-delay', '0');
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -58,14 +61,18 @@ export class RedisCluster {
     private readonly dir: string,
   ) {}
 
-  static async start(): Promise<RedisCluster> {
+  /**
+   * `nodeTimeoutMs` is each node's `cluster-node-timeout` (default 2000): how long a master may not
+   * answer before the others count it failed and its replica is promoted.
+   */
+  static async start(options: { nodeTimeoutMs?: number } = {}): Promise<RedisCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'jq-cluster-'));
     const taken = new Set<number>();
     const nodes: ClusterNode[] = [];
     for (let i = 0; i < 6; i++) {
       const port = await freeNodePort(taken);
       taken.add(port).add(port + BUS_PORT_OFFSET);
-      nodes.push(new ClusterNode(port, dir));
+      nodes.push(new ClusterNode(port, dir, options.nodeTimeoutMs ?? 2000));
     }
     const cluster = new RedisCluster(nodes, dir);
     try {
@@ -93,6 +100,35 @@ export class RedisCluster {
     try {
       await client.connect();
       return parseClusterNodes((await client.cluster('NODES')) as string);
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  /** The master serving the hash slot of `key` right now, by `CLUSTER NODES`. */
+  async masterOf(key: string): Promise<ClusterNodeView> {
+    const slot = calculateSlot(key);
+    const master = (await this.describe()).find(
+      (node) =>
+        node.role === 'master' &&
+        !node.failed &&
+        node.slots.some((range) => {
+          const [from, to = from] = range.split('-').map(Number);
+          return slot >= from && slot <= to;
+        }),
+    );
+    if (!master) throw new Error(`no master serves slot ${slot} (key ${key})`);
+    return master;
+  }
+
+  /** The port of the replica of the master on `port`, as the master knows it (`ROLE`). */
+  async replicaOf(port: number): Promise<number> {
+    const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await client.connect();
+      const [, , replicas] = (await client.call('ROLE')) as [string, number, Array<[string, string, string]>];
+      if (!replicas.length) throw new Error(`the master on port ${port} has no replica`);
+      return Number(replicas[0][1]);
     } finally {
       client.disconnect();
     }

@@ -26,9 +26,13 @@ BullModule.workerClass = JobQueueWorker;
     BullModule.forRootAsync({
       inject: [ConfigService],
       useFactory: async (config: ConfigService) => {
-        // The job queue module's own reading of REDIS_URL, REDIS_CLUSTER_NODES and JOB_QUEUE_PREFIX.
-        const { url, clusterNodes, prefix } = validateJobQueueOptions(jobQueueOptionsFromEnv(config)).redis;
-        return { connection: clusterNodes ? await bullModuleClusterConnection(clusterNodes) : await bullModuleConnection(url), prefix };
+        // The job queue module's own reading of REDIS_URL, REDIS_CLUSTER_NODES, JOB_QUEUE_PREFIX and
+        // REDIS_FAILOVER_TIMEOUT_MS (on a cluster, processors' calls wait through a master's failover).
+        const { url, clusterNodes, prefix, failoverTimeoutMs } = validateJobQueueOptions(jobQueueOptionsFromEnv(config)).redis;
+        const connection = clusterNodes
+          ? await bullModuleClusterConnection(clusterNodes, { failoverTimeoutMs })
+          : await bullModuleConnection(url);
+        return { connection, prefix };
       },
     }),
     BullModule.registerQueue({ name: REPORTS_QUEUE }),

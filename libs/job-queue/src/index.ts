@@ -27,7 +27,12 @@ export { JobQueueWorker } from './bridge/job-queue-worker.js';
 export { BridgedJob } from './bridge/bridged-job.js';
 export { bridgeLeaseHolder } from './bridge/queue-events-bridge.js';
 export { RedisKeys, JOB_SHARDS } from './backends/bullmq/redis-keys.js';
-export { redisClusterClient, type ConnectionTuning } from './backends/bullmq/redis-connection.js';
+export {
+  redisClusterClient,
+  clusterFailoverOptions,
+  type ClusterFailoverOptions,
+  type ConnectionTuning,
+} from './backends/bullmq/redis-connection.js';
 export { bullModuleConnection, bullModuleClusterConnection, type BullModuleConnection } from './backends/bullmq/bull-module-connection.js';
 export type { JobContext, JobHandlerFn } from './contract/job-context.js';
 export {

@@ -1,6 +1,13 @@
 import { describe, expect, it } from '@jest/globals';
 import { Cluster } from 'ioredis';
-import { InvalidJobQueueOptionsError, jobQueueOptionsFromEnv, validateJobQueueOptions, type ConfigReader } from 'nestjs-job-streams';
+import {
+  InvalidJobQueueOptionsError,
+  bullModuleClusterConnection,
+  clusterFailoverOptions,
+  jobQueueOptionsFromEnv,
+  validateJobQueueOptions,
+  type ConfigReader,
+} from 'nestjs-job-streams';
 import { withBullSharedConfig } from '../src/options/options-from-bull-config.js';
 
 /** A config reader over `values`, as `ConfigService` reads the environment. */
@@ -53,6 +60,32 @@ describe('Redis Cluster options', () => {
     expect(
       problemsOf(() => validateJobQueueOptions({ backend: 'bullmq', redis: { replicaAcks: 6, replicaAckTimeoutMs: 10_000 } })),
     ).toEqual([expect.stringContaining('"redis.replicaAcks"'), expect.stringContaining('"redis.replicaAckTimeoutMs"')]);
+  });
+
+  it("the failover budget: REDIS_FAILOVER_TIMEOUT_MS, 1000 to 600000 ms (default 20000), sizes a worker connection's redirections", async () => {
+    expect(validateJobQueueOptions({ backend: 'bullmq' }).redis.failoverTimeoutMs).toBe(20_000);
+    const fromEnv = (value: string) =>
+      validateJobQueueOptions({ ...jobQueueOptionsFromEnv(env({ REDIS_FAILOVER_TIMEOUT_MS: value })), backend: 'bullmq' });
+    expect(fromEnv('45000').redis.failoverTimeoutMs).toBe(45_000);
+    for (const bad of ['999', '10s', '600001']) {
+      expect(problemsOf(() => fromEnv(bad))).toEqual([
+        expect.stringContaining('"redis.failoverTimeoutMs" (REDIS_FAILOVER_TIMEOUT_MS) must be an integer from 1000 to 600000'),
+      ]);
+    }
+    // Two redirections per 100 ms try, plus ioredis' own 16.
+    expect(clusterFailoverOptions(10_000)).toEqual({
+      maxRedirections: 216,
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      retryDelayOnTryAgain: 100,
+    });
+    expect(() => clusterFailoverOptions(500)).toThrow(
+      '"failoverTimeoutMs" (REDIS_FAILOVER_TIMEOUT_MS) must be an integer from 1000 to 600000 (got 500)',
+    );
+    // Checked before anything connects (nothing listens on port 1).
+    await expect(bullModuleClusterConnection(['redis://127.0.0.1:1'], { failoverTimeoutMs: 0 })).rejects.toThrow(
+      InvalidJobQueueOptionsError,
+    );
   });
 
   it("BullModule's ioredis Cluster gives its start nodes and credentials (host/port objects or URLs)", () => {

@@ -97,6 +97,14 @@ export interface JobQueueModuleOptions {
     replicaAcks?: number;
     /** How long such a write waits for its replicas before it fails and is retried (ms, default 1000). Env: `REDIS_REPLICA_ACK_TIMEOUT_MS`. */
     replicaAckTimeoutMs?: number;
+    /**
+     * Redis Cluster: how long a worker's command waits through the failover of its master before
+     * it fails (ms, 1000 to 600000, default 20000), e.g. a processor's `job.updateProgress` while
+     * the master of BullMQ's keys is replaced. Cover `cluster-node-timeout` plus the promotion (a
+     * few seconds); see the README's "Redis Cluster". Applies to the workers' connections, not to
+     * the one that serves requests, which fails fast (503). Env: `REDIS_FAILOVER_TIMEOUT_MS`.
+     */
+    failoverTimeoutMs?: number;
   };
 }
 
@@ -119,7 +127,14 @@ export interface ResolvedJobQueueOptions {
   circuitBreaker: CircuitBreakerOptions | undefined;
   circuitBreakers: Readonly<Record<string, CircuitBreakerOptions | false>>;
   /** `clusterNodes`: Redis Cluster's start nodes (`url` is then unused). */
-  redis: { url: string; prefix: string; clusterNodes?: readonly string[]; replicaAcks: number; replicaAckTimeoutMs: number };
+  redis: {
+    url: string;
+    prefix: string;
+    clusterNodes?: readonly string[];
+    replicaAcks: number;
+    replicaAckTimeoutMs: number;
+    failoverTimeoutMs: number;
+  };
 }
 
 /** Options of {@link JobQueueModule.forRootAsync}, typically fed from `@nestjs/config`. */

@@ -68,12 +68,12 @@ function circuitBreakers(value: string | undefined): Pick<JobQueueModuleOptions,
  * Module options from the conventional environment variables, so switching backends is a matter
  * of configuration: `JOB_QUEUE_BACKEND` (memory|bullmq), `JOB_QUEUE_WORKER` (true|false),
  * `WORKER_CONCURRENCY`, `REDIS_URL`, `REDIS_CLUSTER_NODES` (comma-separated; or several URLs in
- * `REDIS_URL`), `REDIS_REPLICA_ACKS`, `REDIS_REPLICA_ACK_TIMEOUT_MS`, `JOB_QUEUE_PREFIX`, `JOB_RETENTION_MS`,
- * `JOB_MAX_EVENTS`, `JOB_MAX_EVENT_BYTES`, `JOB_SHUTDOWN_GRACE_MS`, `JOB_LOCK_DURATION_MS`,
- * `JOB_NAMES` and `JOB_QUEUES` (comma-separated), `JOB_BRIDGE_FOREIGN_WORKERS` (true|false),
- * `JOB_CIRCUIT_BREAKER` (`failures,windowMs,coolDownMs` for every job name, or
- * `name=failures,windowMs,coolDownMs` / `name=off` entries separated by `;`). Values are checked by
- * the module at start.
+ * `REDIS_URL`), `REDIS_REPLICA_ACKS`, `REDIS_REPLICA_ACK_TIMEOUT_MS`, `REDIS_FAILOVER_TIMEOUT_MS`,
+ * `JOB_QUEUE_PREFIX`, `JOB_RETENTION_MS`, `JOB_MAX_EVENTS`, `JOB_MAX_EVENT_BYTES`,
+ * `JOB_SHUTDOWN_GRACE_MS`, `JOB_LOCK_DURATION_MS`, `JOB_NAMES` and `JOB_QUEUES` (comma-separated),
+ * `JOB_BRIDGE_FOREIGN_WORKERS` (true|false), `JOB_CIRCUIT_BREAKER` (`failures,windowMs,coolDownMs`
+ * for every job name, or `name=failures,windowMs,coolDownMs` / `name=off` entries separated by
+ * `;`). Values are checked by the module at start.
  *
  * @throws InvalidJobQueueOptionsError when `JOB_CIRCUIT_BREAKER` is not in that format.
  *
@@ -101,6 +101,7 @@ export function jobQueueOptionsFromEnv(config: ConfigReader): JobQueueModuleOpti
       ...redisFromEnv(get('REDIS_URL'), get('REDIS_CLUSTER_NODES'), get('JOB_QUEUE_PREFIX')),
       replicaAcks: integer(get('REDIS_REPLICA_ACKS')),
       replicaAckTimeoutMs: integer(get('REDIS_REPLICA_ACK_TIMEOUT_MS')),
+      failoverTimeoutMs: integer(get('REDIS_FAILOVER_TIMEOUT_MS')),
     },
   };
 }

@@ -1,5 +1,6 @@
 import { CIRCUIT_BREAKER_RULES, type CircuitBreakerOptions } from '../contract/circuit-breaker.js';
 import { InvalidJobQueueOptionsError } from '../errors/invalid-options.error.js';
+import { DEFAULT_FAILOVER_TIMEOUT_MS, failoverTimeoutProblem } from './failover-timeout.js';
 import { JOB_QUEUE_BACKENDS, type ResolvedJobQueueOptions } from './job-queue-module-options.js';
 
 const DEFAULTS = {
@@ -170,6 +171,10 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     );
   }
 
+  const failoverTimeoutMs = redisInput.failoverTimeoutMs ?? DEFAULT_FAILOVER_TIMEOUT_MS;
+  const failoverProblem = failoverTimeoutProblem(failoverTimeoutMs, '"redis.failoverTimeoutMs"');
+  if (failoverProblem) problems.push(failoverProblem);
+
   if (problems.length) throw new InvalidJobQueueOptionsError(problems);
   return {
     backend: backend as ResolvedJobQueueOptions['backend'],
@@ -186,6 +191,7 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
       ...(isCluster ? { clusterNodes: [...(clusterNodes as string[])] } : {}),
       replicaAcks: replicaAcks as number,
       replicaAckTimeoutMs: replicaAckTimeoutMs as number,
+      failoverTimeoutMs: failoverTimeoutMs as number,
     },
   };
 }

@@ -1,6 +1,7 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { InvalidJobQueueOptionsError } from '../../errors/invalid-options.error.js';
 import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
+import { DEFAULT_FAILOVER_TIMEOUT_MS, failoverTimeoutProblem } from '../../options/failover-timeout.js';
 
 /** The URL with any user name and password replaced, safe for logs and error messages. */
 export function redactRedisUrl(url: string): string {
@@ -87,13 +88,72 @@ export interface ConnectionTuning {
   enableOfflineQueue?: boolean;
   maxRetriesPerRequest?: number | null;
   commandTimeout?: number;
+  /**
+   * Redis Cluster only: how long a command rides out the failover of its slot's master (ms), see
+   * {@link clusterFailoverOptions}. Unset: ioredis' own budget (16 redirections), which gives up
+   * about 1 to 1.3 s into a failover; right for connections that should fail fast.
+   */
+  failoverTimeoutMs?: number;
+}
+
+/** Pause before a Cluster client tries a command again after a lost node, `CLUSTERDOWN` or `TRYAGAIN` (ioredis' default). */
+const CLUSTER_RETRY_DELAY_MS = 100;
+
+/** ioredis' own budget of redirections, kept for the `MOVED`/`ASK` of a healthy cluster (slot migrations). */
+const IOREDIS_MAX_REDIRECTIONS = 16;
+
+/** The ioredis `Cluster` options that {@link clusterFailoverOptions} sets. */
+export type ClusterFailoverOptions = Required<
+  Pick<ClusterOptions, 'maxRedirections' | 'retryDelayOnFailover' | 'retryDelayOnClusterDown' | 'retryDelayOnTryAgain'>
+>;
+
+/**
+ * ioredis `Cluster` options under which a command waits through the failover of its slot's
+ * master, for at least `failoverTimeoutMs`, instead of failing: until a replica is promoted the
+ * command finds the master gone (no connection, or a `MOVED` to it from another node) or the
+ * cluster down, and ioredis tries again every 100 ms, refreshing its slot map, but spends one of
+ * its `maxRedirections` on each error and gives up with "Too many Cluster redirections" when none
+ * is left. ioredis' default of 16 lasts about 1 to 1.3 s, less than a promotion takes (Redis marks
+ * a master failed after `cluster-node-timeout`, then elects a replica: about 2.2 to 3.0 s after a
+ * SIGKILL with a node timeout of 1 s). A try costs one redirection, or two (a `MOVED` to the lost
+ * master, then its refused connection), so the budget is two per 100 ms of `failoverTimeoutMs`,
+ * plus ioredis' 16 for ordinary redirections: a command waits at least `failoverTimeoutMs` and at
+ * most about twice that (7.5 s for 3 s, measured while a master and its replica were both down).
+ *
+ * For an ioredis `Cluster` of an application's own that BullMQ workers use:
+ * `new Cluster(nodes, { ...clusterFailoverOptions(20_000), enableReadyCheck: false, redisOptions })`.
+ *
+ * @throws InvalidJobQueueOptionsError when `failoverTimeoutMs` is not an integer from 1000 to 600000.
+ * @publicApi
+ */
+export function clusterFailoverOptions(failoverTimeoutMs: number = DEFAULT_FAILOVER_TIMEOUT_MS): ClusterFailoverOptions {
+  const problem = failoverTimeoutProblem(failoverTimeoutMs, '"failoverTimeoutMs"');
+  if (problem) throw new InvalidJobQueueOptionsError([problem]);
+  return {
+    maxRedirections: 2 * Math.ceil(failoverTimeoutMs / CLUSTER_RETRY_DELAY_MS) + IOREDIS_MAX_REDIRECTIONS,
+    retryDelayOnFailover: CLUSTER_RETRY_DELAY_MS,
+    retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
+    retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
+  };
+}
+
+/** The retry settings of a Cluster connection with `tuning`: a failover budget, or ioredis' defaults (fail fast). */
+function clusterRetryOptions(tuning: ConnectionTuning): ClusterFailoverOptions {
+  if (tuning.failoverTimeoutMs !== undefined) return clusterFailoverOptions(tuning.failoverTimeoutMs);
+  return {
+    maxRedirections: IOREDIS_MAX_REDIRECTIONS,
+    retryDelayOnFailover: CLUSTER_RETRY_DELAY_MS,
+    retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
+    retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
+  };
 }
 
 /**
  * A new ioredis `Cluster` for some of a Redis Cluster's nodes, given as `redis://` URLs (user
  * name, password and TLS are taken from the first one and used for every node), not connected yet
  * (it connects on its first command). For connections of an application's own next to this
- * module's, e.g. a dashboard's BullMQ queues.
+ * module's, e.g. a dashboard's BullMQ queues. Give a connection that runs jobs (a BullMQ
+ * `Worker`'s) `tuning.failoverTimeoutMs`, so that its commands wait through a failover.
  *
  * @publicApi
  */
@@ -103,6 +163,7 @@ export function redisClusterClient(nodes: readonly string[], tuning: ConnectionT
     lazyConnect: true,
     clusterRetryStrategy: retryStrategy,
     enableOfflineQueue: tuning.enableOfflineQueue ?? true,
+    ...clusterRetryOptions(tuning),
     // ioredis' ready check on a cluster (CLUSTER INFO must not say cluster_state:fail) loses the
     // promise of `connect()` when it fails: it disconnects, and the retry that gets 'ready' belongs
     // to a new `connect()`, so the first one never settles. During a failover BullMQ's watchdog
@@ -155,6 +216,7 @@ export function duplicateClient(client: RedisClient, tuning: ConnectionTuning): 
   if (client instanceof Cluster) {
     return client.duplicate([], {
       enableOfflineQueue: tuning.enableOfflineQueue ?? true,
+      ...clusterRetryOptions(tuning),
       redisOptions: {
         ...client.options.redisOptions,
         connectionName: tuning.connectionName,
@@ -163,5 +225,7 @@ export function duplicateClient(client: RedisClient, tuning: ConnectionTuning): 
       },
     });
   }
-  return client.duplicate(tuning);
+  // A single server has no failover to wait through: it reconnects (and waits) on its own.
+  const { failoverTimeoutMs: _clusterOnly, ...options } = tuning;
+  return client.duplicate(options);
 }

@@ -14,7 +14,12 @@ export class RedisConnections {
 
   private constructor(
     private readonly prefix: string,
-    /** Commands and scripts; fails fast while Redis is down (requests get 503, never hang). */
+    /** Redis Cluster: how long the worker connection's commands wait through a failover. */
+    private readonly failoverTimeoutMs: number,
+    /**
+     * Commands and scripts; fails fast while Redis is down, and on Redis Cluster within ioredis'
+     * own redirection budget during a failover (requests get 503, never hang).
+     */
     readonly commands: RedisClient,
     /** The shared blocking `XREAD` of the event stream reader. */
     readonly blocking: RedisClient,
@@ -41,7 +46,7 @@ export class RedisConnections {
    * the (redacted) URL: a process that cannot reach Redis at start should not start.
    */
   static async open(options: ResolvedJobQueueOptions, meter?: JobQueueMeter): Promise<RedisConnections> {
-    const { url, prefix, clusterNodes } = options.redis;
+    const { url, prefix, clusterNodes, failoverTimeoutMs } = options.redis;
     const connect = (tuning: ConnectionTuning): Promise<RedisClient> =>
       clusterNodes ? connectCluster(clusterNodes, tuning) : connectRedis(url, tuning.connectionName, tuning);
     const opened: RedisClient[] = [];
@@ -57,7 +62,7 @@ export class RedisConnections {
       opened.push(blocking);
       const subscriber = options.worker ? await connect({ connectionName: `${prefix}:cancels`, maxRetriesPerRequest: null }) : undefined;
       if (subscriber) opened.push(subscriber);
-      return new RedisConnections(prefix, commands, blocking, subscriber, meter, clusterNodes !== undefined);
+      return new RedisConnections(prefix, failoverTimeoutMs, commands, blocking, subscriber, meter, clusterNodes !== undefined);
     } catch (error) {
       for (const client of opened) client.disconnect();
       throw error;
@@ -75,8 +80,9 @@ export class RedisConnections {
   }
 
   /**
-   * A connection for a BullMQ `Worker`: it waits through Redis outages instead of failing fast.
-   * BullMQ does not close a connection it was given; it is closed with the others.
+   * A connection for a BullMQ `Worker`: it waits through Redis outages instead of failing fast,
+   * and on Redis Cluster through a master's failover (`redis.failoverTimeoutMs`). BullMQ does not
+   * close a connection it was given; it is closed with the others.
    */
   forWorker(): RedisClient {
     if (!this.worker) {
@@ -85,6 +91,7 @@ export class RedisConnections {
         enableOfflineQueue: true,
         maxRetriesPerRequest: null,
         commandTimeout: undefined,
+        failoverTimeoutMs: this.failoverTimeoutMs,
       });
       this.watch(this.worker, 'worker');
     }
