@@ -44,7 +44,9 @@ describe('faults: workers killed or stopped mid-build (bullmq, 2 apis)', () => {
   }, 20_000);
 
   it('a worker killed with SIGKILL mid-build: the other worker runs it again as attempt 2; NDJSON, SSE and polling readers get every event once, in order, one terminal', async () => {
-    const STEPS = 8;
+    // 18 steps of 240 ms are left after step 2: room for the second worker's start on a busy
+    // machine (6 steps, 1.4 s, were not always enough), before the first one is killed.
+    const STEPS = 20;
     const TOKENS = 2;
     const first = await worker();
     const id = await a.start({ steps: STEPS, stepMs: 240, tokensPerStep: TOKENS });
@@ -136,7 +138,8 @@ describe('faults: workers killed or stopped mid-build (bullmq, 2 apis)', () => {
   }, 30_000);
 
   it('SIGTERM to a worker whose build outlasts JOB_SHUTDOWN_GRACE_MS: it hands the build back, exits 0, and the other worker runs it as attempt 2; followers on both apis get every event once', async () => {
-    const STEPS = 12;
+    // 18 steps of 240 ms after step 2, so that the second worker is up before the SIGTERM.
+    const STEPS = 20;
     const TOKENS = 1;
     const GRACE_MS = 600;
     const stopping = await worker({ JOB_SHUTDOWN_GRACE_MS: String(GRACE_MS) });
