@@ -55,5 +55,6 @@ export { InvalidEventError } from './errors/invalid-event.error.js';
 export { EventLimitExceededError } from './errors/event-limit-exceeded.error.js';
 export { JobQueueUnavailableError } from './errors/job-queue-unavailable.error.js';
 export { InvalidJobQueueOptionsError } from './errors/invalid-options.error.js';
+export { IncompatibleBullMqError } from './errors/incompatible-bullmq.error.js';
 // The HTTP helpers, also importable alone from the `./http` subpath.
 export * from './http/index.js';
