@@ -1,6 +1,98 @@
-import { describe, expect, it } from '@jest/globals';
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { IncompatibleBullMqError } from 'nestjs-job-streams';
+import { RedisServer } from '../../../test/support/redis-server.js';
 import { checkBullCommands, installedBullCommands } from '../src/backends/bullmq/bullmq-commands.js';
+import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
+import { composedScriptsOf } from '../src/backends/bullmq/job-streams-backend.js';
+import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
+
+describe('the composed script', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  const prefix = `c${randomUUID().slice(0, 8)}`;
+  const keys = new RedisKeys(prefix);
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.url);
+  });
+
+  afterAll(async () => {
+    client?.disconnect();
+    await redis?.destroy();
+  });
+
+  /** A job BullMQ has, whose attempt 1 started (`started` in its stream), and the composed `updateProgress` on `client`. */
+  async function startedJob(): Promise<{ id: string; meta: string; events: string; bullKeys: string[] }> {
+    const queue = new Queue('q', { connection: client, prefix });
+    const id = randomUUID();
+    await queue.add('report', {}, { jobId: id });
+    await queue.close();
+    const meta = keys.meta('q', id);
+    const events = keys.events('q', id);
+    const started = await new JobScripts(client).startAttempt(meta, events, Date.now(), 100, randomUUID(), {
+      name: 'report',
+      maxAttempts: 1,
+      createdAt: Date.now(),
+    });
+    expect(started.status).toBe('ok');
+    const script = composedScriptsOf(installedBullCommands()).updateProgress;
+    client.defineCommand('composedUpdateProgress', { numberOfKeys: script.bullmq.keys + 2, lua: script.lua });
+    return { id, meta, events, bullKeys: [`${prefix}:q:${id}`, `${prefix}:q:events`, `${prefix}:q:meta`] };
+  }
+
+  const composed = (args: Array<string | number>): Promise<unknown> =>
+    (client as unknown as { composedUpdateProgress(...args: Array<string | number>): Promise<unknown> }).composedUpdateProgress(...args);
+
+  it('a call sent twice (same writer and sequence number, as ioredis resends after a reconnect) is appended once', async () => {
+    const { id, meta, events, bullKeys } = await startedJob();
+    const writer = randomUUID();
+    const progress = JSON.stringify({ page: 1 });
+    const args = [meta, events, ...bullKeys, writer, 1, 100, 1, 'progress', progress, id, progress];
+    const first = await composed(args);
+    const again = await composed(args);
+    expect(first).toEqual([0, ['ok', 1, expect.any(String)]]);
+    // BullMQ's part runs again, as it would without the module; the stream's does not.
+    expect(again).toEqual([0, ['dup']]);
+    const entries = await client.xrange(events, '-', '+');
+    expect(entries.map(([, fields]) => fields[1])).toEqual(['started', 'progress']);
+    expect(await client.hget(`${prefix}:q:${id}`, 'progress')).toBe(progress);
+    // The next call of the writer goes in.
+    const next = JSON.stringify({ page: 2 });
+    expect(await composed([meta, events, ...bullKeys, writer, 2, 100, 1, 'progress', next, id, next])).toEqual([
+      0,
+      ['ok', 1, expect.any(String)],
+    ]);
+    expect(await client.xlen(events)).toBe(3);
+  });
+
+  it("a call BullMQ refuses (its job is gone) gets BullMQ's reply alone and appends nothing", async () => {
+    const { id, meta, events, bullKeys } = await startedJob();
+    await client.del(bullKeys[0]);
+    const progress = JSON.stringify(7);
+    expect(await composed([meta, events, ...bullKeys, randomUUID(), 1, 100, 1, 'progress', progress, id, progress])).toEqual([-1]);
+    expect(await client.xlen(events)).toBe(1);
+  });
+
+  it('a call of a superseded attempt, or after the terminal event, is refused by the stream, not by BullMQ', async () => {
+    const { id, meta, events, bullKeys } = await startedJob();
+    const progress = JSON.stringify(1);
+    expect(await composed([meta, events, ...bullKeys, randomUUID(), 1, 100, 2, 'progress', progress, id, progress])).toEqual([
+      0,
+      ['stale'],
+    ]);
+    await client.hset(meta, 'terminal', '1-1');
+    expect(await composed([meta, events, ...bullKeys, randomUUID(), 1, 100, 1, 'progress', progress, id, progress])).toEqual([
+      0,
+      ['final'],
+    ]);
+    expect(await client.xlen(events)).toBe(1);
+  });
+});
 
 describe("the installed bullmq's commands (no Redis)", () => {
   const real = installedBullCommands();
