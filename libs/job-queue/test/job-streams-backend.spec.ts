@@ -1,14 +1,160 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Queue } from 'bullmq';
+import type { INestApplicationContext } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { IncompatibleBullMqError } from 'nestjs-job-streams';
+import { IncompatibleBullMqError, JobQueue, JobQueueModule, JobQueueWorker, type JobEvent } from 'nestjs-job-streams';
 import { RedisServer } from '../../../test/support/redis-server.js';
 import { checkBullCommands, installedBullCommands } from '../src/backends/bullmq/bullmq-commands.js';
 import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
 import { composedScriptsOf } from '../src/backends/bullmq/job-streams-backend.js';
 import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
+
+/** A report processor as a team writes one: per page one progress call and one log line. */
+async function pagesProcessor(job: Job<{ pages: number }>): Promise<{ pages: number }> {
+  const { pages } = job.data;
+  for (let page = 1; page <= pages; page++) {
+    await job.updateProgress({ page, pages });
+    await job.log(`page ${page} of ${pages}`);
+  }
+  return { pages };
+}
+
+/** The commands a client sent to Redis (not those a script ran) that name `jobId` in their arguments. */
+interface JobCommands {
+  /** Script calls: EVAL, EVALSHA, FCALL and their read-only forms. */
+  scripts: number;
+  /** Every command. */
+  all: number;
+}
+
+describe('JobStreamsBackend: one script per updateProgress / log call', () => {
+  let redis: RedisServer;
+  let app: INestApplicationContext;
+  let jobQueue: JobQueue;
+  let bridged: JobQueueWorker;
+  let plain: Worker;
+  let plainQueue: Queue;
+  let client: Redis;
+  const prefix = `s${randomUUID().slice(0, 8)}`;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis(redis.url);
+    app = await NestFactory.createApplicationContext(
+      // No foreign-worker bridge: the plain worker's calls stay BullMQ's alone, as without the module.
+      JobQueueModule.forRoot({ backend: 'bullmq', queues: ['pages'], bridgeForeignWorkers: false, redis: { url: redis.url, prefix } }),
+      { logger: false, abortOnError: false },
+    );
+    jobQueue = app.get(JobQueue);
+    const connection = { url: redis.url };
+    bridged = new JobQueueWorker('pages', pagesProcessor, { connection, prefix });
+    plain = new Worker('plain', pagesProcessor, { connection, prefix });
+    plainQueue = new Queue('plain', { connection, prefix });
+    await Promise.all([bridged.waitUntilReady(), plain.waitUntilReady(), plainQueue.waitUntilReady()]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([bridged?.close(), plain?.close(), plainQueue?.close()]);
+    await app?.close();
+    client?.disconnect();
+    await redis?.destroy();
+  });
+
+  /** Resolves with the job id once `worker` completed the job `start` added (BullMQ's own event: no Redis call). */
+  function completedBy(worker: Worker, start: () => Promise<string>): Promise<string> {
+    return new Promise((resolve, reject) => {
+      let id: string | undefined;
+      const done: string[] = [];
+      const onCompleted = (job: Job): void => {
+        done.push(job.id!);
+        if (id !== undefined && done.includes(id)) {
+          worker.off('completed', onCompleted);
+          resolve(id);
+        }
+      };
+      worker.on('completed', onCompleted);
+      start().then((added) => {
+        id = added;
+        if (done.includes(id)) onCompleted({ id } as Job);
+      }, reject);
+    });
+  }
+
+  /**
+   * Counts, with MONITOR, the commands that name the job in their arguments from its enqueue until
+   * its worker reported it completed: every command of the job (its scripts name its keys), and
+   * nothing of the workers' polling. A marker sent afterwards shows when MONITOR has seen them all.
+   */
+  async function commandsOf(run: () => Promise<string>): Promise<JobCommands> {
+    const monitor = await client.monitor();
+    const seen: string[][] = [];
+    const marker = `end-${randomUUID()}`;
+    const ended = new Promise<void>((resolve) => {
+      monitor.on('monitor', (_time: string, args: string[], source: string) => {
+        if (args[0]?.toLowerCase() === 'echo' && args[1] === marker) resolve();
+        else if (source !== 'lua') seen.push(args);
+      });
+    });
+    try {
+      const id = await run();
+      await client.echo(marker);
+      await ended;
+      const ofJob = seen.filter((args) => args.slice(1).some((arg) => arg.includes(id)));
+      return {
+        scripts: ofJob.filter((args) => /^(eval|evalsha|fcall)(_ro)?$/i.test(args[0])).length,
+        all: ofJob.length,
+      };
+    } finally {
+      monitor.disconnect();
+    }
+  }
+
+  const bridgedJob = (pages: number) => () =>
+    completedBy(bridged, async () => (await jobQueue.enqueue('report', { pages }, { queue: 'pages', owner: 'alice' })).id);
+  const plainJob = (pages: number) => () =>
+    completedBy(plain, async () => (await plainQueue.add('report', { pages }, { jobId: randomUUID() })).id!);
+
+  /** Commands per page: the difference between a job of 21 pages and one of 1 (what a job costs once cancels out). */
+  async function perPage(job: (pages: number) => () => Promise<string>): Promise<JobCommands> {
+    const one = await commandsOf(job(1));
+    const many = await commandsOf(job(21));
+    return { scripts: (many.scripts - one.scripts) / 20, all: (many.all - one.all) / 20 };
+  }
+
+  it("a bridged page (updateProgress + log) sends exactly BullMQ's own commands: one script per call", async () => {
+    // Warm both paths up: script loading (EVAL after NOSCRIPT) is a one-off of each connection.
+    await commandsOf(bridgedJob(1));
+    await commandsOf(plainJob(1));
+    const withModule = await perPage(bridgedJob);
+    const withoutModule = await perPage(plainJob);
+    expect(withoutModule).toEqual({ scripts: 2, all: 2 });
+    expect(withModule).toEqual(withoutModule);
+  });
+
+  it("the page's calls are in the job's stream, in call order, once; BullMQ sees them as without the module", async () => {
+    const id = await bridgedJob(3)();
+    const page = await jobQueue.readEvents(id, { queue: 'pages', owner: 'alice' });
+    const pages = [1, 2, 3].flatMap((n) => [
+      ['progress', { page: n, pages: 3 }],
+      ['log', { message: `page ${n} of 3` }],
+    ]);
+    expect(page.events.map((event: JobEvent) => [event.type, event.data])).toEqual([
+      ['started', { attempt: 1 }],
+      ...pages,
+      ['completed', { result: { pages: 3 } }],
+    ]);
+    const pagesQueue = new Queue('pages', { connection: client, prefix });
+    try {
+      expect((await pagesQueue.getJob(id))!.progress).toEqual({ page: 3, pages: 3 });
+      expect(await pagesQueue.getJobLogs(id)).toEqual({ logs: ['page 1 of 3', 'page 2 of 3', 'page 3 of 3'], count: 3 });
+    } finally {
+      await pagesQueue.close();
+    }
+  });
+});
 
 describe('the composed script', () => {
   let redis: RedisServer;
