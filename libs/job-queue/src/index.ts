@@ -25,7 +25,7 @@ export { jobQueueOptionsFromEnv, type ConfigReader } from './options/job-queue-o
 export { JobHandler } from './handlers/job-handler.decorator.js';
 export { JobQueueWorker } from './bridge/job-queue-worker.js';
 export { BridgedJob } from './bridge/bridged-job.js';
-export { JobStreamsBackend, jobStreamsBackend } from './backends/bullmq/job-streams-backend.js';
+export { jobStreamsBackend } from './backends/bullmq/job-streams-backend.js';
 export { bridgeLeaseHolder } from './bridge/queue-events-bridge.js';
 export { RedisKeys, JOB_SHARDS } from './backends/bullmq/redis-keys.js';
 export { redisClusterClient, type ConnectionTuning } from './backends/bullmq/redis-connection.js';

@@ -20,8 +20,8 @@ export class JobQueueWorker extends Worker {
   private static readonly open = new Set<JobQueueWorker>();
 
   /**
-   * As BullMQ's `Worker`. Without `backendFactory`, the worker's backend is a
-   * {@link JobStreamsBackend} (see {@link jobStreamsBackend}): each bridged `updateProgress` and
+   * As BullMQ's `Worker`. Without `backendFactory`, the worker's backend is made by
+   * {@link jobStreamsBackend}: each bridged `updateProgress` and
    * `log` call is one script, BullMQ's own followed by the stream append. With a factory of the
    * caller's, the calls are appended next to BullMQ's own writes instead.
    *
@@ -56,14 +56,13 @@ export class JobQueueWorker extends Worker {
   protected override async callProcessJob(job: Job, token: string, signal?: AbortSignal): Promise<unknown> {
     const bridge = await this.bridge();
     if (!bridge.bridges(this.name) || !(job instanceof BridgedJob)) return super.callProcessJob(job, token, signal);
-    const backend = this.getBackend();
     return bridge.run(
       this.name,
       job,
       token,
       () => super.callProcessJob(job, token, signal),
       (reason) => this.cancelJob(job.id!, reason),
-      backend instanceof JobStreamsBackend ? backend : undefined,
+      JobStreamsBackend.of(this.getBackend()),
     );
   }
 

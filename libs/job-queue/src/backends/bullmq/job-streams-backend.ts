@@ -1,16 +1,4 @@
-import {
-  QueueKeys,
-  RedisConnection,
-  RedisQueueBackend,
-  createIORedisClient,
-  isIRedisClient,
-  isRedisInstance,
-  type BackendFactory,
-  type ConnectionOptions,
-  type IRedisTransaction,
-  type QueueBaseOptions,
-  type RedisClient,
-} from 'bullmq';
+import { createRedisBackend, type BackendFactory, type IRedisTransaction, type RedisClient, type RedisQueueBackend } from 'bullmq';
 import { encodeProcessorCall, encodeProcessorJson } from '../../contract/encode-event.js';
 import { COMPOSED_COMMANDS, installedBullCommands, type BullCommand, type BullCommands, type ComposedCommand } from './bullmq-commands.js';
 import { scriptSource, type ScriptReply } from './job-scripts.js';
@@ -47,26 +35,40 @@ export function composedScriptsOf(bullmq: BullCommands): Record<ComposedCommand,
 const definedOn = new WeakMap<object, Set<string>>();
 
 /**
- * BullMQ's Redis backend, with each `updateProgress` and `addLog` call of a job whose attempt the
- * bridge runs in this process (see {@link attach}) sent as **one** script: BullMQ's own script of
- * the command, taken from the installed `bullmq`, and then, when it succeeded, the append of the
- * call's event to the job's stream. BullMQ gets its own reply back unchanged (the same value, the
- * same errors); the stream's reply goes to the attempt. Every other command, and the calls of jobs
- * without an attached attempt, are BullMQ's alone, as with `createRedisBackend`.
- *
- * Made by {@link jobStreamsBackend}; `JobQueueWorker` uses it unless given a factory of its own.
- *
- * @publicApi
+ * The part of a backend made by {@link jobStreamsBackend} that composes: each `updateProgress` and
+ * `addLog` call of a job whose attempt the bridge runs in this process (see {@link attach}) goes to
+ * Redis as **one** script, BullMQ's own script of the command, taken from the installed `bullmq`,
+ * and then, when it succeeded, the append of the call's event to the job's stream. BullMQ gets its
+ * own reply back unchanged (the same value, the same errors); the stream's reply goes to the
+ * attempt. Every other command, and the calls of jobs without an attached attempt, are BullMQ's
+ * alone. It sits on the backend BullMQ's default factory made (its `execCommand`, the one method
+ * through which that backend sends every script, is routed through {@link execCommand} on that
+ * instance only), so the connections are made as BullMQ makes them, whatever its version.
  */
-export class JobStreamsBackend extends RedisQueueBackend {
-  /** The running attempts of this backend's queue in this process whose calls are composed, by job id. */
+export class JobStreamsBackend {
+  private static readonly byBackend = new WeakMap<object, JobStreamsBackend>();
+  /** The running attempts of the backend's queue in this process whose calls are composed, by job id. */
   private readonly attached = new Map<string, StreamCalls>();
   private readonly scripts: Record<ComposedCommand, ComposedScript>;
+  private readonly bullExecCommand: RedisQueueBackend['execCommand'];
 
-  constructor(...args: ConstructorParameters<typeof RedisQueueBackend>) {
-    super(...args);
+  private constructor(private readonly backend: RedisQueueBackend) {
     // Checked here, at start-up: a bullmq whose commands do not fit stops the worker from being made.
     this.scripts = composedScriptsOf(installedBullCommands());
+    this.bullExecCommand = backend.execCommand.bind(backend);
+    backend.execCommand = (client, commandName, args) => this.execCommand(client, commandName, args);
+    JobStreamsBackend.byBackend.set(backend, this);
+  }
+
+  /** Makes `backend` compose. */
+  static around<B extends RedisQueueBackend>(backend: B): B {
+    new JobStreamsBackend(backend);
+    return backend;
+  }
+
+  /** The composing part of `backend`, when {@link jobStreamsBackend} made it. */
+  static of(backend: unknown): JobStreamsBackend | undefined {
+    return typeof backend === 'object' && backend !== null ? JobStreamsBackend.byBackend.get(backend) : undefined;
   }
 
   /**
@@ -75,7 +77,7 @@ export class JobStreamsBackend extends RedisQueueBackend {
    * later), and one script over both would fail with CROSSSLOT there.
    */
   async composes(): Promise<boolean> {
-    return !(await this.queue.client).isCluster;
+    return !(await this.backend.client).isCluster;
   }
 
   /**
@@ -92,14 +94,14 @@ export class JobStreamsBackend extends RedisQueueBackend {
     if (this.attached.get(jobId) === calls) this.attached.delete(jobId);
   }
 
-  override execCommand(client: RedisClient | IRedisTransaction, commandName: string, args: unknown[]): unknown {
+  private execCommand(client: RedisClient | IRedisTransaction, commandName: string, args: unknown[]): unknown {
     if (commandName === 'updateProgress' || commandName === 'addLog') {
       const script = this.scripts[commandName];
       // BullMQ's arguments start with the job id, after its keys.
       const calls = this.attached.get(String(args[script.bullmq.keys]));
       if (calls?.writing) return this.composed(client as RedisClient, script, args, calls);
     }
-    return super.execCommand(client, commandName, args);
+    return this.bullExecCommand(client, commandName, args as never[]);
   }
 
   /** Runs BullMQ's command and the call's stream write as one script; resolves to BullMQ's reply. */
@@ -109,7 +111,7 @@ export class JobStreamsBackend extends RedisQueueBackend {
       script.bullmq.name === 'updateProgress'
         ? encodeProcessorJson('progress', args[keyCount + 1] as string | undefined, calls.maxEventBytes)
         : encodeProcessorCall('log', { message: args[keyCount + 1] }, calls.maxEventBytes);
-    if (!event) return super.execCommand(client, script.bullmq.name, args);
+    if (!event) return this.bullExecCommand(client, script.bullmq.name, args as never[]);
     // Numbered now, before the first await: the order of the sequence numbers is the order in which
     // BullMQ hands its commands to the connection.
     const ours = calls.next(event.type, event.json);
@@ -131,22 +133,10 @@ export class JobStreamsBackend extends RedisQueueBackend {
 }
 
 /**
- * Duplicates a caller-supplied client, as `createRedisBackend` does: ioredis clients through
- * BullMQ's ioredis adapter, other clients with their own `duplicate()`.
- */
-function duplicateClient(client: RedisClient, connectionName?: string): RedisClient {
-  const withName = connectionName ? { connectionName } : undefined;
-  if (isIRedisClient(client) || typeof (client as { defineCommand?: unknown }).defineCommand === 'function') {
-    return (isIRedisClient(client) ? client : createIORedisClient(client as never)).duplicate(withName);
-  }
-  return (client as { duplicate(opts?: unknown): RedisClient }).duplicate(connectionName ? { name: connectionName } : undefined);
-}
-
-/**
- * A {@link JobStreamsBackend} factory for BullMQ's `Queue`, `Worker` and `QueueEvents`: the
- * connections are made exactly as BullMQ's default factory (`createRedisBackend`) makes them
- * (the main one, a duplicate of a caller's client for blocking use, a worker's blocking
- * connection named after its queue), only the backend class differs.
+ * A factory for BullMQ's `Queue`, `Worker` and `QueueEvents` whose backends are BullMQ's own
+ * (made by its default factory, `createRedisBackend`, connections and all) with each bridged
+ * `updateProgress` and `addLog` call sent as one script with the job's stream write (see
+ * {@link JobStreamsBackend}). `JobQueueWorker` uses it unless given a factory of its own.
  *
  * @example
  * ```ts
@@ -157,37 +147,7 @@ function duplicateClient(client: RedisClient, connectionName?: string): RedisCli
  * with, or ships it in another shape (checked at once, and again as each backend is made).
  * @publicApi
  */
-export function jobStreamsBackend(): BackendFactory<JobStreamsBackend> {
+export function jobStreamsBackend(): BackendFactory<RedisQueueBackend> {
   installedBullCommands();
-  return (name: string, opts: QueueBaseOptions<ConnectionOptions>, { blocking = false, withBlockingConnection = false } = {}) => {
-    const shared = isRedisInstance(opts.connection);
-    // A blocking consumer must not block the caller's shared client.
-    const main = blocking && shared ? duplicateClient(opts.connection as RedisClient) : opts.connection;
-    const connection = new RedisConnection(main as ConnectionOptions, {
-      shared: !blocking && shared,
-      blocking,
-      skipVersionCheck: opts.skipVersionCheck,
-      skipWaitingForReady: opts.skipWaitingForReady,
-    });
-    const { prefix, name: workerName } = opts as { prefix?: string; name?: string };
-    let blockingConnection: RedisConnection | undefined;
-    if (withBlockingConnection) {
-      const connectionName = `${prefix ?? 'bull'}:${Buffer.from(name).toString('base64')}${workerName ? `:w:${workerName}` : ''}`;
-      blockingConnection = new RedisConnection(
-        shared
-          ? duplicateClient(opts.connection as RedisClient, connectionName)
-          : ({ ...opts.connection, connectionName } as ConnectionOptions),
-        { shared: false, blocking: true, skipVersionCheck: opts.skipVersionCheck },
-      );
-    }
-    const queueKeys = new QueueKeys(prefix);
-    return new JobStreamsBackend(
-      connection,
-      name,
-      queueKeys.getKeys(name),
-      (type) => queueKeys.toKey(name, type),
-      opts,
-      blockingConnection,
-    );
-  };
+  return (name, opts, options) => JobStreamsBackend.around(createRedisBackend(name, opts, options));
 }
