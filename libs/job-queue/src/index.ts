@@ -25,6 +25,7 @@ export { jobQueueOptionsFromEnv, type ConfigReader } from './options/job-queue-o
 export { JobHandler } from './handlers/job-handler.decorator.js';
 export { JobQueueWorker } from './bridge/job-queue-worker.js';
 export { BridgedJob } from './bridge/bridged-job.js';
+export { jobStreamsBackend } from './backends/bullmq/job-streams-backend.js';
 export { bridgeLeaseHolder } from './bridge/queue-events-bridge.js';
 export { RedisKeys, JOB_SHARDS } from './backends/bullmq/redis-keys.js';
 export {
@@ -60,5 +61,6 @@ export { InvalidEventError } from './errors/invalid-event.error.js';
 export { EventLimitExceededError } from './errors/event-limit-exceeded.error.js';
 export { JobQueueUnavailableError } from './errors/job-queue-unavailable.error.js';
 export { InvalidJobQueueOptionsError } from './errors/invalid-options.error.js';
+export { IncompatibleBullMqError } from './errors/incompatible-bullmq.error.js';
 // The HTTP helpers, also importable alone from the `./http` subpath.
 export * from './http/index.js';

@@ -1,4 +1,5 @@
-import { Worker, type Job, type Processor, type WorkerOptions } from 'bullmq';
+import { Worker, type BackendFactory, type Job, type Processor, type WorkerOptions } from 'bullmq';
+import { JobStreamsBackend, jobStreamsBackend } from '../backends/bullmq/job-streams-backend.js';
 import { BridgedJob } from './bridged-job.js';
 import { ProcessorBridge } from './processor-bridge.js';
 
@@ -18,8 +19,17 @@ import { ProcessorBridge } from './processor-bridge.js';
 export class JobQueueWorker extends Worker {
   private static readonly open = new Set<JobQueueWorker>();
 
-  constructor(name: string, processor?: string | URL | null | Processor, opts?: WorkerOptions) {
-    super(name, processor, opts as WorkerOptions);
+  /**
+   * As BullMQ's `Worker`. Without `backendFactory`, the worker's backend is made by
+   * {@link jobStreamsBackend}: each bridged `updateProgress` and
+   * `log` call is one script, BullMQ's own followed by the stream append. With a factory of the
+   * caller's, the calls are appended next to BullMQ's own writes instead.
+   *
+   * @throws IncompatibleBullMqError when the installed `bullmq` lacks a command the backend
+   * composes with, or ships it in another shape.
+   */
+  constructor(name: string, processor?: string | URL | null | Processor, opts?: WorkerOptions, backendFactory?: BackendFactory) {
+    super(name, processor, opts as WorkerOptions, (backendFactory ?? jobStreamsBackend()) as BackendFactory<never>);
     // BullMQ creates the cancel signal only for processors that declare it; cancel must reach every one.
     (this as unknown as { processorAcceptsSignal: boolean }).processorAcceptsSignal = true;
     JobQueueWorker.open.add(this);
@@ -52,6 +62,7 @@ export class JobQueueWorker extends Worker {
       token,
       () => super.callProcessJob(job, token, signal),
       (reason) => this.cancelJob(job.id!, reason),
+      JobStreamsBackend.of(this.getBackend()),
     );
   }
 

@@ -4,6 +4,8 @@ import { encodeProcessorCall, errorMessageOf } from '../contract/encode-event.js
 import type { AttemptLifecycle, RunningAttempt } from '../backends/bullmq/attempt-lifecycle.js';
 import type { BreakerTicket, RedisCircuitBreakers } from '../backends/bullmq/circuit-breakers.js';
 import type { JobScripts, NewJobMeta } from '../backends/bullmq/job-scripts.js';
+import type { JobStreamsBackend } from '../backends/bullmq/job-streams-backend.js';
+import { StreamCalls } from '../backends/bullmq/stream-calls.js';
 import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
 import type { AttemptOutcome } from '../contract/attempt-verdict.js';
 import { DEFAULT_QUEUE } from '../contract/job-queue.js';
@@ -75,6 +77,15 @@ export class ProcessorBridge {
       /** Queues to bridge; every queue when undefined. */
       queues?: readonly string[];
       maxEventBytes: number;
+      maxEventsPerJob: number;
+      /**
+       * True when a worker's {@link JobStreamsBackend} may run each call as one script with
+       * BullMQ's: on one Redis server without replica acks. On Redis Cluster a job's stream keys
+       * are in another slot than BullMQ's job key (CROSSSLOT); with replica acks every append must
+       * wait for a replica and be retried alone, which a call composed with BullMQ's write cannot
+       * be. There the calls are appended alongside BullMQ's, by {@link AttemptProgressSink}.
+       */
+      composeCalls: boolean;
     },
   ) {}
 
@@ -125,6 +136,8 @@ export class ProcessorBridge {
    * log calls bridged, then the terminal event or the retry. `cancel` stops the processor through
    * BullMQ (`Worker#cancelJob`) when the job is cancelled or reaches the event cap. A job whose
    * circuit breaker is open goes back to BullMQ unstarted (delayed; `token` is the worker's lock).
+   * `backend`: the worker's, when it is a {@link JobStreamsBackend}, which then sends each call
+   * as one script with BullMQ's.
    */
   async run(
     queue: string,
@@ -132,6 +145,7 @@ export class ProcessorBridge {
     token: string | undefined,
     work: () => Promise<unknown>,
     cancel: (reason: string) => void,
+    backend?: JobStreamsBackend,
   ): Promise<unknown> {
     const create: NewJobMeta = { name: job.name, maxAttempts: Math.max(1, job.opts.attempts ?? 1), createdAt: job.timestamp || Date.now() };
     const gate = await this.breakers.admit(job.name, queue, job.id!);
@@ -143,7 +157,7 @@ export class ProcessorBridge {
     }
     const ticket = gate.admitted ? gate.ticket : undefined;
     try {
-      return await this.attempt(queue, job, create, work, cancel, ticket);
+      return await this.attempt(queue, job, create, work, cancel, ticket, backend);
     } finally {
       await ticket?.settle('release');
     }
@@ -156,6 +170,7 @@ export class ProcessorBridge {
     work: () => Promise<unknown>,
     cancel: (reason: string) => void,
     ticket: BreakerTicket | undefined,
+    backend: JobStreamsBackend | undefined,
   ): Promise<unknown> {
     const started = await this.lifecycle.start(queue, job, { create });
     if (started.status === 'gone') return undefined;
@@ -174,8 +189,15 @@ export class ProcessorBridge {
       },
       { once: true },
     );
-    const sink = new AttemptProgressSink(running, this.options.maxEventBytes);
-    job.progressSink = sink;
+    const calls =
+      backend && this.options.composeCalls && (await backend.composes()) ? this.streamCalls(queue, job.id!, running) : undefined;
+    const sink = calls ? undefined : new AttemptProgressSink(running, this.options.maxEventBytes);
+    if (calls) {
+      backend!.attach(job.id!, calls);
+      job.streamCalls = calls;
+    } else {
+      job.progressSink = sink;
+    }
     // The attempt's span, a child of the enqueue's: an inline processor runs in it (a sandboxed
     // one runs in another process, which the context does not reach).
     const span = new AttemptSpan({ system: 'bullmq', queue, name: job.name, id: job.id!, attempt: running.attempt }, running.trace);
@@ -188,8 +210,15 @@ export class ProcessorBridge {
         span.fail(error);
       }
       job.progressSink = undefined;
-      // Every call the processor made goes in before the terminal event.
-      sink.drain();
+      job.streamCalls = undefined;
+      // Every call the processor made goes in before the terminal event (a processor may call
+      // without awaiting; the composed calls are answered on another connection than the end's).
+      sink?.drain();
+      if (calls) {
+        await calls.settled();
+        calls.close();
+        backend!.detach(job.id!, calls);
+      }
       await running.close();
       if (running.refused) {
         await ticket?.settle('release', running.attempt);
@@ -205,6 +234,20 @@ export class ProcessorBridge {
     } finally {
       span.end();
     }
+  }
+
+  /** The stream side of an attempt's composed calls: a refusal stops the attempt as its appender's would. */
+  private streamCalls(queue: string, jobId: string, running: RunningAttempt): StreamCalls {
+    const eventsKey = this.keys.events(queue, jobId);
+    return new StreamCalls({
+      metaKey: this.keys.meta(queue, jobId),
+      eventsKey,
+      attempt: running.attempt,
+      maxEvents: this.options.maxEventsPerJob,
+      maxEventBytes: this.options.maxEventBytes,
+      decode: (reply) => this.scripts.appendEventsReply(eventsKey, reply),
+      onStop: (reason) => running.appender.stop(reason),
+    });
   }
 
   /**

@@ -22,12 +22,24 @@ export function encodeHandlerEvent(type: unknown, data: unknown, maxEventBytes: 
   } catch (error) {
     throw new InvalidEventError(`Data of event "${type}" is not JSON-serializable: ${(error as Error).message}`, { cause: error });
   }
-  if (json === undefined) throw new InvalidEventError(`Data of event "${type}" is not JSON-serializable`);
+  const problem = jsonProblem(type, json, maxEventBytes);
+  if (problem) throw new InvalidEventError(problem);
+  return json!;
+}
+
+/** Why the JSON text of an event's data cannot be stored, or `undefined` when it can. */
+function jsonProblem(type: string, json: string | undefined, maxEventBytes: number): string | undefined {
+  if (json === undefined) return `Data of event "${type}" is not JSON-serializable`;
   // Length in UTF-16 units bounds the UTF-8 size from below and above by 3x; measure only when close.
   if (json.length * 3 > maxEventBytes && Buffer.byteLength(json) > maxEventBytes) {
-    throw new InvalidEventError(`Data of event "${type}" is ${Buffer.byteLength(json)} bytes, over maxEventBytes (${maxEventBytes})`);
+    return `Data of event "${type}" is ${Buffer.byteLength(json)} bytes, over maxEventBytes (${maxEventBytes})`;
   }
-  return json;
+  return undefined;
+}
+
+/** The `gap` event that stands for a processor call the stream cannot carry. */
+function unbridged(type: 'progress' | 'log', problem: string): { type: string; json: string } {
+  return { type: 'gap', json: JSON.stringify({ reason: `a ${type} call was not bridged: ${problem}` }) };
 }
 
 /**
@@ -47,8 +59,22 @@ export function encodeProcessorCall(
   } catch (error) {
     // encodeHandlerEvent gives a cause only when JSON.stringify itself threw.
     if (error instanceof InvalidEventError && error.cause !== undefined) return undefined;
-    return { type: 'gap', json: JSON.stringify({ reason: `a ${type} call was not bridged: ${(error as Error).message}` }) };
+    return unbridged(type, (error as Error).message);
   }
+}
+
+/**
+ * {@link encodeProcessorCall} for a call whose value is JSON text already (what BullMQ's
+ * `updateProgress` sends to Redis, `undefined` where `JSON.stringify` gave none): the same event,
+ * or the same `gap` event, without serializing the value a second time.
+ */
+export function encodeProcessorJson(
+  type: 'progress' | 'log',
+  json: string | undefined,
+  maxEventBytes: number,
+): { type: string; json: string } {
+  const problem = jsonProblem(type, json, maxEventBytes);
+  return problem ? unbridged(type, problem) : { type, json: json! };
 }
 
 /** Turns a handler's thrown value into the `{ message }` of a `failed` event. */

@@ -112,7 +112,11 @@ export class EventAppender {
     }
   }
 
-  private stop(reason: AppenderStop): void {
+  /**
+   * Stops taking events because the stream refused them (`reason`): called by the appender itself,
+   * and by whoever else wrote the attempt's events and got the refusal (a composed BullMQ call).
+   */
+  stop(reason: AppenderStop): void {
     if (this.stopped) return;
     this.stopped = reason;
     this.buffer = [];

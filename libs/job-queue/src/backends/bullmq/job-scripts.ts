@@ -64,7 +64,7 @@ const DURABLE_WRITES: ReadonlySet<ScriptName> = new Set([
   'confirm-job',
 ]);
 
-const sources = new Map<ScriptName, string>();
+const sources = new Map<string, string>();
 
 /** A script file's text, as it is in `scripts/`. */
 function scriptFile(name: string): string {
@@ -72,10 +72,10 @@ function scriptFile(name: string): string {
 }
 
 /**
- * The Lua of a script, with each `--- @include "<file>"` line replaced by that file of `scripts/`
- * (a function several scripts share, written once).
+ * The Lua of a script of `scripts/`, with each `--- @include "<file>"` line replaced by that file
+ * of `scripts/` (a function several scripts share, or a whole script wrapped as one, written once).
  */
-function source(name: ScriptName): string {
+export function scriptSource(name: string): string {
   let lua = sources.get(name);
   if (lua === undefined) {
     lua = scriptFile(name).replace(/^--- @include "([a-z-]+)"$/gm, (_line, file: string) => scriptFile(file));
@@ -84,7 +84,8 @@ function source(name: ScriptName): string {
   return lua;
 }
 
-type ScriptReply = Array<string | number>;
+/** A script's reply as ioredis returns it. */
+export type ScriptReply = Array<string | number>;
 
 /** What `start-attempt` decided. */
 export type StartAttemptReply =
@@ -171,7 +172,7 @@ export class JobScripts {
     private readonly meter?: JobQueueMeter,
     private readonly replicaAcks?: ReplicaAcks,
   ) {
-    for (const name of SCRIPT_NAMES) redis.defineCommand(`jq:${name}`, { numberOfKeys: KEY_COUNTS[name], lua: source(name) });
+    for (const name of SCRIPT_NAMES) redis.defineCommand(`jq:${name}`, { numberOfKeys: KEY_COUNTS[name], lua: scriptSource(name) });
   }
 
   private async run<T>(name: ScriptName, keys: string[], args: Array<string | number>): Promise<T> {
@@ -256,6 +257,14 @@ export class JobScripts {
     pairs: string[],
   ): Promise<AppendEventsReply> {
     const reply = await this.run<ScriptReply>('append-events', [meta, events], [writer, seq, maxEvents, attempt, ...pairs]);
+    return this.appendEventsReply(events, reply);
+  }
+
+  /**
+   * Decodes what `append-events` (alone, or inside a composed BullMQ command) replied for the
+   * stream `events`, and tells the meter of the events it appended.
+   */
+  appendEventsReply(events: string, reply: ScriptReply): AppendEventsReply {
     const status = reply[0] as AppendEventsReply['status'];
     if (status === 'ok' || status === 'limit') {
       const appended = Number(reply[1]);

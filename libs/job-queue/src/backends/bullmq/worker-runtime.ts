@@ -66,6 +66,8 @@ export class WorkerRuntime {
     this.bridge = new ProcessorBridge(this.lifecycle, breakers, scripts, keys, {
       queues: options.queues,
       maxEventBytes: options.maxEventBytes,
+      maxEventsPerJob: options.maxEventsPerJob,
+      composeCalls: !connections.cluster && options.redis.replicaAcks === 0,
     });
   }
 

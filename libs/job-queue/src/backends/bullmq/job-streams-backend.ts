@@ -1,0 +1,153 @@
+import { createRedisBackend, type BackendFactory, type IRedisTransaction, type RedisClient, type RedisQueueBackend } from 'bullmq';
+import { encodeProcessorCall, encodeProcessorJson } from '../../contract/encode-event.js';
+import { COMPOSED_COMMANDS, installedBullCommands, type BullCommand, type BullCommands, type ComposedCommand } from './bullmq-commands.js';
+import { scriptSource, type ScriptReply } from './job-scripts.js';
+import type { StreamCalls } from './stream-calls.js';
+
+/** A composed command: BullMQ's script of a command, then the job's stream write (see `scripts/with-bullmq-command.lua`). */
+export interface ComposedScript {
+  bullmq: BullCommand;
+  /** Its command name on a client (BullMQ's name and version, under this library's prefix). */
+  name: string;
+  lua: string;
+}
+
+const composedScripts = new Map<string, Record<ComposedCommand, ComposedScript>>();
+
+/** The composed scripts of `bullmq`'s commands, made once per BullMQ version. */
+export function composedScriptsOf(bullmq: BullCommands): Record<ComposedCommand, ComposedScript> {
+  let scripts = composedScripts.get(bullmq.version);
+  if (!scripts) {
+    const template = scriptSource('with-bullmq-command');
+    scripts = {} as Record<ComposedCommand, ComposedScript>;
+    for (const name of Object.keys(COMPOSED_COMMANDS) as ComposedCommand[]) {
+      const command = bullmq.commands[name];
+      // A function, not a string, as the replacement: BullMQ's Lua may hold `$` patterns.
+      const lua = template.replace(/^--- @bullmq-command$/m, () => command.content);
+      scripts[name] = { bullmq: command, name: `jq:${name}:${bullmq.version}`, lua };
+    }
+    composedScripts.set(bullmq.version, scripts);
+  }
+  return scripts;
+}
+
+/** The composed commands defined on each client (a client may be shared by several backends). */
+const definedOn = new WeakMap<object, Set<string>>();
+
+/**
+ * The part of a backend made by {@link jobStreamsBackend} that composes: each `updateProgress` and
+ * `addLog` call of a job whose attempt the bridge runs in this process (see {@link attach}) goes to
+ * Redis as **one** script, BullMQ's own script of the command, taken from the installed `bullmq`,
+ * and then, when it succeeded, the append of the call's event to the job's stream. BullMQ gets its
+ * own reply back unchanged (the same value, the same errors); the stream's reply goes to the
+ * attempt. Every other command, and the calls of jobs without an attached attempt, are BullMQ's
+ * alone. It sits on the backend BullMQ's default factory made (its `execCommand`, the one method
+ * through which that backend sends every script, is routed through {@link execCommand} on that
+ * instance only), so the connections are made as BullMQ makes them, whatever its version.
+ */
+export class JobStreamsBackend {
+  private static readonly byBackend = new WeakMap<object, JobStreamsBackend>();
+  /** The running attempts of the backend's queue in this process whose calls are composed, by job id. */
+  private readonly attached = new Map<string, StreamCalls>();
+  private readonly scripts: Record<ComposedCommand, ComposedScript>;
+  private readonly bullExecCommand: RedisQueueBackend['execCommand'];
+
+  private constructor(private readonly backend: RedisQueueBackend) {
+    // Checked here, at start-up: a bullmq whose commands do not fit stops the worker from being made.
+    this.scripts = composedScriptsOf(installedBullCommands());
+    this.bullExecCommand = backend.execCommand.bind(backend);
+    backend.execCommand = (client, commandName, args) => this.execCommand(client, commandName, args);
+    JobStreamsBackend.byBackend.set(backend, this);
+  }
+
+  /** Makes `backend` compose. */
+  static around<B extends RedisQueueBackend>(backend: B): B {
+    new JobStreamsBackend(backend);
+    return backend;
+  }
+
+  /** The composing part of `backend`, when {@link jobStreamsBackend} made it. */
+  static of(backend: unknown): JobStreamsBackend | undefined {
+    return typeof backend === 'object' && backend !== null ? JobStreamsBackend.byBackend.get(backend) : undefined;
+  }
+
+  /**
+   * True when this backend can compose: one Redis server. On Redis Cluster a job's stream keys lie
+   * in another hash slot than BullMQ's job key (the key layout that puts them together comes
+   * later), and one script over both would fail with CROSSSLOT there.
+   */
+  async composes(): Promise<boolean> {
+    return !(await this.backend.client).isCluster;
+  }
+
+  /**
+   * Sends the `updateProgress` and `addLog` calls of job `jobId` through `calls` until
+   * {@link detach}. One job id has one attempt attached at a time: a newer run of the same job in
+   * this process (after a lost lock) takes its calls over.
+   */
+  attach(jobId: string, calls: StreamCalls): void {
+    this.attached.set(jobId, calls);
+  }
+
+  /** Ends what {@link attach} began, unless a newer run of the job attached its own calls meanwhile. */
+  detach(jobId: string, calls: StreamCalls): void {
+    if (this.attached.get(jobId) === calls) this.attached.delete(jobId);
+  }
+
+  private execCommand(client: RedisClient | IRedisTransaction, commandName: string, args: unknown[]): unknown {
+    if (commandName === 'updateProgress' || commandName === 'addLog') {
+      const script = this.scripts[commandName];
+      // BullMQ's arguments start with the job id, after its keys.
+      const calls = this.attached.get(String(args[script.bullmq.keys]));
+      if (calls?.writing) return this.composed(client as RedisClient, script, args, calls);
+    }
+    return this.bullExecCommand(client, commandName, args as never[]);
+  }
+
+  /** Runs BullMQ's command and the call's stream write as one script; resolves to BullMQ's reply. */
+  private async composed(client: RedisClient, script: ComposedScript, args: unknown[], calls: StreamCalls): Promise<unknown> {
+    const keyCount = script.bullmq.keys;
+    const event =
+      script.bullmq.name === 'updateProgress'
+        ? encodeProcessorJson('progress', args[keyCount + 1] as string | undefined, calls.maxEventBytes)
+        : encodeProcessorCall('log', { message: args[keyCount + 1] }, calls.maxEventBytes);
+    if (!event) return this.bullExecCommand(client, script.bullmq.name, args as never[]);
+    // Numbered now, before the first await: the order of the sequence numbers is the order in which
+    // BullMQ hands its commands to the connection.
+    const ours = calls.next(event.type, event.json);
+    let defined = definedOn.get(client);
+    if (!defined) definedOn.set(client, (defined = new Set()));
+    if (!defined.has(script.name)) {
+      client.defineCommand(script.name, { numberOfKeys: keyCount + 2, lua: script.lua });
+      defined.add(script.name);
+    }
+    const reply = (await client.runCommand(script.name, [
+      ...ours.keys,
+      ...args.slice(0, keyCount),
+      ...ours.args,
+      ...args.slice(keyCount),
+    ])) as [unknown, ScriptReply?];
+    calls.settle(reply[1]);
+    return reply[0] ?? null;
+  }
+}
+
+/**
+ * A factory for BullMQ's `Queue`, `Worker` and `QueueEvents` whose backends are BullMQ's own
+ * (made by its default factory, `createRedisBackend`, connections and all) with each bridged
+ * `updateProgress` and `addLog` call sent as one script with the job's stream write (see
+ * {@link JobStreamsBackend}). `JobQueueWorker` uses it unless given a factory of its own.
+ *
+ * @example
+ * ```ts
+ * const worker = new JobQueueWorker('reports', processor, { connection }, jobStreamsBackend());
+ * ```
+ *
+ * @throws IncompatibleBullMqError when the installed `bullmq` lacks a command the backend composes
+ * with, or ships it in another shape (checked at once, and again as each backend is made).
+ * @publicApi
+ */
+export function jobStreamsBackend(): BackendFactory<RedisQueueBackend> {
+  installedBullCommands();
+  return (name, opts, options) => JobStreamsBackend.around(createRedisBackend(name, opts, options));
+}
