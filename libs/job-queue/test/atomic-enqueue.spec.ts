@@ -87,12 +87,12 @@ describe('bullmq backend only: enqueue is all or nothing', () => {
     const refusal = await producer.enqueue(JOBS.record, { key, label: 'never' }, { owner: 'alice' }).catch((error: unknown) => error);
 
     expect(refusal).toBeInstanceOf(JobQueueUnavailableError);
-    const left = await admin.keys(`${prefix}:{${prefix}:*}:${QUEUE}:*:meta`);
+    const left = await admin.keys(`${prefix}:${QUEUE}:*:jq-meta`);
     expect(left).toHaveLength(1);
     const ttl = await admin.pttl(left[0]);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(PROVISIONAL_META_TTL_MS);
-    const id = new RegExp(`:${QUEUE}:(.+):meta$`).exec(left[0])![1];
+    const id = new RegExp(`:${QUEUE}:(.+):jq-meta$`).exec(left[0])![1];
     expect(await admin.hget(keys.meta(QUEUE, id), 'state')).toBe('queued');
     expect(await admin.exists(keys.bullJob(QUEUE, id))).toBe(0);
 
@@ -115,7 +115,7 @@ describe('bullmq backend only: enqueue is all or nothing', () => {
       .catch((error: unknown) => error);
 
     expect(refusal).toBeInstanceOf(JobQueueUnavailableError);
-    expect(await admin.keys(`${prefix}:{${prefix}:*}:${QUEUE}:*:meta`)).toEqual([]);
+    expect(await admin.keys(`${prefix}:${QUEUE}:*:jq-meta`)).toEqual([]);
     expect(await bull.getJobs(['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed'])).toEqual([]);
   });
 

@@ -29,8 +29,11 @@ const INTEGER_RULES: Record<
   lockDurationMs: [1000, 10 * 60 * 1000],
 };
 
-/** What a BullMQ queue name may be here (it becomes part of Redis keys). */
-export const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/**
+ * What a BullMQ queue name may be here (it becomes part of Redis keys): braces included, for a
+ * queue name that carries its own Redis Cluster hash tag (`{reports}`).
+ */
+export const QUEUE_NAME = /^[A-Za-z0-9_.{}-]{1,64}$/;
 
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
@@ -96,7 +99,7 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
 
   const queues = input.queues;
   if (queues !== undefined && (!Array.isArray(queues) || queues.some((name) => typeof name !== 'string' || !QUEUE_NAME.test(name)))) {
-    problems.push(`"queues" must be an array of queue names of 1 to 64 letters, digits, "_", "." or "-" (got ${describe(queues)})`);
+    problems.push(`"queues" must be an array of queue names of 1 to 64 letters, digits, "_", ".", "-", "{" or "}" (got ${describe(queues)})`);
   }
 
   const bridgeForeignWorkers = input.bridgeForeignWorkers ?? true;

@@ -31,7 +31,7 @@ import { RedisConnections } from './redis-connections.js';
 import { ReplicaAcks } from './replica-acks.js';
 import type { RedisClient } from './redis-connection.js';
 import { ReadKeepAlive } from './read-keep-alive.js';
-import { RedisKeys } from './redis-keys.js';
+import { hashTagOf, RedisKeys } from './redis-keys.js';
 import { WorkerRuntime } from './worker-runtime.js';
 
 /** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
@@ -51,8 +51,8 @@ const PAGE_FACTS = Symbol('pageFacts');
  * The distributed backend, on BullMQ and Redis. This class is what every process serves reads
  * with (enqueue, read, follow through the shared {@link EventStreamReader}, cancel); on worker
  * processes its {@link WorkerRuntime} runs the jobs. Each job's events live in their own Redis
- * Stream (`<prefix>:{<queue>:<id>}:events`) next to a metadata hash, so any instance can serve
- * any job.
+ * Stream (`<prefix>:<queue>:<id>:jq-events`, in the hash slot of the job's BullMQ keys) next to a
+ * metadata hash, so any instance can serve any job.
  */
 export class BullMqBackend implements JobQueueBackend {
   readonly name = 'bullmq' as const;
@@ -84,15 +84,16 @@ export class BullMqBackend implements JobQueueBackend {
     this.scripts = new JobScripts(connections.commands, meter, acks);
     this.enqueue = new JobEnqueue(this.scripts, undefined, connections.cluster, acks);
     this.keepAlive = new ReadKeepAlive(this.scripts);
-    // On Redis Cluster one XREAD reads one slot: a read per shard of followed jobs, the first on
-    // the reader connection opened at start, the others on connections of their own.
+    // On Redis Cluster one XREAD reads one slot: a read per hash tag of followed jobs (one per
+    // queue, as BullMQ's keys need a tag there), the first on the reader connection opened at
+    // start, the others on connections of their own.
     let unused: RedisClient | undefined = connections.blocking;
     this.reader = new EventStreamReader(connections.blocking, connections.commands, {
       liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
       wakeKeyPrefix: this.keys.own,
       cluster: connections.cluster
         ? {
-            groupOf: (eventsKey) => RedisKeys.tagOfJobKey(eventsKey),
+            groupOf: (eventsKey) => hashTagOf(eventsKey),
             openBlocking: () => {
               const blocking = unused ?? connections.forReader();
               unused = undefined;

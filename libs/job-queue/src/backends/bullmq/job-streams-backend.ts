@@ -72,15 +72,6 @@ export class JobStreamsBackend {
   }
 
   /**
-   * True when this backend can compose: one Redis server. On Redis Cluster a job's stream keys lie
-   * in another hash slot than BullMQ's job key (the key layout that puts them together comes
-   * later), and one script over both would fail with CROSSSLOT there.
-   */
-  async composes(): Promise<boolean> {
-    return !(await this.backend.client).isCluster;
-  }
-
-  /**
    * Sends the `updateProgress` and `addLog` calls of job `jobId` through `calls` until
    * {@link detach}. One job id has one attempt attached at a time: a newer run of the same job in
    * this process (after a lost lock) takes its calls over.

@@ -67,7 +67,7 @@ export class WorkerRuntime {
       queues: options.queues,
       maxEventBytes: options.maxEventBytes,
       maxEventsPerJob: options.maxEventsPerJob,
-      composeCalls: !connections.cluster && options.redis.replicaAcks === 0,
+      composeCalls: options.redis.replicaAcks === 0,
     });
   }
 
