@@ -14,6 +14,7 @@ import { JobQueueError } from '../../errors/job-queue.error.js';
 import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
 import { UnknownJobNameError } from '../../errors/unknown-job-name.error.js';
 import { UnknownQueueError } from '../../errors/unknown-queue.error.js';
+import { InvalidJobQueueOptionsError } from '../../errors/invalid-options.error.js';
 import { QueueEventsBridge } from '../../bridge/queue-events-bridge.js';
 import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
 import type { ProcessorRegistry } from '../../handlers/processor-registry.js';
@@ -31,7 +32,7 @@ import { RedisConnections } from './redis-connections.js';
 import { ReplicaAcks } from './replica-acks.js';
 import type { RedisClient } from './redis-connection.js';
 import { ReadKeepAlive } from './read-keep-alive.js';
-import { hashTagOf, RedisKeys } from './redis-keys.js';
+import { hashTagOf, queueFitsCluster, RedisKeys } from './redis-keys.js';
 import { WorkerRuntime } from './worker-runtime.js';
 
 /** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
@@ -138,8 +139,44 @@ export class BullMqBackend implements JobQueueBackend {
   }
 
   async start(): Promise<void> {
+    this.checkQueuesFitCluster();
     await this.runtime?.start();
     this.foreign?.start();
+  }
+
+  /**
+   * False on Redis Cluster under a prefix without a hash tag: BullMQ's keys of the `@JobHandler`
+   * queue (`jobs`, no tag of its own) lie in different slots there, and the queue is not used.
+   */
+  private get handlerQueueRuns(): boolean {
+    return !this.connections.cluster || queueFitsCluster(this.options.redis.prefix, DEFAULT_QUEUE);
+  }
+
+  /**
+   * On Redis Cluster, refuses to start with a queue whose BullMQ keys would lie in different slots
+   * (its scripts would all fail with CROSSSLOT): under a prefix without a hash tag, `@JobHandler`
+   * jobs (queue `jobs`) and queues whose names carry no tag of their own. Checked here, once the
+   * application is built: handlers and processors are found only then.
+   */
+  private checkQueuesFitCluster(): void {
+    if (this.handlerQueueRuns) return;
+    const { prefix } = this.options.redis;
+    const problems: string[] = [];
+    const handlers = this.handlers.names();
+    if (handlers.length) {
+      problems.push(
+        `"redis.prefix" must carry a hash tag on Redis Cluster for @JobHandler jobs (${handlers.join(', ')}): they run on the queue "${DEFAULT_QUEUE}", which has none of its own, e.g. "{${prefix}}" (got "${prefix}")`,
+      );
+    }
+    const untagged = (this.options.queues ?? this.processors.knownQueues()).filter(
+      (queue) => queue !== DEFAULT_QUEUE && !queueFitsCluster(prefix, queue),
+    );
+    if (untagged.length) {
+      problems.push(
+        `queue names must each carry a hash tag on Redis Cluster when "redis.prefix" has none, as BullMQ requires, e.g. "{${untagged[0]}}" (got ${JSON.stringify(untagged)}); or give "redis.prefix" one, e.g. "{${prefix}}"`,
+      );
+    }
+    if (problems.length) throw new InvalidJobQueueOptionsError(problems);
   }
 
   /** The foreign-worker bridge of each bridged queue, as this process sees it (empty when it is off). */
@@ -170,7 +207,9 @@ export class BullMqBackend implements JobQueueBackend {
   }
 
   async jobCounts(): Promise<QueueJobCounts[]> {
-    const names = [...new Set([DEFAULT_QUEUE, ...(this.options.queues ?? this.processors.knownQueues())])];
+    const names = [
+      ...new Set([...(this.handlerQueueRuns ? [DEFAULT_QUEUE] : []), ...(this.options.queues ?? this.processors.knownQueues())]),
+    ];
     const states: JobType[] = ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed', 'waiting-children'];
     return this.guard(() =>
       Promise.all(names.map(async (queue) => ({ queue, counts: await this.queueNamed(queue).getJobCounts(...states) }))),

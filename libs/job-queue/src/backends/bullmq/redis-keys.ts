@@ -24,6 +24,24 @@ export function hashTagOf(key: string): string {
 }
 
 /**
+ * True when `name` (a key prefix or a queue name) holds a hash tag of its own: a `{` followed by a
+ * `}` with text between. On Redis Cluster BullMQ's keys of a queue (`<prefix>:<queue>:...`) lie in
+ * one slot only when the prefix or, under a prefix without one, the queue name holds one.
+ */
+export function carriesHashTag(name: string): boolean {
+  const open = name.indexOf('{');
+  return open >= 0 && name.indexOf('}', open + 1) > open + 1;
+}
+
+/**
+ * True when BullMQ's keys of `queue` under `prefix` (`<prefix>:<queue>:...`) lie in one hash slot,
+ * as BullMQ's scripts need on Redis Cluster: the prefix holds a hash tag, or the queue name does.
+ */
+export function queueFitsCluster(prefix: string, queue: string): boolean {
+  return carriesHashTag(prefix) || carriesHashTag(queue);
+}
+
+/**
  * Key names. BullMQ's keys are `<prefix>:<queue>:...` as BullMQ makes them. A job's own keys, its
  * events stream and metadata hash, are BullMQ's key of the job with a suffix
  * (`bull:reports:42:jq-events`, `{bull}:reports:42:jq-meta`): they lie in the hash slot of the

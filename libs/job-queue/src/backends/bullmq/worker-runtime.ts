@@ -14,7 +14,7 @@ import type { BreakerTicket, RedisCircuitBreakers } from './circuit-breakers.js'
 import type { JobScripts } from './job-scripts.js';
 import { ProgressReporter } from './progress-reporter.js';
 import type { RedisConnections } from './redis-connections.js';
-import type { RedisKeys } from './redis-keys.js';
+import { queueFitsCluster, type RedisKeys } from './redis-keys.js';
 
 /**
  * How often a worker looks for jobs whose lock expired (their worker died): as often as the lock
@@ -82,6 +82,9 @@ export class WorkerRuntime {
       if (queue === DEFAULT_QUEUE) this.running.get(jobId)?.abort(new Error('Job cancelled'));
       for (const worker of JobQueueWorker.openWorkers(queue, prefix)) worker.cancelJob(jobId, 'Job cancelled');
     });
+    // On Redis Cluster under a prefix without a hash tag the `@JobHandler` queue's keys lie in
+    // different slots: it has no handlers then (checked at start), and no worker.
+    if (this.connections.cluster && !queueFitsCluster(prefix, DEFAULT_QUEUE)) return;
     this.worker = new Worker(DEFAULT_QUEUE, (job, token) => this.runJob(job, token), {
       connection: this.connections.forWorker(),
       prefix,
