@@ -42,10 +42,16 @@ describe('Redis Cluster options', () => {
     expect(options.redis?.clusterNodes).toBeUndefined();
   });
 
-  it('on a cluster the prefix must carry a hash tag, and the nodes must be URLs; the errors never quote a node', () => {
+  it('on a cluster the prefix must carry a hash tag unless every queue has its own, and the nodes must be URLs; the errors never quote a node', () => {
     expect(
       problemsOf(() => validateJobQueueOptions({ backend: 'bullmq', redis: { clusterNodes: ['redis://a:1'], prefix: 'jq' } })),
     ).toEqual([expect.stringContaining('must carry a hash tag')]);
+    // Unless every queue the module bridges carries a tag of its own (each queue then a slot of its own).
+    const tagged = { backend: 'bullmq', queues: ['{reports}', '{exports}'], redis: { clusterNodes: ['redis://a:1'], prefix: 'jq' } };
+    expect(validateJobQueueOptions(tagged).redis.prefix).toBe('jq');
+    expect(problemsOf(() => validateJobQueueOptions({ ...tagged, queues: ['{reports}', 'exports'] }))).toEqual([
+      expect.stringContaining('must carry a hash tag'),
+    ]);
     const secret = 'redis://:hunter2@10.0.0.1:7000/3';
     const problems = problemsOf(() => validateJobQueueOptions({ backend: 'bullmq', redis: { clusterNodes: [secret, 'not a url'] } }));
     expect(problems).toEqual([expect.stringContaining('"redis.clusterNodes"')]);

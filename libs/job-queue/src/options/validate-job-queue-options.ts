@@ -35,6 +35,16 @@ const INTEGER_RULES: Record<
  */
 export const QUEUE_NAME = /^[A-Za-z0-9_.{}-]{1,64}$/;
 
+/** True when `name` holds a Redis Cluster hash tag (a `{...}` with something inside). */
+export function hasHashTag(name: string): boolean {
+  return /\{[^}]+\}/.test(name);
+}
+
+/** True when `queues` is a list of queue names that each carry a hash tag (so BullMQ's keys of each share a slot). */
+function everyQueueTagged(queues: unknown): boolean {
+  return Array.isArray(queues) && queues.length > 0 && queues.every((queue) => typeof queue === 'string' && hasHashTag(queue));
+}
+
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (value === null || typeof value !== 'object') return String(value);
@@ -156,9 +166,9 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     problems.push(
       `"redis.prefix" must be 1 to 64 characters of letters, digits, "_", ".", ":" or "-", with at most one {hash tag} (got ${describe(prefix)})`,
     );
-  } else if (isCluster && !/\{[^}]+\}/.test(prefix)) {
+  } else if (isCluster && !hasHashTag(prefix) && !everyQueueTagged(input.queues)) {
     problems.push(
-      `"redis.prefix" must carry a hash tag on Redis Cluster, as BullMQ requires, e.g. "{${prefix}}" (got ${describe(prefix)})`,
+      `"redis.prefix" must carry a hash tag on Redis Cluster, as BullMQ requires, e.g. "{${prefix}}", unless "queues" lists only queue names that carry their own, e.g. "{reports}" (got ${describe(prefix)})`,
     );
   }
 

@@ -8,6 +8,7 @@ import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
 import type { FollowRequest, JobAddress, JobQueueBackend, NewJob, PageRequest } from '../../contract/job-queue-backend.js';
 import type { QueueBridgeStatus } from '../../contract/queue-bridge-status.js';
 import { InvalidCursorError } from '../../errors/invalid-cursor.error.js';
+import { InvalidJobQueueOptionsError } from '../../errors/invalid-options.error.js';
 import { JobAlreadyFinishedError } from '../../errors/job-already-finished.error.js';
 import { JobNotFoundError } from '../../errors/job-not-found.error.js';
 import { JobQueueError } from '../../errors/job-queue.error.js';
@@ -20,6 +21,7 @@ import type { ProcessorRegistry } from '../../handlers/processor-registry.js';
 import type { QueueJobCounts } from '../../contract/queue-job-counts.js';
 import type { JobQueueMeter } from '../../metrics/job-queue-meter.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
+import { hasHashTag } from '../../options/validate-job-queue-options.js';
 import { EventStreamReader, toEvents } from '../../reader/event-stream-reader.js';
 import { assertCursor, compareStreamIds } from '../../reader/stream-id.js';
 import { traceIdOf, tracedFinish } from '../../tracing/job-tracing.js';
@@ -82,7 +84,7 @@ export class BullMqBackend implements JobQueueBackend {
     const { replicaAcks, replicaAckTimeoutMs } = options.redis;
     const acks = replicaAcks > 0 ? new ReplicaAcks(connections.commands, replicaAcks, replicaAckTimeoutMs) : undefined;
     this.scripts = new JobScripts(connections.commands, meter, acks);
-    this.enqueue = new JobEnqueue(this.scripts, undefined, connections.cluster, acks);
+    this.enqueue = new JobEnqueue(this.scripts);
     this.keepAlive = new ReadKeepAlive(this.scripts);
     // On Redis Cluster one XREAD reads one slot: a read per hash tag of followed jobs (one per
     // queue, as BullMQ's keys need a tag there), the first on the reader connection opened at
@@ -128,6 +130,12 @@ export class BullMqBackend implements JobQueueBackend {
     processors: ProcessorRegistry,
     meter?: JobQueueMeter,
   ): Promise<BullMqBackend> {
+    if (options.redis.clusterNodes && !hasHashTag(options.redis.prefix) && handlers.names().length > 0) {
+      // Validated options allow it only for queues with their own tags: `jobs` has none.
+      throw new InvalidJobQueueOptionsError([
+        `"redis.prefix" must carry a hash tag on Redis Cluster when @JobHandler jobs run: their queue "${DEFAULT_QUEUE}" has none of its own (got "${options.redis.prefix}")`,
+      ]);
+    }
     const connections = await RedisConnections.open(options, meter);
     try {
       return new BullMqBackend(options, handlers, connections, processors, meter);
@@ -230,7 +238,7 @@ export class BullMqBackend implements JobQueueBackend {
           ...(spec.abandonAfterMs ? { abandonAfterMs: spec.abandonAfterMs, readAt: createdAt } : {}),
           ...spec.trace,
         },
-        { add: () => job.addJob(client), remove: () => queue.remove(id), key: this.keys.bullJob(queueName, id) },
+        { add: () => job.addJob(client), remove: () => queue.remove(id) },
       );
     });
     return { id, name, state: 'queued', attempt: 0, maxAttempts, createdAt };

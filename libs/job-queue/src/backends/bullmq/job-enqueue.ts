@@ -1,6 +1,5 @@
 import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
 import type { JobScripts } from './job-scripts.js';
-import type { ReplicaAcks } from './replica-acks.js';
 
 /**
  * How long a new job's metadata lives until its enqueue is confirmed. It only has to outlast
@@ -15,19 +14,17 @@ export interface BullMqAddition {
   add(): Promise<unknown>;
   /** Removes the job from BullMQ again (when it is there and no worker holds it). */
   remove(): Promise<unknown>;
-  /** A key of BullMQ's job (its hash), whose node must have replicated the add when replica acks are asked for. */
-  key?: string;
 }
 
 /**
- * Enqueues a job whose metadata (one hash, in the job's own slot) and BullMQ job (BullMQ's keys, in
- * another slot on Redis Cluster) cannot be written by one script or transaction, so that whatever
- * stops it halfway (a lost reply, a failed command, the process dying) leaves no job half made:
+ * Enqueues a job whose metadata (one hash, in the slot of the job's BullMQ keys) and BullMQ job are
+ * written by two commands, BullMQ's add and ours, so that whatever stops it halfway (a lost reply,
+ * a failed command, the process dying) leaves no job half made:
  *
  * 1. the metadata is stored with a provisional TTL ({@link PROVISIONAL_META_TTL_MS}) and, in the
- *    same tick on the same connection, BullMQ's add is sent: Redis runs them in this order, so no
- *    worker sees the job before its metadata (on Redis Cluster the two are on different nodes: the
- *    add waits for the metadata's reply);
+ *    same tick on the same connection, BullMQ's add is sent: Redis runs them in this order (on
+ *    Redis Cluster too: both keys are in one slot, so both go to one node's connection), and no
+ *    worker sees the job before its metadata;
  * 2. once BullMQ has the job, the enqueue confirms it: the metadata loses the TTL, unless it ended
  *    meanwhile (then it keeps its retention). A worker that starts the job first does the same.
  *
@@ -38,17 +35,6 @@ export class JobEnqueue {
   constructor(
     private readonly scripts: JobScripts,
     private readonly provisionalTtlMs = PROVISIONAL_META_TTL_MS,
-    /**
-     * True on Redis Cluster: the metadata and BullMQ's job live on different nodes, which keep no
-     * order between them, so BullMQ's add waits for the metadata's reply (one more round trip)
-     * instead of going out in the same tick; otherwise a worker could take the job first.
-     */
-    private readonly metadataFirst = false,
-    /**
-     * Replica acks (`redis.replicaAcks`): on Redis Cluster BullMQ's add is on another node than
-     * the confirmation, whose `WAIT` does not cover it, so the enqueue also waits for the add's.
-     */
-    private readonly acks?: ReplicaAcks,
   ) {}
 
   /**
@@ -60,10 +46,6 @@ export class JobEnqueue {
    */
   async run(meta: string, fields: Record<string, string | number>, bull: BullMqAddition): Promise<void> {
     const created = this.create(meta, fields);
-    if (this.metadataFirst) {
-      // A failed or unanswered create leaves at most provisional metadata, which expires.
-      await created;
-    }
     let added: Promise<unknown>;
     try {
       added = bull.add();
@@ -80,7 +62,6 @@ export class JobEnqueue {
     // whose metadata vanishes while it waits.
     let confirmed: boolean;
     try {
-      if (this.acks && this.metadataFirst && bull.key) await this.acks.after(bull.key);
       confirmed = await this.confirm(meta);
     } catch (error) {
       await this.takeBack(meta, bull);
