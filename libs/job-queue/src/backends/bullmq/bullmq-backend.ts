@@ -28,6 +28,7 @@ import { traceIdOf, tracedFinish } from '../../tracing/job-tracing.js';
 import type { CircuitBreakerState } from '../../contract/circuit-breaker.js';
 import { RedisCircuitBreakers } from './circuit-breakers.js';
 import { JobEnqueue } from './job-enqueue.js';
+import { jobStreamsBackend } from './job-streams-backend.js';
 import { JobScripts } from './job-scripts.js';
 import { RedisConnections } from './redis-connections.js';
 import { ReplicaAcks } from './replica-acks.js';
@@ -84,7 +85,7 @@ export class BullMqBackend implements JobQueueBackend {
     const { replicaAcks, replicaAckTimeoutMs } = options.redis;
     const acks = replicaAcks > 0 ? new ReplicaAcks(connections.commands, replicaAcks, replicaAckTimeoutMs) : undefined;
     this.scripts = new JobScripts(connections.commands, meter, acks);
-    this.enqueue = new JobEnqueue(this.scripts);
+    this.enqueue = new JobEnqueue(this.scripts, acks);
     this.keepAlive = new ReadKeepAlive(this.scripts);
     // On Redis Cluster one XREAD reads one slot: a read per hash tag of followed jobs (one per
     // queue, as BullMQ's keys need a tag there), the first on the reader connection opened at
@@ -166,11 +167,12 @@ export class BullMqBackend implements JobQueueBackend {
     this.connections.close();
   }
 
-  /** The BullMQ queue `name` (made on first use, on the command connection). */
+  /** The BullMQ queue `name` (made on first use, on the command connection, with a {@link jobStreamsBackend}). */
   private queueNamed(name: string): Queue {
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, { connection: this.connections.commands, prefix: this.options.redis.prefix });
+      // Its backend composes: an enqueue's add and the job's metadata are one script.
+      queue = new Queue(name, { connection: this.connections.commands, prefix: this.options.redis.prefix }, jobStreamsBackend());
       queue.on('error', (error) => this.logger.warn(`Queue ${name}: ${error.message}`));
       this.queues.set(name, queue);
     }
@@ -223,7 +225,6 @@ export class BullMqBackend implements JobQueueBackend {
     );
     await this.guard(async () => {
       const client = await queue.getBackend().client;
-      // (A MULTI cannot make the two writes atomic: on Redis Cluster they are in different slots.)
       await this.enqueue.run(
         metaKey,
         {
