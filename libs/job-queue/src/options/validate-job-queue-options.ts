@@ -99,7 +99,9 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
 
   const queues = input.queues;
   if (queues !== undefined && (!Array.isArray(queues) || queues.some((name) => typeof name !== 'string' || !QUEUE_NAME.test(name)))) {
-    problems.push(`"queues" must be an array of queue names of 1 to 64 letters, digits, "_", ".", "-", "{" or "}" (got ${describe(queues)})`);
+    problems.push(
+      `"queues" must be an array of queue names of 1 to 64 letters, digits, "_", ".", "-", "{" or "}" (got ${describe(queues)})`,
+    );
   }
 
   const bridgeForeignWorkers = input.bridgeForeignWorkers ?? true;
