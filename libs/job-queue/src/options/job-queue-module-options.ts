@@ -78,9 +78,11 @@ export interface JobQueueModuleOptions {
     /** `redis://[user:password@]host:port[/db]` or `rediss://...` (default `redis://127.0.0.1:6379`). */
     url?: string;
     /**
-     * Prefix of every key (default `jq`). On Redis Cluster it must carry a hash tag, e.g. `{jq}`,
-     * as BullMQ requires (its scripts touch several keys of a queue); this library's own keys use
-     * it without the braces and are spread over the cluster by job.
+     * Prefix of every key (default `jq`). On Redis Cluster BullMQ needs each queue's keys under one
+     * hash tag (its scripts touch several keys of a queue): the prefix carries one, e.g. `{jq}`
+     * (default there; every queue then lies on one master), or else every queue in `queues` carries
+     * its own, e.g. `{reports}` (queues spread over masters; `@JobHandler` jobs then cannot run).
+     * A job's own keys lie in the slot of its BullMQ keys.
      */
     prefix?: string;
     /**
