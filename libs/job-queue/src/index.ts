@@ -28,6 +28,7 @@ export { BridgedJob } from './bridge/bridged-job.js';
 export { jobStreamsBackend } from './backends/bullmq/job-streams-backend.js';
 export { bridgeLeaseHolder } from './bridge/queue-events-bridge.js';
 export { RedisKeys, hashTagOf } from './backends/bullmq/redis-keys.js';
+export { migrateJobKeys, type MigrateJobKeysOptions, type MigrateJobKeysSummary } from './backends/bullmq/job-key-migration.js';
 export {
   redisClusterClient,
   clusterFailoverOptions,

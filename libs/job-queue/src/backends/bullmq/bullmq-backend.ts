@@ -8,13 +8,13 @@ import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
 import type { FollowRequest, JobAddress, JobQueueBackend, NewJob, PageRequest } from '../../contract/job-queue-backend.js';
 import type { QueueBridgeStatus } from '../../contract/queue-bridge-status.js';
 import { InvalidCursorError } from '../../errors/invalid-cursor.error.js';
+import { InvalidJobQueueOptionsError } from '../../errors/invalid-options.error.js';
 import { JobAlreadyFinishedError } from '../../errors/job-already-finished.error.js';
 import { JobNotFoundError } from '../../errors/job-not-found.error.js';
 import { JobQueueError } from '../../errors/job-queue.error.js';
 import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
 import { UnknownJobNameError } from '../../errors/unknown-job-name.error.js';
 import { UnknownQueueError } from '../../errors/unknown-queue.error.js';
-import { InvalidJobQueueOptionsError } from '../../errors/invalid-options.error.js';
 import { QueueEventsBridge } from '../../bridge/queue-events-bridge.js';
 import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
 import type { ProcessorRegistry } from '../../handlers/processor-registry.js';
@@ -27,6 +27,7 @@ import { traceIdOf, tracedFinish } from '../../tracing/job-tracing.js';
 import type { CircuitBreakerState } from '../../contract/circuit-breaker.js';
 import { RedisCircuitBreakers } from './circuit-breakers.js';
 import { JobEnqueue } from './job-enqueue.js';
+import { jobStreamsBackend } from './job-streams-backend.js';
 import { JobScripts } from './job-scripts.js';
 import { RedisConnections } from './redis-connections.js';
 import { ReplicaAcks } from './replica-acks.js';
@@ -83,11 +84,11 @@ export class BullMqBackend implements JobQueueBackend {
     const { replicaAcks, replicaAckTimeoutMs } = options.redis;
     const acks = replicaAcks > 0 ? new ReplicaAcks(connections.commands, replicaAcks, replicaAckTimeoutMs) : undefined;
     this.scripts = new JobScripts(connections.commands, meter, acks);
-    this.enqueue = new JobEnqueue(this.scripts, undefined, connections.cluster, acks);
+    this.enqueue = new JobEnqueue(this.scripts, acks);
     this.keepAlive = new ReadKeepAlive(this.scripts);
-    // On Redis Cluster one XREAD reads one slot: a read per hash tag of followed jobs (one per
-    // queue, as BullMQ's keys need a tag there), the first on the reader connection opened at
-    // start, the others on connections of their own.
+    // On Redis Cluster one XREAD reads one slot: a read per hash tag of followed jobs (the
+    // prefix's, or one per queue that carries its own), the first on the reader connection opened
+    // at start, the others on connections of their own.
     let unused: RedisClient | undefined = connections.blocking;
     this.reader = new EventStreamReader(connections.blocking, connections.commands, {
       liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
@@ -195,11 +196,12 @@ export class BullMqBackend implements JobQueueBackend {
     this.connections.close();
   }
 
-  /** The BullMQ queue `name` (made on first use, on the command connection). */
+  /** The BullMQ queue `name` (made on first use, on the command connection, with a {@link jobStreamsBackend}). */
   private queueNamed(name: string): Queue {
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, { connection: this.connections.commands, prefix: this.options.redis.prefix });
+      // Its backend composes: an enqueue's add and the job's metadata are one script.
+      queue = new Queue(name, { connection: this.connections.commands, prefix: this.options.redis.prefix }, jobStreamsBackend());
       queue.on('error', (error) => this.logger.warn(`Queue ${name}: ${error.message}`));
       this.queues.set(name, queue);
     }
@@ -254,7 +256,6 @@ export class BullMqBackend implements JobQueueBackend {
     );
     await this.guard(async () => {
       const client = await queue.getBackend().client;
-      // (A MULTI cannot make the two writes atomic: on Redis Cluster they are in different slots.)
       await this.enqueue.run(
         metaKey,
         {
@@ -269,7 +270,7 @@ export class BullMqBackend implements JobQueueBackend {
           ...(spec.abandonAfterMs ? { abandonAfterMs: spec.abandonAfterMs, readAt: createdAt } : {}),
           ...spec.trace,
         },
-        { add: () => job.addJob(client), remove: () => queue.remove(id), key: this.keys.bullJob(queueName, id) },
+        { add: () => job.addJob(client), remove: () => queue.remove(id) },
       );
     });
     return { id, name, state: 'queued', attempt: 0, maxAttempts, createdAt };

@@ -26,7 +26,7 @@ export function stalledIntervalMs(lockDurationMs: number): number {
 }
 
 /** Why a worker fails a `@JobHandler` job that has no metadata, as BullMQ records it. */
-export const MISSING_METADATA = 'The job has no metadata (its enqueue was not confirmed, or its retention ran out): not run';
+export const MISSING_METADATA = 'The job has no metadata (it was not enqueued through JobQueue, or its retention ran out): not run';
 
 /** The reason running handlers are aborted with when this worker shuts down. */
 class WorkerShutdown extends Error {
