@@ -11,7 +11,10 @@ import { RedisCluster } from '../support/redis-cluster.js';
 /**
  * The demo as deployed on Redis Cluster: two apis that run no handlers and two workers, all given
  * only `REDIS_CLUSTER_NODES`, on a real cluster of three masters and three replicas. Jobs started
- * on one api are read on the other; their keys are spread over the masters.
+ * on one api are read on the other. Each job's own keys (its metadata and events stream) lie in
+ * the hash slot of its BullMQ keys: with the prefix's hash tag, on the one master of that tag,
+ * where BullMQ keeps the queue. Then that master is SIGKILLed mid-build (with replica acks): the
+ * builds complete on the promoted replica with every event once.
  */
 
 const DELIVERIES: readonly FollowKind[] = ['polling', 'ndjson', 'sse'];
@@ -50,7 +53,7 @@ describe('Redis Cluster: 2 apis and 2 workers on 3 masters with a replica each (
     await cluster?.destroy();
   }, 30_000);
 
-  it('builds started on one api read identically on the other by polling, NDJSON and SSE; their keys lie on the masters their slots say, spread over them', async () => {
+  it("builds started on one api read identically on the other by polling, NDJSON and SSE; each job's keys lie on the master of BullMQ's hash of the job", async () => {
     const STEPS = 15;
     const TOKENS = 2;
     const ids = await mapLimit(
@@ -67,28 +70,23 @@ describe('Redis Cluster: 2 apis and 2 workers on 3 masters with a replica each (
     }
     for (const id of ids) expect((await a.state(id)).state).toBe('completed');
 
-    // Each job's keys are on the master serving its shard's slot.
+    // Each job's own keys are on the master that holds BullMQ's hash of the job, as a scan of
+    // every master finds them: one master for all (the prefix's hash tag), the one the slot map names.
     const keys = new RedisKeys(prefix);
-    const masters = (await cluster!.describe()).filter((node) => node.role === 'master' && !node.failed);
+    const masters = (await cluster!.describe()).filter((node) => node.role === 'master' && !node.failed && node.slots.length > 0);
     expect(masters).toHaveLength(3);
-    const jobsPerMaster = await Promise.all(
-      masters.map(async (master) => {
-        const client = new Redis(master.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
-        try {
-          await client.connect();
-          const metas = await client.keys(`${keys.own}:*:meta`);
-          return metas.filter((key) => ids.some((id) => key === keys.meta('jobs', id))).length;
-        } finally {
-          client.disconnect();
-        }
-      }),
-    );
-    // Where each job's slot says, exactly; and spread (placement is random: 24 jobs leave one of
-    // the 3 masters without a job about 3 times in 1,000 runs, two of them practically never).
-    const expected = masters.map((master) => ids.filter((id) => masterOf(masters, calculateSlot(keys.meta('jobs', id))) === master).length);
-    expect(jobsPerMaster).toEqual(expected);
-    expect(jobsPerMaster.reduce((sum, count) => sum + count, 0)).toBe(ids.length);
-    expect(jobsPerMaster.filter((count) => count > 0).length).toBeGreaterThanOrEqual(2);
+    const holders = await keysByMaster(masters, `${prefix}:jobs:*`);
+    for (const id of ids) {
+      const bullmq = holders.get(keys.bullJob('jobs', id));
+      expect({ id, bullmq: bullmq?.length }).toEqual({ id, bullmq: 1 });
+      expect({ id, meta: holders.get(keys.meta('jobs', id)), events: holders.get(keys.events('jobs', id)) }).toEqual({
+        id,
+        meta: bullmq,
+        events: bullmq,
+      });
+    }
+    const holding = new Set(ids.map((id) => holders.get(keys.bullJob('jobs', id))![0]));
+    expect([...holding]).toEqual([masterOf(masters, calculateSlot(keys.bullJob('jobs', ids[0]))).port]);
   }, 60_000);
 
   it('a report (a plain @Processor of @nestjs/bullmq) started on one api is served on the other: every progress and log once, in order', async () => {
@@ -100,6 +98,21 @@ describe('Redis Cluster: 2 apis and 2 workers on 3 masters with a replica each (
     expect((await reportsB.state(id)).state).toBe('completed');
   }, 60_000);
 });
+
+/** Each key matching `pattern` on any of `masters`, with the ports of the masters that hold it (each scanned on its own). */
+async function keysByMaster(masters: ClusterNodeView[], pattern: string): Promise<Map<string, number[]>> {
+  const holders = new Map<string, number[]>();
+  for (const master of masters) {
+    const client = new Redis(master.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await client.connect();
+      for (const key of await client.keys(pattern)) holders.set(key, [...(holders.get(key) ?? []), master.port]);
+    } finally {
+      client.disconnect();
+    }
+  }
+  return holders;
+}
 
 /** The master serving `slot`, by the slot ranges `CLUSTER NODES` gave. */
 function masterOf(masters: ClusterNodeView[], slot: number): ClusterNodeView {
@@ -113,14 +126,16 @@ function masterOf(masters: ClusterNodeView[], slot: number): ClusterNodeView {
   return master;
 }
 
-describe('Redis Cluster failover: a master SIGKILLed mid-build, its replica promoted, the failed node back as a replica (REDIS_REPLICA_ACKS=1)', () => {
+describe("Redis Cluster failover: the master of the builds (their keys and BullMQ's) SIGKILLed mid-build, its replica promoted, the failed node back as a replica (REDIS_REPLICA_ACKS=1)", () => {
   let cluster: RedisCluster | undefined;
   const processes: AppProcess[] = [];
   let prefix: string;
   let api: BuildApi;
 
   beforeAll(async () => {
-    cluster = await RedisCluster.start();
+    // A replica is promoted 2 to 3 s after the kill with a node timeout of 1 s: within the builds'
+    // BullMQ lock (7 s), which their worker renews on the promoted master, so no build is run again.
+    cluster = await RedisCluster.start({ nodeTimeoutMs: 1000 });
     prefix = `{fo${randomUUID().slice(0, 8)}}`;
     const env = {
       JOB_QUEUE_BACKEND: 'bullmq',
@@ -154,22 +169,20 @@ describe('Redis Cluster failover: a master SIGKILLed mid-build, its replica prom
       ids.map((id) => api.waitForEvent(id, (event) => event.type === 'step' && (event.data as { index: number }).index >= 5)),
     );
 
-    // The master holding the most of these jobs, other than BullMQ's own (whose loss BullMQ
-    // answers by rerunning jobs: a new attempt, another test's matter).
+    // The master holding these jobs, as a scan of the masters finds it: each job's own keys lie
+    // with BullMQ's hash of the job, all on the master of the prefix's hash tag.
     const keys = new RedisKeys(prefix);
-    const masters = (await cluster!.describe()).filter((node) => node.role === 'master' && !node.failed);
-    const bullmq = masterOf(masters, calculateSlot(`${prefix}:jobs:wait`));
-    const holding = new Map<number, string[]>();
+    const masters = (await cluster!.describe()).filter((node) => node.role === 'master' && !node.failed && node.slots.length > 0);
+    const holders = await keysByMaster(masters, `${prefix}:jobs:*`);
+    const [victim] = holders.get(keys.bullJob('jobs', ids[0])) ?? [];
     for (const id of ids) {
-      const master = masterOf(masters, calculateSlot(keys.meta('jobs', id)));
-      if (master.port !== bullmq.port) holding.set(master.port, [...(holding.get(master.port) ?? []), id]);
+      const where = [keys.bullJob('jobs', id), keys.meta('jobs', id), keys.events('jobs', id)].map((key) => holders.get(key));
+      expect({ id, where }).toEqual({ id, where: [[victim], [victim], [victim]] });
     }
-    const [victim, itsJobs] = [...holding].sort((x, y) => y[1].length - x[1].length)[0];
-    expect(itsJobs.length).toBeGreaterThan(0);
     await cluster!.kill(victim);
     await cluster!.waitForFailover(victim);
-    // With REDIS_REPLICA_ACKS=1 the promoted master's shards take writes again once it has a
-    // replica: the failed node, restarted, rejoins as one.
+    // With REDIS_REPLICA_ACKS=1 the promoted master takes the jobs' event writes again once it has
+    // a replica: the failed node, restarted, rejoins as one.
     await cluster!.restart(victim);
     await cluster!.waitUntilHealthy();
 

@@ -484,7 +484,7 @@ describe('Redis lost while running: an api (JOB_QUEUE_WORKER=false) and a worker
 
     // The refused POST left nothing behind; a new build runs end to end.
     const db = await connectClient(`redis://:${ENCODED_PASSWORD}@127.0.0.1:${port}/2`, clients);
-    expect(await db.keys(`${prefix}:{*}:*:meta`)).toEqual([new RedisKeys(prefix).meta('jobs', id)]);
+    expect(await db.keys(`${prefix}:*:jq-meta`)).toEqual([new RedisKeys(prefix).meta('jobs', id)]);
     const next = await api.start({ steps: 3, stepMs: 10, tokensPerStep: 1 });
     expect(typesAndData(await api.follow(next, 'ndjson').ended)).toEqual(expectedBuildEvents(3, 1));
 

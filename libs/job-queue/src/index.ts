@@ -27,7 +27,8 @@ export { JobQueueWorker } from './bridge/job-queue-worker.js';
 export { BridgedJob } from './bridge/bridged-job.js';
 export { jobStreamsBackend } from './backends/bullmq/job-streams-backend.js';
 export { bridgeLeaseHolder } from './bridge/queue-events-bridge.js';
-export { RedisKeys, JOB_SHARDS } from './backends/bullmq/redis-keys.js';
+export { RedisKeys, hashTagOf } from './backends/bullmq/redis-keys.js';
+export { migrateJobKeys, type MigrateJobKeysOptions, type MigrateJobKeysSummary } from './backends/bullmq/job-key-migration.js';
 export {
   redisClusterClient,
   clusterFailoverOptions,

@@ -42,10 +42,26 @@ describe('Redis Cluster options', () => {
     expect(options.redis?.clusterNodes).toBeUndefined();
   });
 
-  it('on a cluster the prefix must carry a hash tag, and the nodes must be URLs; the errors never quote a node', () => {
+  it('on a cluster the prefix carries a hash tag, or each queue name its own (and there are no jobNames); the nodes must be URLs; the errors never quote a node', () => {
+    const onCluster = (prefix: string, options: { queues?: string[]; jobNames?: string[] } = {}) =>
+      validateJobQueueOptions({ backend: 'bullmq', ...options, redis: { clusterNodes: ['redis://a:1'], prefix } });
+    expect(onCluster('{jq}', { queues: ['reports'], jobNames: ['build'] }).redis.prefix).toBe('{jq}');
+    // Without a tag in the prefix: queues with tags of their own (the application's queues are
+    // checked again at start, once its processors and handlers are found).
+    expect(onCluster('jq').redis.prefix).toBe('jq');
+    expect(onCluster('jq', { queues: ['{reports}', 'x{exports}y'] }).queues).toEqual(['{reports}', 'x{exports}y']);
+    expect(problemsOf(() => onCluster('jq', { queues: ['{reports}', 'exports', '{}x'] }))).toEqual([
+      expect.stringContaining(
+        '"queues" must each carry a hash tag on Redis Cluster when "redis.prefix" has none, as BullMQ requires, e.g. "{exports}" (got ["exports","{}x"])',
+      ),
+    ]);
+    expect(problemsOf(() => onCluster('jq', { jobNames: ['build'] }))).toEqual([
+      expect.stringContaining('"redis.prefix" must carry a hash tag on Redis Cluster when "jobNames" are set'),
+    ]);
+    // On one server any prefix and queue names.
     expect(
-      problemsOf(() => validateJobQueueOptions({ backend: 'bullmq', redis: { clusterNodes: ['redis://a:1'], prefix: 'jq' } })),
-    ).toEqual([expect.stringContaining('must carry a hash tag')]);
+      validateJobQueueOptions({ backend: 'bullmq', queues: ['reports'], jobNames: ['build'], redis: { prefix: 'jq' } }).queues,
+    ).toEqual(['reports']);
     const secret = 'redis://:hunter2@10.0.0.1:7000/3';
     const problems = problemsOf(() => validateJobQueueOptions({ backend: 'bullmq', redis: { clusterNodes: [secret, 'not a url'] } }));
     expect(problems).toEqual([expect.stringContaining('"redis.clusterNodes"')]);

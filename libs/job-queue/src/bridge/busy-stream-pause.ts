@@ -11,8 +11,9 @@ const PAUSE_MS = 2;
 
 /**
  * Decides whether the foreign-worker bridge waits a moment before its next read of BullMQ's events
- * streams. While they run faster than about 1,500 entries a second in total over the queues the
- * process bridges (one read covers them all; an exponentially decaying average over about 50 ms),
+ * streams. While they run faster than about 1,500 entries a second in total over the queues one
+ * read covers (every queue the process bridges; on Redis Cluster, those of one hash tag, each such
+ * group with its own pause; an exponentially decaying average over about 50 ms),
  * it waits 2 ms after each read that returned entries: the next read then returns what came
  * meanwhile as one batch. Reading entry by entry costs a round trip per entry in the bridge, a
  * script call per entry in Redis and a wake-up per entry in every follower's reader; a batch costs

@@ -80,10 +80,10 @@ export class ProcessorBridge {
       maxEventsPerJob: number;
       /**
        * True when a worker's {@link JobStreamsBackend} may run each call as one script with
-       * BullMQ's: on one Redis server without replica acks. On Redis Cluster a job's stream keys
-       * are in another slot than BullMQ's job key (CROSSSLOT); with replica acks every append must
-       * wait for a replica and be retried alone, which a call composed with BullMQ's write cannot
-       * be. There the calls are appended alongside BullMQ's, by {@link AttemptProgressSink}.
+       * BullMQ's (a job's stream keys lie in the slot of its BullMQ keys, on Redis Cluster too):
+       * without replica acks. With them every append must wait for a replica and be retried
+       * alone, which a call composed with BullMQ's write cannot be yet; there the calls are
+       * appended alongside BullMQ's, by {@link AttemptProgressSink}.
        */
       composeCalls: boolean;
     },
@@ -189,8 +189,7 @@ export class ProcessorBridge {
       },
       { once: true },
     );
-    const calls =
-      backend && this.options.composeCalls && (await backend.composes()) ? this.streamCalls(queue, job.id!, running) : undefined;
+    const calls = backend && this.options.composeCalls ? this.streamCalls(queue, job.id!, running) : undefined;
     const sink = calls ? undefined : new AttemptProgressSink(running, this.options.maxEventBytes);
     if (calls) {
       backend!.attach(job.id!, calls);

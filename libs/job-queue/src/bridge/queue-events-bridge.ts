@@ -4,7 +4,7 @@ import { Logger } from '@nestjs/common';
 import type { BridgeEntry, BridgeEntryReply, JobScripts, NewJobMeta } from '../backends/bullmq/job-scripts.js';
 import { attemptsOf } from '../backends/bullmq/bull-job-attempts.js';
 import { duplicateClient, type RedisClient } from '../backends/bullmq/redis-connection.js';
-import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
+import { hashTagOf, type RedisKeys } from '../backends/bullmq/redis-keys.js';
 import type { QueueBridgeStatus } from '../contract/queue-bridge-status.js';
 import { BusyStreamPause } from './busy-stream-pause.js';
 import { compareStreamIds, streamIdBefore, timestampOf } from '../reader/stream-id.js';
@@ -33,8 +33,20 @@ export interface QueueEventsBridgeOptions {
   maxEventsPerJob: number;
   maxEventBytes: number;
   leaseMs?: number;
-  /** How long to wait after each read before the next one (default: {@link BusyStreamPause}). */
+  /** How long to wait after each read before the next one (default: a {@link BusyStreamPause} per read loop). */
   busyPause?: Pick<BusyStreamPause, 'afterRead'>;
+}
+
+/**
+ * The reading of the led queues whose BullMQ events streams one `XREAD` can cover: all of them on
+ * one Redis server; on Redis Cluster, which refuses a command over keys of different slots, those
+ * of one hash tag (the prefix's, or each queue's own under a prefix without one).
+ */
+interface ReadLoop {
+  /** Its blocking connection (a blocking read holds its connection until it returns). */
+  blocking?: RedisClient;
+  reading?: Promise<void>;
+  busyPause: Pick<BusyStreamPause, 'afterRead'>;
 }
 
 interface LedQueue {
@@ -135,6 +147,9 @@ function jsonOrNull(text: string | undefined): string {
  *
  * One process at a time reads a queue's stream: it holds the queue's lease in Redis and renews it;
  * when it dies the lease expires and another process takes over from the position it recorded.
+ * One blocking read covers the streams of every queue it leads; on Redis Cluster, which refuses a
+ * read over keys of different slots, one per hash tag (queues with tags of their own under a
+ * prefix without one), each on a connection of its own.
  * Every entry is applied to its job by one script that remembers the last entry applied to that
  * job, so an entry read twice is appended once. Attempts that the module's own workers run are
  * theirs to write: the script leaves an attempt alone whose `started` the module wrote at or after
@@ -150,12 +165,11 @@ export class QueueEventsBridge {
   /** Unique per process; names the holder in the lease (see {@link bridgeLeaseHolder}). */
   private readonly token = `${hostname()}:${process.pid}:${randomUUID()}`;
   private readonly leaseMs: number;
-  private readonly busyPause: Pick<BusyStreamPause, 'afterRead'>;
   private readonly led = new Map<string, LedQueue>();
   private readonly statuses = new Map<string, QueueBridgeStatus>();
-  private blocking?: RedisClient;
+  /** The read loops, by the slot group of their queues' streams (see {@link groupOf}). */
+  private readonly loops = new Map<string, ReadLoop>();
   private leaseTimer?: NodeJS.Timeout;
-  private reading?: Promise<void>;
   private stopped = false;
   private lastLagLog = 0;
   /** Set while a renewal round runs: rounds never overlap (a slow takeover must not start twice). */
@@ -163,7 +177,11 @@ export class QueueEventsBridge {
 
   constructor(private readonly options: QueueEventsBridgeOptions) {
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
-    this.busyPause = options.busyPause ?? new BusyStreamPause();
+  }
+
+  /** The read loop of `queue`: one for every queue on one Redis server, one per hash tag on Redis Cluster. */
+  private groupOf(queue: string): string {
+    return this.options.commands.isCluster ? hashTagOf(this.options.keys.bullEvents(queue)) : '';
   }
 
   /** Starts competing for the leases of the bridged queues. */
@@ -180,8 +198,8 @@ export class QueueEventsBridge {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.leaseTimer);
-    this.blocking?.disconnect();
-    await this.reading?.catch(() => undefined);
+    for (const loop of this.loops.values()) loop.blocking?.disconnect();
+    await Promise.all([...this.loops.values()].map((loop) => loop.reading?.catch(() => undefined)));
     await Promise.allSettled([...this.led.values()].flatMap((led) => led.inFlight));
     for (const led of this.led.values()) clearTimeout(led.recordTimer);
     await Promise.all([...this.led.values()].map((led) => this.recordPosition(led)));
@@ -259,7 +277,10 @@ export class QueueEventsBridge {
     status.leading = true;
     status.position = led.position;
     this.led.set(queue, led);
-    this.reading ??= this.readLoop().finally(() => (this.reading = undefined));
+    const group = this.groupOf(queue);
+    const loop = this.loops.get(group) ?? { busyPause: this.options.busyPause ?? new BusyStreamPause() };
+    this.loops.set(group, loop);
+    loop.reading ??= this.readLoop(group, loop).finally(() => (loop.reading = undefined));
   }
 
   /** The stream's last id, entries ever added, current length and first entry (all zero without a stream). */
@@ -281,27 +302,34 @@ export class QueueEventsBridge {
     };
   }
 
-  private async readLoop(): Promise<void> {
-    if (!this.blocking) {
-      this.blocking = duplicateClient(this.options.commands, {
+  /** The led queues of read loop `group`. */
+  private ledOf(group: string): LedQueue[] {
+    return [...this.led.values()].filter((led) => this.groupOf(led.queue) === group);
+  }
+
+  /** Reads the streams of the led queues of `group` until none is left (or the bridge stops). */
+  private async readLoop(group: string, loop: ReadLoop): Promise<void> {
+    if (!loop.blocking) {
+      loop.blocking = duplicateClient(this.options.commands, {
         connectionName: `${this.options.keys.prefix}:bridge`,
         enableOfflineQueue: true,
         maxRetriesPerRequest: null,
         commandTimeout: undefined,
       });
-      this.blocking.on('error', () => undefined); // the command connection's logger reports outages
+      loop.blocking.on('error', () => undefined); // the command connection's logger reports outages
     }
+    const blocking = loop.blocking;
     let pauseMs = 0;
-    while (!this.stopped && this.led.size) {
+    while (!this.stopped && this.ledOf(group).length) {
       // The entries of the last read are sent: while the streams are busy, let the next batch grow.
       if (pauseMs) {
         await new Promise((resolve) => setTimeout(resolve, pauseMs));
-        if (this.stopped || !this.led.size) break; // stopped, or the last lease lost, meanwhile
+        if (this.stopped || !this.ledOf(group).length) break; // stopped, or the last lease lost, meanwhile
       }
-      const queues = [...this.led.values()];
+      const queues = this.ledOf(group);
       let reply: Array<[string, Array<[string, string[]]>]> | null;
       try {
-        reply = (await this.blocking.xread(
+        reply = (await blocking.xread(
           'COUNT',
           BATCH,
           'BLOCK',
@@ -316,7 +344,7 @@ export class QueueEventsBridge {
         await new Promise((resolve) => setTimeout(resolve, 500));
         continue;
       }
-      pauseMs = this.busyPause.afterRead(reply?.reduce((entries, [, stream]) => entries + stream.length, 0) ?? 0, performance.now());
+      pauseMs = loop.busyPause.afterRead(reply?.reduce((entries, [, stream]) => entries + stream.length, 0) ?? 0, performance.now());
       for (const led of queues) {
         if (!this.led.has(led.queue)) continue; // lost meanwhile
         if (led.rewind) {

@@ -99,7 +99,7 @@ const FOLLOW_WAIT_MS = MAX_WAIT_MS;
 /** @throws InvalidArgumentError when `queue` is given and is not a valid queue name. */
 export function checkQueue(queue: unknown): void {
   if (queue !== undefined && (typeof queue !== 'string' || !QUEUE_NAME.test(queue))) {
-    throw new InvalidArgumentError('queue must be a queue name of 1 to 64 letters, digits, "_", "." or "-"');
+    throw new InvalidArgumentError('queue must be a queue name of 1 to 64 letters, digits, "_", ".", "-", "{" or "}"');
   }
 }
 

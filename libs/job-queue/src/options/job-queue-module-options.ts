@@ -44,7 +44,8 @@ export interface JobQueueModuleOptions {
   /**
    * `bullmq`: the BullMQ queues whose processors' jobs get event streams (when they run on a
    * `JobQueueWorker`) and that `enqueue` may name. Default: every queue. The `@JobHandler` queue
-   * (`jobs`) is always served.
+   * (`jobs`) is always served. On Redis Cluster under a prefix without a hash tag each name must
+   * carry its own (`{reports}`), see `redis.prefix`.
    */
   queues?: readonly string[];
   /**
@@ -78,9 +79,13 @@ export interface JobQueueModuleOptions {
     /** `redis://[user:password@]host:port[/db]` or `rediss://...` (default `redis://127.0.0.1:6379`). */
     url?: string;
     /**
-     * Prefix of every key (default `jq`). On Redis Cluster it must carry a hash tag, e.g. `{jq}`,
-     * as BullMQ requires (its scripts touch several keys of a queue); this library's own keys use
-     * it without the braces and are spread over the cluster by job.
+     * Prefix of every key (default `jq`, `{jq}` on Redis Cluster). On Redis Cluster BullMQ needs
+     * each queue's keys in one hash slot (its scripts touch several keys of a queue): give the
+     * prefix a hash tag (`{jq}`: every queue on the master of that tag), or give it none and each
+     * queue name its own (`jq` with queues `{reports}` and `{exports}`: each queue on the master
+     * of its tag, which spreads the load over the masters). `@JobHandler` jobs run on the queue
+     * `jobs`, which has no tag: they need the prefix's. A job's events stream and metadata lie in
+     * the slot of its BullMQ keys.
      */
     prefix?: string;
     /**

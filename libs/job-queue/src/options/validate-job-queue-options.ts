@@ -1,4 +1,5 @@
 import { CIRCUIT_BREAKER_RULES, type CircuitBreakerOptions } from '../contract/circuit-breaker.js';
+import { carriesHashTag } from '../backends/bullmq/redis-keys.js';
 import { InvalidJobQueueOptionsError } from '../errors/invalid-options.error.js';
 import { DEFAULT_FAILOVER_TIMEOUT_MS, failoverTimeoutProblem } from './failover-timeout.js';
 import { JOB_QUEUE_BACKENDS, type ResolvedJobQueueOptions } from './job-queue-module-options.js';
@@ -29,8 +30,11 @@ const INTEGER_RULES: Record<
   lockDurationMs: [1000, 10 * 60 * 1000],
 };
 
-/** What a BullMQ queue name may be here (it becomes part of Redis keys). */
-export const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/**
+ * What a BullMQ queue name may be here (it becomes part of Redis keys): braces included, for a
+ * queue name that carries its own Redis Cluster hash tag (`{reports}`).
+ */
+export const QUEUE_NAME = /^[A-Za-z0-9_.{}-]{1,64}$/;
 
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
@@ -96,7 +100,9 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
 
   const queues = input.queues;
   if (queues !== undefined && (!Array.isArray(queues) || queues.some((name) => typeof name !== 'string' || !QUEUE_NAME.test(name)))) {
-    problems.push(`"queues" must be an array of queue names of 1 to 64 letters, digits, "_", "." or "-" (got ${describe(queues)})`);
+    problems.push(
+      `"queues" must be an array of queue names of 1 to 64 letters, digits, "_", ".", "-", "{" or "}" (got ${describe(queues)})`,
+    );
   }
 
   const bridgeForeignWorkers = input.bridgeForeignWorkers ?? true;
@@ -153,10 +159,21 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     problems.push(
       `"redis.prefix" must be 1 to 64 characters of letters, digits, "_", ".", ":" or "-", with at most one {hash tag} (got ${describe(prefix)})`,
     );
-  } else if (isCluster && !/\{[^}]+\}/.test(prefix)) {
-    problems.push(
-      `"redis.prefix" must carry a hash tag on Redis Cluster, as BullMQ requires, e.g. "{${prefix}}" (got ${describe(prefix)})`,
-    );
+  } else if (isCluster && !carriesHashTag(prefix)) {
+    // BullMQ needs each queue's keys in one slot: without a tag in the prefix, each queue name
+    // carries its own (which also spreads the queues over the masters). `@JobHandler` jobs run on
+    // the module's queue `jobs`, which has none: they need the prefix's.
+    if (Array.isArray(jobNames) && jobNames.length) {
+      problems.push(
+        `"redis.prefix" must carry a hash tag on Redis Cluster when "jobNames" are set (@JobHandler jobs run on the queue "jobs", which has none of its own), e.g. "{${prefix}}" (got ${describe(prefix)})`,
+      );
+    }
+    const untagged = Array.isArray(queues) ? queues.filter((name) => typeof name === 'string' && !carriesHashTag(name)) : [];
+    if (untagged.length) {
+      problems.push(
+        `"queues" must each carry a hash tag on Redis Cluster when "redis.prefix" has none, as BullMQ requires, e.g. "{${untagged[0]}}" (got ${JSON.stringify(untagged)}); or give "redis.prefix" one, e.g. "{${prefix}}"`,
+      );
+    }
   }
 
   const replicaAcks = redisInput.replicaAcks ?? 0;

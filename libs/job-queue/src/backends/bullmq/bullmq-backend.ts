@@ -8,6 +8,7 @@ import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
 import type { FollowRequest, JobAddress, JobQueueBackend, NewJob, PageRequest } from '../../contract/job-queue-backend.js';
 import type { QueueBridgeStatus } from '../../contract/queue-bridge-status.js';
 import { InvalidCursorError } from '../../errors/invalid-cursor.error.js';
+import { InvalidJobQueueOptionsError } from '../../errors/invalid-options.error.js';
 import { JobAlreadyFinishedError } from '../../errors/job-already-finished.error.js';
 import { JobNotFoundError } from '../../errors/job-not-found.error.js';
 import { JobQueueError } from '../../errors/job-queue.error.js';
@@ -26,12 +27,13 @@ import { traceIdOf, tracedFinish } from '../../tracing/job-tracing.js';
 import type { CircuitBreakerState } from '../../contract/circuit-breaker.js';
 import { RedisCircuitBreakers } from './circuit-breakers.js';
 import { JobEnqueue } from './job-enqueue.js';
+import { jobStreamsBackend } from './job-streams-backend.js';
 import { JobScripts } from './job-scripts.js';
 import { RedisConnections } from './redis-connections.js';
 import { ReplicaAcks } from './replica-acks.js';
 import type { RedisClient } from './redis-connection.js';
 import { ReadKeepAlive } from './read-keep-alive.js';
-import { RedisKeys } from './redis-keys.js';
+import { hashTagOf, queueFitsCluster, RedisKeys } from './redis-keys.js';
 import { WorkerRuntime } from './worker-runtime.js';
 
 /** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
@@ -51,8 +53,8 @@ const PAGE_FACTS = Symbol('pageFacts');
  * The distributed backend, on BullMQ and Redis. This class is what every process serves reads
  * with (enqueue, read, follow through the shared {@link EventStreamReader}, cancel); on worker
  * processes its {@link WorkerRuntime} runs the jobs. Each job's events live in their own Redis
- * Stream (`<prefix>:{<queue>:<id>}:events`) next to a metadata hash, so any instance can serve
- * any job.
+ * Stream (`<prefix>:<queue>:<id>:jq-events`, in the hash slot of the job's BullMQ keys) next to a
+ * metadata hash, so any instance can serve any job.
  */
 export class BullMqBackend implements JobQueueBackend {
   readonly name = 'bullmq' as const;
@@ -82,17 +84,18 @@ export class BullMqBackend implements JobQueueBackend {
     const { replicaAcks, replicaAckTimeoutMs } = options.redis;
     const acks = replicaAcks > 0 ? new ReplicaAcks(connections.commands, replicaAcks, replicaAckTimeoutMs) : undefined;
     this.scripts = new JobScripts(connections.commands, meter, acks);
-    this.enqueue = new JobEnqueue(this.scripts, undefined, connections.cluster, acks);
+    this.enqueue = new JobEnqueue(this.scripts, acks);
     this.keepAlive = new ReadKeepAlive(this.scripts);
-    // On Redis Cluster one XREAD reads one slot: a read per shard of followed jobs, the first on
-    // the reader connection opened at start, the others on connections of their own.
+    // On Redis Cluster one XREAD reads one slot: a read per hash tag of followed jobs (the
+    // prefix's, or one per queue that carries its own), the first on the reader connection opened
+    // at start, the others on connections of their own.
     let unused: RedisClient | undefined = connections.blocking;
     this.reader = new EventStreamReader(connections.blocking, connections.commands, {
       liveKeyOf: (eventsKey) => this.keys.metaOfEvents(eventsKey),
       wakeKeyPrefix: this.keys.own,
       cluster: connections.cluster
         ? {
-            groupOf: (eventsKey) => RedisKeys.tagOfJobKey(eventsKey),
+            groupOf: (eventsKey) => hashTagOf(eventsKey),
             openBlocking: () => {
               const blocking = unused ?? connections.forReader();
               unused = undefined;
@@ -137,8 +140,44 @@ export class BullMqBackend implements JobQueueBackend {
   }
 
   async start(): Promise<void> {
+    this.checkQueuesFitCluster();
     await this.runtime?.start();
     this.foreign?.start();
+  }
+
+  /**
+   * False on Redis Cluster under a prefix without a hash tag: BullMQ's keys of the `@JobHandler`
+   * queue (`jobs`, no tag of its own) lie in different slots there, and the queue is not used.
+   */
+  private get handlerQueueRuns(): boolean {
+    return !this.connections.cluster || queueFitsCluster(this.options.redis.prefix, DEFAULT_QUEUE);
+  }
+
+  /**
+   * On Redis Cluster, refuses to start with a queue whose BullMQ keys would lie in different slots
+   * (its scripts would all fail with CROSSSLOT): under a prefix without a hash tag, `@JobHandler`
+   * jobs (queue `jobs`) and queues whose names carry no tag of their own. Checked here, once the
+   * application is built: handlers and processors are found only then.
+   */
+  private checkQueuesFitCluster(): void {
+    if (this.handlerQueueRuns) return;
+    const { prefix } = this.options.redis;
+    const problems: string[] = [];
+    const handlers = this.handlers.names();
+    if (handlers.length) {
+      problems.push(
+        `"redis.prefix" must carry a hash tag on Redis Cluster for @JobHandler jobs (${handlers.join(', ')}): they run on the queue "${DEFAULT_QUEUE}", which has none of its own, e.g. "{${prefix}}" (got "${prefix}")`,
+      );
+    }
+    const untagged = (this.options.queues ?? this.processors.knownQueues()).filter(
+      (queue) => queue !== DEFAULT_QUEUE && !queueFitsCluster(prefix, queue),
+    );
+    if (untagged.length) {
+      problems.push(
+        `queue names must each carry a hash tag on Redis Cluster when "redis.prefix" has none, as BullMQ requires, e.g. "{${untagged[0]}}" (got ${JSON.stringify(untagged)}); or give "redis.prefix" one, e.g. "{${prefix}}"`,
+      );
+    }
+    if (problems.length) throw new InvalidJobQueueOptionsError(problems);
   }
 
   /** The foreign-worker bridge of each bridged queue, as this process sees it (empty when it is off). */
@@ -157,11 +196,12 @@ export class BullMqBackend implements JobQueueBackend {
     this.connections.close();
   }
 
-  /** The BullMQ queue `name` (made on first use, on the command connection). */
+  /** The BullMQ queue `name` (made on first use, on the command connection, with a {@link jobStreamsBackend}). */
   private queueNamed(name: string): Queue {
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, { connection: this.connections.commands, prefix: this.options.redis.prefix });
+      // Its backend composes: an enqueue's add and the job's metadata are one script.
+      queue = new Queue(name, { connection: this.connections.commands, prefix: this.options.redis.prefix }, jobStreamsBackend());
       queue.on('error', (error) => this.logger.warn(`Queue ${name}: ${error.message}`));
       this.queues.set(name, queue);
     }
@@ -169,7 +209,9 @@ export class BullMqBackend implements JobQueueBackend {
   }
 
   async jobCounts(): Promise<QueueJobCounts[]> {
-    const names = [...new Set([DEFAULT_QUEUE, ...(this.options.queues ?? this.processors.knownQueues())])];
+    const names = [
+      ...new Set([...(this.handlerQueueRuns ? [DEFAULT_QUEUE] : []), ...(this.options.queues ?? this.processors.knownQueues())]),
+    ];
     const states: JobType[] = ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed', 'waiting-children'];
     return this.guard(() =>
       Promise.all(names.map(async (queue) => ({ queue, counts: await this.queueNamed(queue).getJobCounts(...states) }))),
@@ -214,7 +256,6 @@ export class BullMqBackend implements JobQueueBackend {
     );
     await this.guard(async () => {
       const client = await queue.getBackend().client;
-      // (A MULTI cannot make the two writes atomic: on Redis Cluster they are in different slots.)
       await this.enqueue.run(
         metaKey,
         {
@@ -229,7 +270,7 @@ export class BullMqBackend implements JobQueueBackend {
           ...(spec.abandonAfterMs ? { abandonAfterMs: spec.abandonAfterMs, readAt: createdAt } : {}),
           ...spec.trace,
         },
-        { add: () => job.addJob(client), remove: () => queue.remove(id), key: this.keys.bullJob(queueName, id) },
+        { add: () => job.addJob(client), remove: () => queue.remove(id) },
       );
     });
     return { id, name, state: 'queued', attempt: 0, maxAttempts, createdAt };

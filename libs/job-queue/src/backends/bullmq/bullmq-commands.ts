@@ -10,14 +10,22 @@ export interface BullScript {
 }
 
 /**
- * The BullMQ commands whose scripts the bridge runs together with the job's stream write, and the
- * shape it relies on: how many keys and arguments BullMQ passes (the job id is the first argument
- * of both) and what a success reply looks like (a number >= 0).
+ * The BullMQ commands whose scripts the module runs together with a write of its own, and the
+ * shape it relies on: how many keys and arguments BullMQ passes. `updateProgress` and `addLog`
+ * (the job id is their first argument; success is a number >= 0) get the job's stream write; the
+ * adds BullMQ's `Queue` sends for a job the module enqueues (success is the job id; an error is a
+ * number < 0) get the job's metadata.
  */
 export const COMPOSED_COMMANDS = {
   updateProgress: { keys: 3, args: 2 },
   addLog: { keys: 2, args: 3 },
+  addStandardJob: { keys: 9, args: 3 },
+  addDelayedJob: { keys: 6, args: 3 },
+  addPrioritizedJob: { keys: 9, args: 3 },
 } as const;
+
+/** The adds of {@link COMPOSED_COMMANDS}: the module composes them with a new job's metadata. */
+export const COMPOSED_ADDS = ['addStandardJob', 'addDelayedJob', 'addPrioritizedJob'] as const;
 
 /** The name of a command in {@link COMPOSED_COMMANDS}. */
 export type ComposedCommand = keyof typeof COMPOSED_COMMANDS;

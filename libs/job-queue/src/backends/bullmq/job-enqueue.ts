@@ -1,117 +1,55 @@
-import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
 import type { JobScripts } from './job-scripts.js';
+import { JobStreamsBackend } from './job-streams-backend.js';
 import type { ReplicaAcks } from './replica-acks.js';
-
-/**
- * How long a new job's metadata lives until its enqueue is confirmed. It only has to outlast
- * BullMQ's add (which fails after the command connection's 10 s timeout); it is what removes the
- * metadata of an enqueue that stopped halfway.
- */
-export const PROVISIONAL_META_TTL_MS = 5 * 60_000;
 
 /** BullMQ's half of an enqueue. */
 export interface BullMqAddition {
-  /** Adds the job to BullMQ; called in the same tick as the metadata is written. */
+  /** Adds the job through a BullMQ `Queue` whose backend {@link jobStreamsBackend} made. */
   add(): Promise<unknown>;
   /** Removes the job from BullMQ again (when it is there and no worker holds it). */
   remove(): Promise<unknown>;
-  /** A key of BullMQ's job (its hash), whose node must have replicated the add when replica acks are asked for. */
-  key?: string;
 }
 
 /**
- * Enqueues a job whose metadata (one hash, in the job's own slot) and BullMQ job (BullMQ's keys, in
- * another slot on Redis Cluster) cannot be written by one script or transaction, so that whatever
- * stops it halfway (a lost reply, a failed command, the process dying) leaves no job half made:
+ * Enqueues a job as one script: BullMQ's own add and the job's metadata, written together (see
+ * {@link JobStreamsBackend.addingJob}; both keys lie in one slot, on Redis Cluster too). No worker
+ * ever sees the job without its metadata, and a refused add writes none. An add sent again after a
+ * reconnect (ioredis resends unanswered commands) finds both there and changes nothing.
  *
- * 1. the metadata is stored with a provisional TTL ({@link PROVISIONAL_META_TTL_MS}) and, in the
- *    same tick on the same connection, BullMQ's add is sent: Redis runs them in this order, so no
- *    worker sees the job before its metadata (on Redis Cluster the two are on different nodes: the
- *    add waits for the metadata's reply);
- * 2. once BullMQ has the job, the enqueue confirms it: the metadata loses the TTL, unless it ended
- *    meanwhile (then it keeps its retention). A worker that starts the job first does the same.
- *
- * Metadata never confirmed expires; a `@JobHandler` job BullMQ has without metadata fails when a
- * worker takes it, instead of running.
+ * What is left to take back is an add whose outcome is unknown (it failed on the way, or replica
+ * acks did not confirm it in time): the enqueue then removes both halves unless a worker started
+ * the job meanwhile, and rejects.
  */
 export class JobEnqueue {
   constructor(
     private readonly scripts: JobScripts,
-    private readonly provisionalTtlMs = PROVISIONAL_META_TTL_MS,
-    /**
-     * True on Redis Cluster: the metadata and BullMQ's job live on different nodes, which keep no
-     * order between them, so BullMQ's add waits for the metadata's reply (one more round trip)
-     * instead of going out in the same tick; otherwise a worker could take the job first.
-     */
-    private readonly metadataFirst = false,
-    /**
-     * Replica acks (`redis.replicaAcks`): on Redis Cluster BullMQ's add is on another node than
-     * the confirmation, whose `WAIT` does not cover it, so the enqueue also waits for the add's.
-     */
+    /** Replica acks (`redis.replicaAcks`): an enqueue counts as done once replicas have it. */
     private readonly acks?: ReplicaAcks,
   ) {}
 
   /**
-   * Stores `fields` as the metadata `meta` and adds the job to BullMQ. Resolves once both are in
-   * and the metadata is confirmed; otherwise rejects, having taken back what it could (what it
-   * could not expires).
-   *
-   * @throws JobQueueUnavailableError when the metadata was gone once BullMQ's add returned (it took longer than the provisional TTL).
+   * Stores `fields` as the metadata `meta` and adds the job to BullMQ, in one script. Resolves once
+   * both are in (and replicated, with replica acks); otherwise rejects, having taken back what it
+   * could.
    */
   async run(meta: string, fields: Record<string, string | number>, bull: BullMqAddition): Promise<void> {
-    const created = this.create(meta, fields);
-    if (this.metadataFirst) {
-      // A failed or unanswered create leaves at most provisional metadata, which expires.
-      await created;
-    }
-    let added: Promise<unknown>;
     try {
-      added = bull.add();
-    } catch (error) {
-      added = Promise.reject(error as Error); // BullMQ checks some options synchronously
-    }
-    const [stored, queued] = await Promise.allSettled([created, added]);
-    if (stored.status === 'rejected' || queued.status === 'rejected') {
-      await this.takeBack(meta, bull);
-      throw stored.status === 'rejected' ? stored.reason : (queued as PromiseRejectedResult).reason;
-    }
-    // Awaited, not sent on the side: the confirmation can fail (the command connection has no
-    // offline queue) or find the metadata expired, and either must not end as an accepted job
-    // whose metadata vanishes while it waits.
-    let confirmed: boolean;
-    try {
-      if (this.acks && this.metadataFirst && bull.key) await this.acks.after(bull.key);
-      confirmed = await this.confirm(meta);
+      await JobStreamsBackend.addingJob(meta, fields, () => bull.add());
+      // The WAIT goes to the node of the metadata, which holds BullMQ's job too.
+      await this.acks?.after(meta);
     } catch (error) {
       await this.takeBack(meta, bull);
       throw error;
-    }
-    if (!confirmed) {
-      await this.takeBack(meta, bull);
-      throw new JobQueueUnavailableError(
-        `The job was not enqueued: its metadata was gone when BullMQ's add returned (its provisional TTL of ${this.provisionalTtlMs} ms ran out, or Redis evicted it)`,
-      );
     }
   }
 
   /**
    * Best effort, after a failed step: a failed or unanswered command may still have got in, so
    * both halves are taken back unless a worker started the job meanwhile (then it is whole and
-   * runs). What cannot be taken back (Redis unreachable) ends anyway: unconfirmed metadata
-   * expires, and a worker fails a job BullMQ has without it.
+   * runs). What cannot be taken back (Redis unreachable) stays a whole job, which runs.
    */
   private async takeBack(meta: string, bull: BullMqAddition): Promise<void> {
     const withdrawn = await this.scripts.withdrawJob(meta).catch(() => undefined);
     if (withdrawn !== 'started') await bull.remove().catch(() => undefined);
-  }
-
-  /** The metadata alone (the first half of step 1), with its provisional TTL. */
-  create(meta: string, fields: Record<string, string | number>): Promise<void> {
-    return this.scripts.createJob(meta, this.provisionalTtlMs, fields);
-  }
-
-  /** Step 2 alone: true when the metadata is there (and now lasts), false when it expired. */
-  confirm(meta: string): Promise<boolean> {
-    return this.scripts.confirmJob(meta);
   }
 }

@@ -7,8 +7,6 @@ import type { ReplicaAcks } from './replica-acks.js';
 import { traceIdOf, type TraceCarrier } from '../../tracing/job-tracing.js';
 
 const SCRIPT_NAMES = [
-  'create-job',
-  'confirm-job',
   'withdraw-job',
   'start-attempt',
   'append-events',
@@ -31,8 +29,6 @@ const SCRIPT_NAMES = [
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const KEY_COUNTS: Record<ScriptName, number> = {
-  'create-job': 1,
-  'confirm-job': 1,
   'withdraw-job': 1,
   'start-attempt': 2,
   'append-events': 2,
@@ -61,7 +57,6 @@ const DURABLE_WRITES: ReadonlySet<ScriptName> = new Set([
   'bridge-entry',
   'bridge-progress',
   'abandon-unread',
-  'confirm-job',
 ]);
 
 const sources = new Map<string, string>();
@@ -180,16 +175,6 @@ export class JobScripts {
     const reply = await command.call(this.redis, ...keys, ...args);
     if (this.replicaAcks && DURABLE_WRITES.has(name)) await this.replicaAcks.after(keys[0]);
     return reply;
-  }
-
-  /** Stores a new job's metadata (`fields`), expiring after `provisionalTtlMs` unless confirmed or started. */
-  async createJob(meta: string, provisionalTtlMs: number, fields: Record<string, string | number>): Promise<void> {
-    await this.run('create-job', [meta], [provisionalTtlMs, ...Object.entries(fields).flat()]);
-  }
-
-  /** Makes a new job's metadata last (BullMQ has the job); false when it expired before. */
-  async confirmJob(meta: string): Promise<boolean> {
-    return (await this.run<number>('confirm-job', [meta], [])) === 1;
   }
 
   /** Removes the metadata of a job whose enqueue failed, unless a worker started the job meanwhile. */

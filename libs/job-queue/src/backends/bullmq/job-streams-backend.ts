@@ -1,10 +1,21 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRedisBackend, type BackendFactory, type IRedisTransaction, type RedisClient, type RedisQueueBackend } from 'bullmq';
 import { encodeProcessorCall, encodeProcessorJson } from '../../contract/encode-event.js';
-import { COMPOSED_COMMANDS, installedBullCommands, type BullCommand, type BullCommands, type ComposedCommand } from './bullmq-commands.js';
+import {
+  COMPOSED_ADDS,
+  COMPOSED_COMMANDS,
+  installedBullCommands,
+  type BullCommand,
+  type BullCommands,
+  type ComposedCommand,
+} from './bullmq-commands.js';
 import { scriptSource, type ScriptReply } from './job-scripts.js';
 import type { StreamCalls } from './stream-calls.js';
 
-/** A composed command: BullMQ's script of a command, then the job's stream write (see `scripts/with-bullmq-command.lua`). */
+/**
+ * A composed command: BullMQ's script of a command, then the module's write: the job's stream
+ * write (`scripts/with-bullmq-command.lua`), or a new job's metadata (`scripts/with-bullmq-add.lua`).
+ */
 export interface ComposedScript {
   bullmq: BullCommand;
   /** Its command name on a client (BullMQ's name and version, under this library's prefix). */
@@ -18,10 +29,10 @@ const composedScripts = new Map<string, Record<ComposedCommand, ComposedScript>>
 export function composedScriptsOf(bullmq: BullCommands): Record<ComposedCommand, ComposedScript> {
   let scripts = composedScripts.get(bullmq.version);
   if (!scripts) {
-    const template = scriptSource('with-bullmq-command');
     scripts = {} as Record<ComposedCommand, ComposedScript>;
     for (const name of Object.keys(COMPOSED_COMMANDS) as ComposedCommand[]) {
       const command = bullmq.commands[name];
+      const template = scriptSource(isAdd(name) ? 'with-bullmq-add' : 'with-bullmq-command');
       // A function, not a string, as the replacement: BullMQ's Lua may hold `$` patterns.
       const lua = template.replace(/^--- @bullmq-command$/m, () => command.content);
       scripts[name] = { bullmq: command, name: `jq:${name}:${bullmq.version}`, lua };
@@ -30,6 +41,19 @@ export function composedScriptsOf(bullmq: BullCommands): Record<ComposedCommand,
   }
   return scripts;
 }
+
+function isAdd(name: string): name is (typeof COMPOSED_ADDS)[number] {
+  return (COMPOSED_ADDS as readonly string[]).includes(name);
+}
+
+/** The metadata of a job being added (see {@link JobStreamsBackend.addingJob}), until its add is sent. */
+interface PendingAdd {
+  metaKey: string;
+  fields: Array<string | number>;
+  sent: boolean;
+}
+
+const pendingAdd = new AsyncLocalStorage<PendingAdd>();
 
 /** The composed commands defined on each client (a client may be shared by several backends). */
 const definedOn = new WeakMap<object, Set<string>>();
@@ -72,15 +96,6 @@ export class JobStreamsBackend {
   }
 
   /**
-   * True when this backend can compose: one Redis server. On Redis Cluster a job's stream keys lie
-   * in another hash slot than BullMQ's job key (the key layout that puts them together comes
-   * later), and one script over both would fail with CROSSSLOT there.
-   */
-  async composes(): Promise<boolean> {
-    return !(await this.backend.client).isCluster;
-  }
-
-  /**
    * Sends the `updateProgress` and `addLog` calls of job `jobId` through `calls` until
    * {@link detach}. One job id has one attempt attached at a time: a newer run of the same job in
    * this process (after a lost lock) takes its calls over.
@@ -94,14 +109,53 @@ export class JobStreamsBackend {
     if (this.attached.get(jobId) === calls) this.attached.delete(jobId);
   }
 
+  /**
+   * Runs `add` (which adds one job through a `Queue` whose backend this is) so that BullMQ's add
+   * and the job's metadata `fields`, stored as the hash `metaKey`, are one script: no worker sees
+   * the job before its metadata, and a refused add writes none. Resolves as `add` does.
+   */
+  static addingJob<T>(metaKey: string, fields: Record<string, string | number>, add: () => Promise<T>): Promise<T> {
+    return pendingAdd.run({ metaKey, fields: Object.entries(fields).flat(), sent: false }, add);
+  }
+
   private execCommand(client: RedisClient | IRedisTransaction, commandName: string, args: unknown[]): unknown {
-    if (commandName === 'updateProgress' || commandName === 'addLog') {
+    if (isAdd(commandName)) {
+      const adding = pendingAdd.getStore();
+      if (adding && !adding.sent) {
+        adding.sent = true;
+        return this.composedAdd(client as RedisClient, this.scripts[commandName], args, adding);
+      }
+    } else if (commandName === 'updateProgress' || commandName === 'addLog') {
       const script = this.scripts[commandName];
       // BullMQ's arguments start with the job id, after its keys.
       const calls = this.attached.get(String(args[script.bullmq.keys]));
       if (calls?.writing) return this.composed(client as RedisClient, script, args, calls);
     }
     return this.bullExecCommand(client, commandName, args as never[]);
+  }
+
+  /** Runs BullMQ's add and the new job's metadata as one script; resolves to BullMQ's reply. */
+  private async composedAdd(client: RedisClient, script: ComposedScript, args: unknown[], adding: PendingAdd): Promise<unknown> {
+    const keyCount = script.bullmq.keys;
+    this.define(client, script, keyCount + 1);
+    const reply = (await client.runCommand(script.name, [
+      adding.metaKey,
+      ...args.slice(0, keyCount),
+      adding.fields.length / 2,
+      ...adding.fields,
+      ...args.slice(keyCount),
+    ])) as [unknown];
+    return reply[0];
+  }
+
+  /** Defines `script` on `client` once. */
+  private define(client: RedisClient, script: ComposedScript, numberOfKeys: number): void {
+    let defined = definedOn.get(client);
+    if (!defined) definedOn.set(client, (defined = new Set()));
+    if (!defined.has(script.name)) {
+      client.defineCommand(script.name, { numberOfKeys, lua: script.lua });
+      defined.add(script.name);
+    }
   }
 
   /** Runs BullMQ's command and the call's stream write as one script; resolves to BullMQ's reply. */
@@ -115,12 +169,7 @@ export class JobStreamsBackend {
     // Numbered now, before the first await: the order of the sequence numbers is the order in which
     // BullMQ hands its commands to the connection.
     const ours = calls.next(event.type, event.json);
-    let defined = definedOn.get(client);
-    if (!defined) definedOn.set(client, (defined = new Set()));
-    if (!defined.has(script.name)) {
-      client.defineCommand(script.name, { numberOfKeys: keyCount + 2, lua: script.lua });
-      defined.add(script.name);
-    }
+    this.define(client, script, keyCount + 2);
     const reply = (await client.runCommand(script.name, [
       ...ours.keys,
       ...args.slice(0, keyCount),

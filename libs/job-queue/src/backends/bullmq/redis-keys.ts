@@ -1,77 +1,77 @@
 /**
- * How many slots the jobs' own keys are spread over. Each job's keys share the hash tag of its
- * shard (`{<prefix>:<shard>}`), so every script of a job touches one slot, and the jobs of one
- * shard can be read by one `XREAD` on Redis Cluster (which refuses a command whose keys lie in
- * different slots). 16 shards spread the jobs over every master of a cluster of up to a few
- * masters, and cap the blocking reads of a process at 16. Every process of a deployment must use
- * the same number: it is part of the key layout, not an option.
- */
-export const JOB_SHARDS = 16;
-
-/** FNV-1a (32 bits) of `text`: a stable, cheap spread of job ids over {@link JOB_SHARDS}. */
-function fnv1a(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return hash >>> 0;
-}
-
-/**
- * The prefix of this library's own keys for a configured `prefix`: braces (and `%`) percent-encoded,
- * the rest unchanged (`{bull}` gives `%7Bbull%7D`, `bull` stays `bull`). Without braces the keys do
- * not all land in BullMQ's slot; encoded rather than dropped, so that two prefixes that differ only
- * by their braces (`bull` and `{bull}`, say before and after a move to a hash-tag prefix on the same
- * server) never share a job's keys.
+ * The prefix of this library's keys that belong to no job (circuit breakers, the foreign-worker
+ * bridge, the readers' wake streams) for a configured `prefix`: braces (and `%`) percent-encoded,
+ * the rest unchanged (`{bull}` gives `%7Bbull%7D`, `bull` stays `bull`). Those keys carry hash tags
+ * of their own; encoded rather than dropped, so that two prefixes that differ only by their braces
+ * (`bull` and `{bull}`) never share a key.
  */
 export function ownKeyPrefix(prefix: string): string {
   return prefix.replace(/[%{}]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
+/** The suffixes of a job's own keys, after BullMQ's key of the job (`<prefix>:<queue>:<id>`). */
+const JOB_KEY_SUFFIX = { meta: ':jq-meta', events: ':jq-events', spare: ':jq-spare' } as const;
+
 /**
- * Key names. BullMQ's keys are `<prefix>:<queue>:...` as BullMQ makes them (on Redis Cluster the
- * prefix carries a hash tag, e.g. `{bull}`, so that BullMQ's scripts touch one slot). This
- * library's own keys use {@link ownKeyPrefix} and the hash tag of their job's shard:
- * `%7Bbull%7D:{%7Bbull%7D:7}:reports:42:meta` for `{bull}`, `bull:{bull:7}:reports:42:meta` for `bull`.
+ * The hash tag of `key` by Redis Cluster's rule (the text between the first `{` and the first `}`
+ * after it, when not empty), in its braces; the whole key in braces when it has none. Keys with the
+ * same tag lie in one slot, and can be read by one command on Redis Cluster.
+ */
+export function hashTagOf(key: string): string {
+  const open = key.indexOf('{');
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open, close + 1) : `{${key}}`;
+}
+
+/**
+ * True when `name` (a key prefix or a queue name) holds a hash tag of its own: a `{` followed by a
+ * `}` with text between. On Redis Cluster BullMQ's keys of a queue (`<prefix>:<queue>:...`) lie in
+ * one slot only when the prefix or, under a prefix without one, the queue name holds one.
+ */
+export function carriesHashTag(name: string): boolean {
+  const open = name.indexOf('{');
+  return open >= 0 && name.indexOf('}', open + 1) > open + 1;
+}
+
+/**
+ * True when BullMQ's keys of `queue` under `prefix` (`<prefix>:<queue>:...`) lie in one hash slot,
+ * as BullMQ's scripts need on Redis Cluster: the prefix holds a hash tag, or the queue name does.
+ */
+export function queueFitsCluster(prefix: string, queue: string): boolean {
+  return carriesHashTag(prefix) || carriesHashTag(queue);
+}
+
+/**
+ * Key names. BullMQ's keys are `<prefix>:<queue>:...` as BullMQ makes them. A job's own keys, its
+ * events stream and metadata hash, are BullMQ's key of the job with a suffix
+ * (`bull:reports:42:jq-events`, `{bull}:reports:42:jq-meta`): they lie in the hash slot of the
+ * job's BullMQ keys, whatever hash tag the prefix or the queue name carries, so one script can run
+ * BullMQ's command and the stream write together, on one Redis server and on Redis Cluster.
+ * (The suffixes end neither in `:meta` nor in `:events`, which tools that look for BullMQ's queues
+ * by their key names take for a queue's keys; BullMQ allows no `:` in a queue name or job id.)
  */
 export class RedisKeys {
-  /** The prefix of this library's own keys (see {@link ownKeyPrefix}). */
+  /** The prefix of this library's keys that belong to no job (see {@link ownKeyPrefix}). */
   readonly own: string;
 
   constructor(readonly prefix: string) {
     this.own = ownKeyPrefix(prefix);
   }
 
-  /** The shard of a job (job ids are unique per BullMQ queue only). */
-  static shardOf(queue: string, jobId: string): number {
-    return fnv1a(`${queue}:${jobId}`) % JOB_SHARDS;
-  }
-
-  /** The hash tag every key of `queue`'s job `jobId` carries (the same for every job of its shard). */
-  jobTag(queue: string, jobId: string): string {
-    return `{${this.own}:${RedisKeys.shardOf(queue, jobId)}}`;
-  }
-
   /** Hash: name, owner (empty for jobs added without one), state, attempt, counters, terminal event id, result or error. */
   meta(queue: string, jobId: string): string {
-    return `${this.own}:${this.jobTag(queue, jobId)}:${queue}:${jobId}:meta`;
+    return this.bullJob(queue, jobId) + JOB_KEY_SUFFIX.meta;
   }
 
   /** Stream: the job's events. */
   events(queue: string, jobId: string): string {
-    return `${this.own}:${this.jobTag(queue, jobId)}:${queue}:${jobId}:events`;
+    return this.bullJob(queue, jobId) + JOB_KEY_SUFFIX.events;
   }
 
-  /** The queue of a key of one job (`<own>:{<own>:<shard>}:<queue>:<jobId>:...`; queue names hold no `:`). */
+  /** The queue of a key of one job (`<prefix>:<queue>:<jobId>:jq-...`; queue names and job ids hold no `:`). */
   static queueOfJobKey(key: string): string {
-    const start = key.indexOf('}:') + 2;
-    return key.slice(start, key.indexOf(':', start));
-  }
-
-  /** The hash tag of a key of one job: keys with the same tag can be read by one command. */
-  static tagOfJobKey(key: string): string {
-    return key.slice(key.indexOf('{'), key.indexOf('}') + 1);
+    const parts = key.split(':');
+    return parts[parts.length - 3];
   }
 
   /**
@@ -79,17 +79,12 @@ export class RedisKeys {
    * job write a compact copy of its stream there and rename it over the stream (same slot).
    */
   static spareOfEvents(eventsKey: string): string {
-    return RedisKeys.siblingOfEvents(eventsKey, 'spare');
+    return eventsKey.slice(0, -JOB_KEY_SUFFIX.events.length) + JOB_KEY_SUFFIX.spare;
   }
 
   /** The meta hash of the job whose events stream is `eventsKey`. */
   metaOfEvents(eventsKey: string): string {
-    return RedisKeys.siblingOfEvents(eventsKey, 'meta');
-  }
-
-  /** The key `kind` of the job whose events stream is `eventsKey` (`...:<jobId>:events` → `...:<jobId>:<kind>`). */
-  private static siblingOfEvents(eventsKey: string, kind: 'meta' | 'spare'): string {
-    return `${eventsKey.slice(0, -':events'.length)}:${kind}`;
+    return eventsKey.slice(0, -JOB_KEY_SUFFIX.events.length) + JOB_KEY_SUFFIX.meta;
   }
 
   /** BullMQ's own hash of a job (BullMQ's key layout: `<prefix>:<queue>:<id>`). */

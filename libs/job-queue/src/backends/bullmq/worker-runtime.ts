@@ -14,7 +14,7 @@ import type { BreakerTicket, RedisCircuitBreakers } from './circuit-breakers.js'
 import type { JobScripts } from './job-scripts.js';
 import { ProgressReporter } from './progress-reporter.js';
 import type { RedisConnections } from './redis-connections.js';
-import type { RedisKeys } from './redis-keys.js';
+import { queueFitsCluster, type RedisKeys } from './redis-keys.js';
 
 /**
  * How often a worker looks for jobs whose lock expired (their worker died): as often as the lock
@@ -26,7 +26,7 @@ export function stalledIntervalMs(lockDurationMs: number): number {
 }
 
 /** Why a worker fails a `@JobHandler` job that has no metadata, as BullMQ records it. */
-export const MISSING_METADATA = 'The job has no metadata (its enqueue was not confirmed, or its retention ran out): not run';
+export const MISSING_METADATA = 'The job has no metadata (it was not enqueued through JobQueue, or its retention ran out): not run';
 
 /** The reason running handlers are aborted with when this worker shuts down. */
 class WorkerShutdown extends Error {
@@ -67,7 +67,7 @@ export class WorkerRuntime {
       queues: options.queues,
       maxEventBytes: options.maxEventBytes,
       maxEventsPerJob: options.maxEventsPerJob,
-      composeCalls: !connections.cluster && options.redis.replicaAcks === 0,
+      composeCalls: options.redis.replicaAcks === 0,
     });
   }
 
@@ -82,6 +82,9 @@ export class WorkerRuntime {
       if (queue === DEFAULT_QUEUE) this.running.get(jobId)?.abort(new Error('Job cancelled'));
       for (const worker of JobQueueWorker.openWorkers(queue, prefix)) worker.cancelJob(jobId, 'Job cancelled');
     });
+    // On Redis Cluster under a prefix without a hash tag the `@JobHandler` queue's keys lie in
+    // different slots: it has no handlers then (checked at start), and no worker.
+    if (this.connections.cluster && !queueFitsCluster(prefix, DEFAULT_QUEUE)) return;
     this.worker = new Worker(DEFAULT_QUEUE, (job, token) => this.runJob(job, token), {
       connection: this.connections.forWorker(),
       prefix,

@@ -76,7 +76,7 @@ if kind == 'start' then
   local id = redis.call('XADD', KEYS[2], '*', 'type', 'started', 'data', '{"attempt":' .. attempt .. '}')
   redis.call('HSET', KEYS[1], 'attempt', attempt, 'foreign', attempt, 'count', count + 1, 'state', 'running',
     'startedAt', ARGV[5], 'startedId', id)
-  -- Started, the job is whole: no provisional TTL of its enqueue (see create-job.lua) is left on it.
+  -- Started, the job is whole: no provisional TTL (an earlier version's enqueue gave one) is left on it.
   redis.call('PERSIST', KEYS[1])
   return {'ok', id}
 end

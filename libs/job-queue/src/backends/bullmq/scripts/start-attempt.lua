@@ -1,8 +1,8 @@
 --[[
   Starts an attempt: bumps the attempt counter and appends `started`, unless the job already ended
   (a cancel that came before the worker picked the job wins) or expired. A started job's metadata
-  loses the provisional TTL of an enqueue not confirmed yet (see create-job.lua): it never expires
-  under a running job.
+  has no TTL (an enqueue of an earlier version of the module gave it a provisional one): it never
+  expires under a running job.
 
   KEYS[1] meta hash
   KEYS[2] events stream
