@@ -226,7 +226,8 @@ export class ProcessorBridge {
         if (outcome.ok) return outcome.value;
         throw new UnrecoverableError(errorMessageOf(outcome.error));
       }
-      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'processor', ticket));
+      // With composed calls the terminal event goes with BullMQ's move of the job, in one script.
+      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'processor', ticket, calls ? backend : undefined));
     } catch (error) {
       span.fail(error);
       throw error;

@@ -14,7 +14,8 @@ export interface BullScript {
  * shape it relies on: how many keys and arguments BullMQ passes. `updateProgress` and `addLog`
  * (the job id is their first argument; success is a number >= 0) get the job's stream write; the
  * adds BullMQ's `Queue` sends for a job the module enqueues (success is the job id; an error is a
- * number < 0) get the job's metadata.
+ * number < 0) get the job's metadata; `moveToFinished` (the job id is its first argument; an
+ * error is a number < 0) gets the job's terminal event.
  */
 export const COMPOSED_COMMANDS = {
   updateProgress: { keys: 3, args: 2 },
@@ -22,6 +23,7 @@ export const COMPOSED_COMMANDS = {
   addStandardJob: { keys: 9, args: 3 },
   addDelayedJob: { keys: 6, args: 3 },
   addPrioritizedJob: { keys: 9, args: 3 },
+  moveToFinished: { keys: 14, args: 9 },
 } as const;
 
 /** The adds of {@link COMPOSED_COMMANDS}: the module composes them with a new job's metadata. */

@@ -32,7 +32,7 @@ export function composedScriptsOf(bullmq: BullCommands): Record<ComposedCommand,
     scripts = {} as Record<ComposedCommand, ComposedScript>;
     for (const name of Object.keys(COMPOSED_COMMANDS) as ComposedCommand[]) {
       const command = bullmq.commands[name];
-      const template = scriptSource(isAdd(name) ? 'with-bullmq-add' : 'with-bullmq-command');
+      const template = scriptSource(isAdd(name) ? 'with-bullmq-add' : name === 'moveToFinished' ? 'with-bullmq-finish' : 'with-bullmq-command');
       // A function, not a string, as the replacement: BullMQ's Lua may hold `$` patterns.
       const lua = template.replace(/^--- @bullmq-command$/m, () => command.content);
       scripts[name] = { bullmq: command, name: `jq:${name}:${bullmq.version}`, lua };
@@ -55,6 +55,14 @@ interface PendingAdd {
 
 const pendingAdd = new AsyncLocalStorage<PendingAdd>();
 
+/** A job's terminal event waiting for BullMQ's move of the job to completed or failed (see {@link JobStreamsBackend.finishWith}). */
+interface PendingFinish {
+  keys: readonly string[];
+  args: ReadonlyArray<string | number>;
+  settle(reply: ScriptReply | undefined): void;
+  fail(error: unknown): void;
+}
+
 /** The composed commands defined on each client (a client may be shared by several backends). */
 const definedOn = new WeakMap<object, Set<string>>();
 
@@ -73,6 +81,8 @@ export class JobStreamsBackend {
   private static readonly byBackend = new WeakMap<object, JobStreamsBackend>();
   /** The running attempts of the backend's queue in this process whose calls are composed, by job id. */
   private readonly attached = new Map<string, StreamCalls>();
+  /** Terminal events of jobs of this process waiting for BullMQ's move to finished, by job id. */
+  private readonly finishing = new Map<string, PendingFinish>();
   private readonly scripts: Record<ComposedCommand, ComposedScript>;
   private readonly bullExecCommand: RedisQueueBackend['execCommand'];
 
@@ -118,8 +128,33 @@ export class JobStreamsBackend {
     return pendingAdd.run({ metaKey, fields: Object.entries(fields).flat(), sent: false }, add);
   }
 
+  /**
+   * Makes the next `moveToFinished` of job `jobId` (BullMQ's move of the job to completed or
+   * failed, sent once the processor returned or threw) one script with the `finish-job` call
+   * `call` (see `scripts/with-bullmq-finish.lua`). Resolves to finish-job's reply once the move is
+   * answered, or to `undefined` when BullMQ refused the move (the job then runs again, and its
+   * stream has no end yet) or a later call for the same job replaced this one; rejects when the
+   * move failed on its way. A job whose move never comes (the process stops first) keeps its entry
+   * until then: BullMQ runs it again elsewhere.
+   */
+  finishWith(jobId: string, call: { keys: readonly string[]; args: ReadonlyArray<string | number> }): Promise<ScriptReply | undefined> {
+    return new Promise((settle, fail) => {
+      this.finishing.get(jobId)?.settle(undefined);
+      this.finishing.set(jobId, { ...call, settle, fail });
+    });
+  }
+
   private execCommand(client: RedisClient | IRedisTransaction, commandName: string, args: unknown[]): unknown {
-    if (isAdd(commandName)) {
+    if (commandName === 'moveToFinished') {
+      const script = this.scripts.moveToFinished;
+      // BullMQ's arguments start with the job id, after its keys.
+      const jobId = String(args[script.bullmq.keys]);
+      const pending = this.finishing.get(jobId);
+      if (pending) {
+        this.finishing.delete(jobId);
+        return this.composedFinish(client as RedisClient, script, args, pending);
+      }
+    } else if (isAdd(commandName)) {
       const adding = pendingAdd.getStore();
       if (adding && !adding.sent) {
         adding.sent = true;
@@ -145,6 +180,26 @@ export class JobStreamsBackend {
       ...adding.fields,
       ...args.slice(keyCount),
     ])) as [unknown];
+    return reply[0];
+  }
+
+  /** Runs BullMQ's move to finished and the job's terminal event as one script; resolves to BullMQ's reply. */
+  private async composedFinish(client: RedisClient, script: ComposedScript, args: unknown[], pending: PendingFinish): Promise<unknown> {
+    const keyCount = script.bullmq.keys;
+    this.define(client, script, keyCount + pending.keys.length);
+    let reply: [unknown, ScriptReply?];
+    try {
+      reply = (await client.runCommand(script.name, [
+        ...pending.keys,
+        ...args.slice(0, keyCount),
+        ...pending.args,
+        ...args.slice(keyCount),
+      ])) as [unknown, ScriptReply?];
+    } catch (error) {
+      pending.fail(error);
+      throw error;
+    }
+    pending.settle(reply[1]);
     return reply[0];
   }
 
