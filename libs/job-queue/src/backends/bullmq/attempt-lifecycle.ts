@@ -16,7 +16,10 @@ import { tracedFinish, type TraceCarrier } from '../../tracing/job-tracing.js';
 const RESOLVED = Promise.resolve();
 
 /** The terminal event's data and the meta field (`result` or `error`) of an outcome; `result` is JSON text. */
-function terminalOf(outcome: { result: string } | { error: unknown }): { data: string; field: { field: 'result' | 'error'; value: string } } {
+function terminalOf(outcome: { result: string } | { error: unknown }): {
+  data: string;
+  field: { field: 'result' | 'error'; value: string };
+} {
   if ('result' in outcome) return { data: `{"result":${outcome.result}}`, field: { field: 'result', value: outcome.result } };
   const error = JSON.stringify({ message: errorMessageOf(outcome.error) });
   return { data: `{"error":${error}}`, field: { field: 'error', value: error } };

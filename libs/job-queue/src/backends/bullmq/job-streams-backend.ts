@@ -32,7 +32,9 @@ export function composedScriptsOf(bullmq: BullCommands): Record<ComposedCommand,
     scripts = {} as Record<ComposedCommand, ComposedScript>;
     for (const name of Object.keys(COMPOSED_COMMANDS) as ComposedCommand[]) {
       const command = bullmq.commands[name];
-      const template = scriptSource(isAdd(name) ? 'with-bullmq-add' : name === 'moveToFinished' ? 'with-bullmq-finish' : 'with-bullmq-command');
+      const template = scriptSource(
+        isAdd(name) ? 'with-bullmq-add' : name === 'moveToFinished' ? 'with-bullmq-finish' : 'with-bullmq-command',
+      );
       // A function, not a string, as the replacement: BullMQ's Lua may hold `$` patterns.
       const lua = template.replace(/^--- @bullmq-command$/m, () => command.content);
       scripts[name] = { bullmq: command, name: `jq:${name}:${bullmq.version}`, lua };
