@@ -8,7 +8,7 @@ import { errorMessageOf } from '../../contract/encode-event.js';
 import { EventLimitExceededError } from '../../errors/event-limit-exceeded.error.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { EventAppender, type AppendedEvent } from './event-appender.js';
-import { finishJobCall, type JobScripts, type NewJobMeta } from './job-scripts.js';
+import { finishJobCall, type JobScripts, type NewJobMeta, type ScriptReply } from './job-scripts.js';
 import type { JobStreamsBackend } from './job-streams-backend.js';
 import type { RedisKeys } from './redis-keys.js';
 import { tracedFinish, type TraceCarrier } from '../../tracing/job-tracing.js';
@@ -136,20 +136,26 @@ export class AttemptLifecycle {
   async start(
     queue: string,
     job: Job,
-    options: { create?: NewJobMeta; onFlushed?: (last: AppendedEvent) => void } = {},
+    options: {
+      create?: NewJobMeta;
+      onFlushed?: (last: AppendedEvent) => void;
+      /**
+       * What `start-attempt` replied inside BullMQ's move of the job to active, when the worker's
+       * backend started the attempt there (see {@link JobStreamsBackend.startAttempts}): then no
+       * call of its own is made.
+       */
+      startedWithMove?: ScriptReply;
+    } = {},
   ): Promise<AttemptStart> {
     const id = job.id!;
     const runId = randomUUID();
-    const started = await this.retrying(() =>
-      this.scripts.startAttempt(
-        this.keys.meta(queue, id),
-        this.keys.events(queue, id),
-        Date.now(),
-        this.options.maxEventsPerJob,
-        runId,
-        options.create,
-      ),
-    );
+    const events = this.keys.events(queue, id);
+    const started =
+      options.startedWithMove && options.startedWithMove[0] !== 'unstarted'
+        ? this.scripts.startAttemptReply(events, options.startedWithMove)
+        : await this.retrying(() =>
+            this.scripts.startAttempt(this.keys.meta(queue, id), events, Date.now(), this.options.maxEventsPerJob, runId, options.create),
+          );
     if (started.status === 'limit') {
       const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
       await this.writeTerminal(queue, job, 'failed', { error: limitError });

@@ -213,6 +213,14 @@ export class JobScripts {
       [meta, events],
       [now, maxEvents, runId, create ? '1' : '0', create?.name ?? '', create?.maxAttempts ?? 1, create?.createdAt ?? now],
     );
+    return this.startAttemptReply(events, reply);
+  }
+
+  /**
+   * Decodes what `start-attempt` (alone, or inside BullMQ's move of the job to active) replied for
+   * the stream `events`, and tells the meter of the `started` it appended.
+   */
+  startAttemptReply(events: string, reply: ScriptReply): StartAttemptReply {
     switch (reply[0]) {
       case 'ok':
         this.meter?.sink?.appended(RedisKeys.queueOfJobKey(events), 1);
