@@ -237,7 +237,14 @@ export class JobStreamsBackend {
   private startArgs(): Array<string | number> {
     if (!this.starts) return [''];
     const breakers = this.starts.breakers();
-    return [Date.now(), this.starts.maxEventsPerJob, randomUUID(), this.starts.create ? '1' : '0', breakers.mode, JSON.stringify(breakers.names)];
+    return [
+      Date.now(),
+      this.starts.maxEventsPerJob,
+      randomUUID(),
+      this.starts.create ? '1' : '0',
+      breakers.mode,
+      JSON.stringify(breakers.names),
+    ];
   }
 
   /** Keeps the start of the job BullMQ's move gave the worker (`bullmqReply`), for {@link takeStart}. */
