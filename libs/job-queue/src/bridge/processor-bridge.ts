@@ -173,7 +173,7 @@ export class ProcessorBridge {
     }
     const ticket = gate.admitted ? gate.ticket : undefined;
     try {
-      return await this.attempt(queue, job, create, work, cancel, ticket, backend, startedWithMove);
+      return await this.attempt(queue, job, token, create, work, cancel, ticket, backend, startedWithMove);
     } finally {
       await ticket?.settle('release');
     }
@@ -182,6 +182,7 @@ export class ProcessorBridge {
   private async attempt(
     queue: string,
     job: BridgedJob,
+    token: string | undefined,
     create: NewJobMeta,
     work: () => Promise<unknown>,
     cancel: (reason: string) => void,
@@ -244,7 +245,9 @@ export class ProcessorBridge {
         throw new UnrecoverableError(errorMessageOf(outcome.error));
       }
       // With composed calls the terminal event goes with BullMQ's move of the job, in one script.
-      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'processor', ticket, calls ? backend : undefined));
+      return await span.run(() =>
+        this.lifecycle.conclude(job, running, outcome, 'processor', ticket, calls && token ? { backend: backend!, token } : undefined),
+      );
     } catch (error) {
       span.fail(error);
       throw error;

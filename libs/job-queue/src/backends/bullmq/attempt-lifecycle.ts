@@ -212,9 +212,10 @@ export class AttemptLifecycle {
     /**
      * The worker's backend, when it composes: the terminal event then goes to Redis in one script
      * with BullMQ's move of the job to completed or failed, which BullMQ sends once this returns
-     * (see {@link JobStreamsBackend.finishWith}), instead of in a call of its own before it.
+     * (see {@link JobStreamsBackend.finishWith}), instead of in a call of its own before it;
+     * `token` is the lock of the run (BullMQ's), whose move alone writes it.
      */
-    finishThrough?: JobStreamsBackend,
+    finishThrough?: { backend: JobStreamsBackend; token: string },
   ): Promise<unknown> {
     await running.close();
     const { queue, jobId: id, attempt } = running;
@@ -271,7 +272,7 @@ export class AttemptLifecycle {
     state: 'completed' | 'failed',
     outcome: { result: string } | { error: unknown },
     attempt: number,
-    finishThrough: JobStreamsBackend | undefined,
+    finishThrough: { backend: JobStreamsBackend; token: string } | undefined,
   ): Promise<void> {
     if (!finishThrough) return this.writeTerminal(queue, job, state, outcome, attempt);
     const { data, field } = terminalOf(outcome);
@@ -279,7 +280,9 @@ export class AttemptLifecycle {
     const events = this.keys.events(queue, id);
     const call = finishJobCall(this.keys.meta(queue, id), events, state, data, Date.now(), this.options.retentionMs, field, attempt);
     const finished = tracedFinish({ system: 'bullmq', queue, name: job.name, id, attempt, state }, () =>
-      finishThrough.finishWith(id, call).then((reply) => reply && this.scripts.finishJobReply(events, state, reply)),
+      finishThrough.backend
+        .finishWith(id, finishThrough.token, call)
+        .then((reply) => reply && this.scripts.finishJobReply(events, state, reply)),
     );
     finished.catch(() => undefined); // BullMQ's move failed on its way: BullMQ runs the job again
   }

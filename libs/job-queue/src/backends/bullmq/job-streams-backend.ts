@@ -83,10 +83,11 @@ const pendingAdd = new AsyncLocalStorage<PendingAdd>();
 
 /** A job's terminal event waiting for BullMQ's move of the job to completed or failed (see {@link JobStreamsBackend.finishWith}). */
 interface PendingFinish {
+  /** The lock token of the run whose end this is: only a move of that run writes it. */
+  token: string;
   keys: readonly string[];
   args: ReadonlyArray<string | number>;
   settle(reply: ScriptReply | undefined): void;
-  fail(error: unknown): void;
 }
 
 /** The composed commands defined on each client (a client may be shared by several backends). */
@@ -159,18 +160,23 @@ export class JobStreamsBackend {
   }
 
   /**
-   * Makes the next `moveToFinished` of job `jobId` (BullMQ's move of the job to completed or
-   * failed, sent once the processor returned or threw) one script with the `finish-job` call
-   * `call` (see `scripts/with-bullmq-finish.lua`). Resolves to finish-job's reply once the move is
-   * answered, or to `undefined` when BullMQ refused the move (the job then runs again, and its
-   * stream has no end yet) or a later call for the same job replaced this one; rejects when the
-   * move failed on its way. A job whose move never comes (the process stops first) keeps its entry
-   * until then: BullMQ runs it again elsewhere.
+   * Makes the move of job `jobId` to completed or failed by the run holding lock `token` (BullMQ's
+   * `moveToFinished`, sent once the processor returned or threw) one script with the `finish-job`
+   * call `call` (see `scripts/with-bullmq-finish.lua`). Resolves to finish-job's reply once that
+   * run's move is accepted and answered, or to `undefined` when a later call for the same job
+   * replaced this one. The moves of other runs of the job (one that lost the lock, in this worker)
+   * carry it too and write nothing; a move BullMQ refuses writes nothing (BullMQ runs the job
+   * again), and BullMQ's retry of a failed move carries it again. A job whose move never comes
+   * (the process stops first) keeps its entry until then: BullMQ runs it again elsewhere.
    */
-  finishWith(jobId: string, call: { keys: readonly string[]; args: ReadonlyArray<string | number> }): Promise<ScriptReply | undefined> {
-    return new Promise((settle, fail) => {
+  finishWith(
+    jobId: string,
+    token: string,
+    call: { keys: readonly string[]; args: ReadonlyArray<string | number> },
+  ): Promise<ScriptReply | undefined> {
+    return new Promise((settle) => {
       this.finishing.get(jobId)?.settle(undefined);
-      this.finishing.set(jobId, { ...call, settle, fail });
+      this.finishing.set(jobId, { token, ...call, settle });
     });
   }
 
@@ -199,9 +205,10 @@ export class JobStreamsBackend {
       const script = this.scripts.moveToFinished;
       // BullMQ's arguments start with the job id, after its keys.
       const jobId = String(args[script.bullmq.keys]);
+      // The end stays until a move of its own run wrote it: another run of the job in this
+      // worker (one that lost the lock) may send its move first, or at the same time.
       const pending = this.finishing.get(jobId);
-      if (pending) this.finishing.delete(jobId);
-      if (pending || this.starts) return this.composedFinish(client as RedisClient, script, args, pending);
+      if (pending || this.starts) return this.composedFinish(client as RedisClient, script, args, jobId, pending);
     } else if (commandName === 'moveToActive') {
       if (this.starts) return this.composedFetch(client as RedisClient, this.scripts.moveToActive, args);
     } else if (isAdd(commandName)) {
@@ -273,6 +280,7 @@ export class JobStreamsBackend {
     client: RedisClient,
     script: ComposedScript,
     args: unknown[],
+    jobId: string,
     pending: PendingFinish | undefined,
   ): Promise<unknown> {
     const keyCount = script.bullmq.keys;
@@ -281,23 +289,21 @@ export class JobStreamsBackend {
     // BullMQ's 12th key of the move is its key of the job.
     const own = RedisKeys.ofBullJob(String(args[11]));
     const keys = pending?.keys ?? finishJobCall(own.meta, own.events, 'completed', '', 0, 0, undefined, undefined).keys;
-    const finishArgs = pending ? ['1', ...pending.args] : ['0', '', '', '', '', '', '', ''];
+    const finishArgs = pending ? [pending.token, ...pending.args] : ['', '', '', '', '', '', '', ''];
     const startArgs = this.startArgs();
-    let reply: [unknown, ScriptReply | 0, ScriptReply | 0];
-    try {
-      reply = (await client.runCommand(script.name, [
-        ...keys,
-        ...args.slice(0, keyCount),
-        ...finishArgs,
-        ...startArgs,
-        ...Array(6 - startArgs.length).fill(''),
-        ...args.slice(keyCount),
-      ])) as [unknown, ScriptReply | 0, ScriptReply | 0];
-    } catch (error) {
-      pending?.fail(error);
-      throw error;
+    const reply = (await client.runCommand(script.name, [
+      ...keys,
+      ...args.slice(0, keyCount),
+      ...finishArgs,
+      ...startArgs,
+      ...Array(6 - startArgs.length).fill(''),
+      ...args.slice(keyCount),
+    ])) as [unknown, ScriptReply | 0, ScriptReply | 0];
+    if (pending && reply[1]) {
+      // Written (by the move of its own run): done with it.
+      if (this.finishing.get(jobId) === pending) this.finishing.delete(jobId);
+      pending.settle(reply[1]);
     }
-    pending?.settle(reply[1] || undefined);
     this.keepStart(reply[0], reply[2]);
     return reply[0];
   }

@@ -247,7 +247,16 @@ export class WorkerRuntime {
         await job.moveToDelayed(Date.now(), token);
         throw new DelayedError();
       }
-      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'handler', ticket, this.finishThrough));
+      return await span.run(() =>
+        this.lifecycle.conclude(
+          job,
+          running,
+          outcome,
+          'handler',
+          ticket,
+          this.finishThrough && token ? { backend: this.finishThrough, token } : undefined,
+        ),
+      );
     } catch (error) {
       span.fail(error);
       throw error;

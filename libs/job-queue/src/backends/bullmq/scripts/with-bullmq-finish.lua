@@ -3,9 +3,10 @@
   next job's attempt, in one script: BullMQ's own script of the move (taken from the installed
   bullmq at load time, in place of the @bullmq-command line below) runs first, unchanged, on its
   own keys and arguments. Only when it moved the job (a reply that is not a number < 0: 0, or the
-  next job it fetched) does finish-job append the terminal event, compact the stream and start the
-  retention clock (when asked: ARGV[1] = '1'). A move BullMQ refuses (the worker lost the job's
-  lock, say) writes no end: BullMQ runs the job again. Whoever came first still wins (finish-job is
+  next job it fetched) for the run whose end this is (ARGV[1], its lock token: another run of the
+  same job in the worker may send its own move meanwhile) does finish-job append the terminal
+  event, compact the stream and start the retention clock. A move BullMQ refuses (the worker lost
+  the job's lock, say) writes no end: BullMQ runs the job again. Whoever came first still wins (finish-job is
   idempotent, and a cancel's end is kept). When BullMQ fetched the next job, its attempt starts as
   start-attempt.lua starts it (include-start-fetched.lua; when asked: ARGV[9] not empty).
 
@@ -13,10 +14,11 @@
   KEYS[2] events stream of the job
   KEYS[3] spare key of the job's slot (finish-job.lua)
   KEYS[4], ... BullMQ's keys of the move
-  ARGV[1] '1' to write the terminal event, '0' not to
+  ARGV[1] the lock token of the run whose terminal event ARGV[2..8] is, or '' for none
   ARGV[2] ... ARGV[8] finish-job's arguments (finish-job.lua)
   ARGV[9] ... ARGV[14] startFetched's arguments (include-start-fetched.lua), or ARGV[9] = ''
-  ARGV[15], ... BullMQ's arguments of the move (ARGV[21], its 7th: BullMQ's key prefix of the queue)
+  ARGV[15], ... BullMQ's arguments of the move (ARGV[21], its 7th: BullMQ's key prefix of the
+          queue; ARGV[22], its 8th: its options, with the lock token of the run moving the job)
 
   Returns {bullmqReply, finishReply or 0, startReply or 0}: 0 for a part that did not run.
 ]]
@@ -36,7 +38,7 @@ if type(bullmqReply) == 'number' and bullmqReply < 0 then
   return {bullmqReply, 0, 0}
 end
 local finishReply = 0
-if ARGV[1] == '1' then
+if ARGV[1] ~= '' and cmsgpack.unpack(ARGV[22])['token'] == ARGV[1] then
   finishReply = finishJob({KEYS[1], KEYS[2], KEYS[3]}, {unpack(ARGV, 2, 8)})
 end
 local startReply = 0
