@@ -33,6 +33,11 @@ export class JobQueueWorker extends Worker {
     // BullMQ creates the cancel signal only for processors that declare it; cancel must reach every one.
     (this as unknown as { processorAcceptsSignal: boolean }).processorAcceptsSignal = true;
     JobQueueWorker.open.add(this);
+    // Once the module is up, BullMQ's moves to active start the attempts too (one script each).
+    void this.bridge().then((bridge) => {
+      const backend = JobStreamsBackend.of(this.getBackend());
+      if (backend) bridge.adopt(this.name, backend);
+    });
     this.on('failed', (job, error) => {
       if (!job) return;
       void this.bridge().then((bridge) => (bridge.bridges(this.name) ? bridge.onFailed(this.name, job, error) : undefined));

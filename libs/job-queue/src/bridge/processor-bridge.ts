@@ -3,7 +3,7 @@ import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { encodeProcessorCall, errorMessageOf } from '../contract/encode-event.js';
 import type { AttemptLifecycle, RunningAttempt } from '../backends/bullmq/attempt-lifecycle.js';
 import type { BreakerTicket, RedisCircuitBreakers } from '../backends/bullmq/circuit-breakers.js';
-import type { JobScripts, NewJobMeta } from '../backends/bullmq/job-scripts.js';
+import type { JobScripts, NewJobMeta, ScriptReply } from '../backends/bullmq/job-scripts.js';
 import type { JobStreamsBackend } from '../backends/bullmq/job-streams-backend.js';
 import { StreamCalls } from '../backends/bullmq/stream-calls.js';
 import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
@@ -126,6 +126,20 @@ export class ProcessorBridge {
     });
   }
 
+  /**
+   * Lets `backend`, that of a worker of `queue`, start the attempts of the jobs BullMQ gives that
+   * worker inside BullMQ's move of the job to active (see {@link JobStreamsBackend.startAttempts}),
+   * when the queue is bridged and calls are composed here.
+   */
+  adopt(queue: string, backend: JobStreamsBackend): void {
+    if (!this.bridges(queue) || !this.options.composeCalls) return;
+    backend.startAttempts({
+      create: true,
+      maxEventsPerJob: this.options.maxEventsPerJob,
+      breakers: () => this.breakers.namesWithBreakers(),
+    });
+  }
+
   /** True when the jobs of `queue` get event streams (the `@JobHandler` queue has its own runner). */
   bridges(queue: string): boolean {
     return queue !== DEFAULT_QUEUE && (this.options.queues === undefined || this.options.queues.includes(queue));
@@ -148,6 +162,8 @@ export class ProcessorBridge {
     backend?: JobStreamsBackend,
   ): Promise<unknown> {
     const create: NewJobMeta = { name: job.name, maxAttempts: Math.max(1, job.opts.attempts ?? 1), createdAt: job.timestamp || Date.now() };
+    // Started already when BullMQ moved the job to active (the backend did it in the same script).
+    const startedWithMove = this.options.composeCalls ? backend?.takeStart(job.id!) : undefined;
     const gate = await this.breakers.admit(job.name, queue, job.id!);
     if (!gate.admitted) {
       if ((await this.lifecycle.retrying(() => this.scripts.holdJob(this.keys.meta(queue, job.id!), create))) === 'ok') {
@@ -157,7 +173,7 @@ export class ProcessorBridge {
     }
     const ticket = gate.admitted ? gate.ticket : undefined;
     try {
-      return await this.attempt(queue, job, create, work, cancel, ticket, backend);
+      return await this.attempt(queue, job, token, create, work, cancel, ticket, backend, startedWithMove);
     } finally {
       await ticket?.settle('release');
     }
@@ -166,13 +182,15 @@ export class ProcessorBridge {
   private async attempt(
     queue: string,
     job: BridgedJob,
+    token: string | undefined,
     create: NewJobMeta,
     work: () => Promise<unknown>,
     cancel: (reason: string) => void,
     ticket: BreakerTicket | undefined,
     backend: JobStreamsBackend | undefined,
+    startedWithMove: ScriptReply | undefined,
   ): Promise<unknown> {
-    const started = await this.lifecycle.start(queue, job, { create });
+    const started = await this.lifecycle.start(queue, job, { create, startedWithMove });
     if (started.status === 'gone') return undefined;
     if (started.status === 'final') {
       // Completed already (BullMQ lost the news, e.g. the worker died right after): same result, no rerun.
@@ -226,7 +244,10 @@ export class ProcessorBridge {
         if (outcome.ok) return outcome.value;
         throw new UnrecoverableError(errorMessageOf(outcome.error));
       }
-      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'processor', ticket));
+      // With composed calls the terminal event goes with BullMQ's move of the job, in one script.
+      return await span.run(() =>
+        this.lifecycle.conclude(job, running, outcome, 'processor', ticket, calls && token ? { backend: backend!, token } : undefined),
+      );
     } catch (error) {
       span.fail(error);
       throw error;

@@ -8,11 +8,22 @@ import { errorMessageOf } from '../../contract/encode-event.js';
 import { EventLimitExceededError } from '../../errors/event-limit-exceeded.error.js';
 import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
 import { EventAppender, type AppendedEvent } from './event-appender.js';
-import type { JobScripts, NewJobMeta } from './job-scripts.js';
+import { finishJobCall, type JobScripts, type NewJobMeta, type ScriptReply } from './job-scripts.js';
+import type { JobStreamsBackend } from './job-streams-backend.js';
 import type { RedisKeys } from './redis-keys.js';
 import { tracedFinish, type TraceCarrier } from '../../tracing/job-tracing.js';
 
 const RESOLVED = Promise.resolve();
+
+/** The terminal event's data and the meta field (`result` or `error`) of an outcome; `result` is JSON text. */
+function terminalOf(outcome: { result: string } | { error: unknown }): {
+  data: string;
+  field: { field: 'result' | 'error'; value: string };
+} {
+  if ('result' in outcome) return { data: `{"result":${outcome.result}}`, field: { field: 'result', value: outcome.result } };
+  const error = JSON.stringify({ message: errorMessageOf(outcome.error) });
+  return { data: `{"error":${error}}`, field: { field: 'error', value: error } };
+}
 
 /**
  * One attempt of a job that runs in this process. Every event it produces (a handler's `emit`, a
@@ -125,20 +136,26 @@ export class AttemptLifecycle {
   async start(
     queue: string,
     job: Job,
-    options: { create?: NewJobMeta; onFlushed?: (last: AppendedEvent) => void } = {},
+    options: {
+      create?: NewJobMeta;
+      onFlushed?: (last: AppendedEvent) => void;
+      /**
+       * What `start-attempt` replied inside BullMQ's move of the job to active, when the worker's
+       * backend started the attempt there (see {@link JobStreamsBackend.startAttempts}): then no
+       * call of its own is made.
+       */
+      startedWithMove?: ScriptReply;
+    } = {},
   ): Promise<AttemptStart> {
     const id = job.id!;
     const runId = randomUUID();
-    const started = await this.retrying(() =>
-      this.scripts.startAttempt(
-        this.keys.meta(queue, id),
-        this.keys.events(queue, id),
-        Date.now(),
-        this.options.maxEventsPerJob,
-        runId,
-        options.create,
-      ),
-    );
+    const events = this.keys.events(queue, id);
+    const started =
+      options.startedWithMove && options.startedWithMove[0] !== 'unstarted'
+        ? this.scripts.startAttemptReply(events, options.startedWithMove)
+        : await this.retrying(() =>
+            this.scripts.startAttempt(this.keys.meta(queue, id), events, Date.now(), this.options.maxEventsPerJob, runId, options.create),
+          );
     if (started.status === 'limit') {
       const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
       await this.writeTerminal(queue, job, 'failed', { error: limitError });
@@ -186,7 +203,20 @@ export class AttemptLifecycle {
    * `breaker`: the job's circuit breaker ticket, told the outcome before the terminal event is
    * written (whoever sees the job end sees the breaker's new state).
    */
-  async conclude(job: Job, running: RunningAttempt, outcome: AttemptOutcome, what: string, breaker?: BreakerTicket): Promise<unknown> {
+  async conclude(
+    job: Job,
+    running: RunningAttempt,
+    outcome: AttemptOutcome,
+    what: string,
+    breaker?: BreakerTicket,
+    /**
+     * The worker's backend, when it composes: the terminal event then goes to Redis in one script
+     * with BullMQ's move of the job to completed or failed, which BullMQ sends once this returns
+     * (see {@link JobStreamsBackend.finishWith}), instead of in a call of its own before it;
+     * `token` is the lock of the run (BullMQ's), whose move alone writes it.
+     */
+    finishThrough?: { backend: JobStreamsBackend; token: string },
+  ): Promise<unknown> {
     await running.close();
     const { queue, jobId: id, attempt } = running;
     if (running.refused) {
@@ -210,10 +240,10 @@ export class AttemptLifecycle {
     }
     switch (verdict.kind) {
       case 'completed':
-        await this.writeTerminal(queue, job, 'completed', { result: verdict.result }, attempt);
+        await this.endAttempt(queue, job, 'completed', { result: verdict.result }, attempt, finishThrough);
         return outcome.ok ? outcome.value : undefined;
       case 'failed':
-        await this.writeTerminal(queue, job, 'failed', { error: verdict.error }, attempt);
+        await this.endAttempt(queue, job, 'failed', { error: verdict.error }, attempt, finishThrough);
         // A failure of the library's making (cap, result) must not be retried by BullMQ.
         if (verdict.ours) throw new UnrecoverableError(errorMessageOf(verdict.error));
         break;
@@ -232,6 +262,32 @@ export class AttemptLifecycle {
   }
 
   /**
+   * Ends an attempt with its terminal event: written now, or, with `finishThrough`, handed to the
+   * worker's backend to go with BullMQ's move of the job (not awaited: BullMQ sends the move once
+   * the attempt returns; the `finish` span lasts until the move is answered).
+   */
+  private async endAttempt(
+    queue: string,
+    job: Pick<Job, 'id' | 'name'>,
+    state: 'completed' | 'failed',
+    outcome: { result: string } | { error: unknown },
+    attempt: number,
+    finishThrough: { backend: JobStreamsBackend; token: string } | undefined,
+  ): Promise<void> {
+    if (!finishThrough) return this.writeTerminal(queue, job, state, outcome, attempt);
+    const { data, field } = terminalOf(outcome);
+    const id = job.id!;
+    const events = this.keys.events(queue, id);
+    const call = finishJobCall(this.keys.meta(queue, id), events, state, data, Date.now(), this.options.retentionMs, field, attempt);
+    const finished = tracedFinish({ system: 'bullmq', queue, name: job.name, id, attempt, state }, () =>
+      finishThrough.backend
+        .finishWith(id, finishThrough.token, call)
+        .then((reply) => reply && this.scripts.finishJobReply(events, state, reply)),
+    );
+    finished.catch(() => undefined); // BullMQ's move failed on its way: BullMQ runs the job again
+  }
+
+  /**
    * Writes the terminal event of an attempt (retried through Redis blips; idempotent), in a
    * `finish` span (a child of the attempt's when called inside it). `result` is JSON text.
    */
@@ -242,16 +298,7 @@ export class AttemptLifecycle {
     outcome: { result: string } | { error: unknown },
     attempt?: number,
   ): Promise<void> {
-    let data: string;
-    let field: { field: 'result' | 'error'; value: string };
-    if ('result' in outcome) {
-      data = `{"result":${outcome.result}}`;
-      field = { field: 'result', value: outcome.result };
-    } else {
-      const error = JSON.stringify({ message: errorMessageOf(outcome.error) });
-      data = `{"error":${error}}`;
-      field = { field: 'error', value: error };
-    }
+    const { data, field } = terminalOf(outcome);
     const id = job.id!;
     await tracedFinish({ system: 'bullmq', queue, name: job.name, id, attempt, state }, () =>
       this.retrying(() =>

@@ -14,7 +14,11 @@ export interface BullScript {
  * shape it relies on: how many keys and arguments BullMQ passes. `updateProgress` and `addLog`
  * (the job id is their first argument; success is a number >= 0) get the job's stream write; the
  * adds BullMQ's `Queue` sends for a job the module enqueues (success is the job id; an error is a
- * number < 0) get the job's metadata.
+ * number < 0) get the job's metadata; `moveToFinished` (the job id is its first argument; an
+ * error is a number < 0) gets the job's terminal event; `moveToActive` and `moveToFinished` (their
+ * reply, when they give the worker a job, is `[job fields, job id, ...]`; the key prefix of the
+ * queue is the first argument of `moveToActive`, the seventh of `moveToFinished`) get the start of
+ * the attempt of the job they give the worker.
  */
 export const COMPOSED_COMMANDS = {
   updateProgress: { keys: 3, args: 2 },
@@ -22,6 +26,8 @@ export const COMPOSED_COMMANDS = {
   addStandardJob: { keys: 9, args: 3 },
   addDelayedJob: { keys: 6, args: 3 },
   addPrioritizedJob: { keys: 9, args: 3 },
+  moveToActive: { keys: 11, args: 3 },
+  moveToFinished: { keys: 14, args: 9 },
 } as const;
 
 /** The adds of {@link COMPOSED_COMMANDS}: the module composes them with a new job's metadata. */

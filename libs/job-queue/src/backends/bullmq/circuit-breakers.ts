@@ -71,6 +71,18 @@ export class RedisCircuitBreakers {
     return circuitBreakerFor(this.options, name);
   }
 
+  /**
+   * The job names with a breaker, as a worker's backend takes them (see `AttemptStarts.breakers`):
+   * every name `except` those configured without one when a default breaker is set, else `only`
+   * those configured with one.
+   */
+  namesWithBreakers(): { mode: 'only' | 'except'; names: string[] } {
+    const own = Object.entries(this.options.circuitBreakers);
+    return this.options.circuitBreaker
+      ? { mode: 'except', names: own.filter(([, config]) => config === false).map(([name]) => name) }
+      : { mode: 'only', names: own.filter(([, config]) => config !== false).map(([name]) => name) };
+  }
+
   static tokenOf(queue: string, jobId: string): string {
     return `${queue}:${jobId}`;
   }

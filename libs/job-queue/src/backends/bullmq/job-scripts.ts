@@ -73,10 +73,28 @@ function scriptFile(name: string): string {
 export function scriptSource(name: string): string {
   let lua = sources.get(name);
   if (lua === undefined) {
-    lua = scriptFile(name).replace(/^--- @include "([a-z-]+)"$/gm, (_line, file: string) => scriptFile(file));
+    // Included files are resolved in turn: a wrapped script may include one that includes others.
+    lua = scriptFile(name).replace(/^--- @include "([a-z-]+)"$/gm, (_line, file: string) => scriptSource(file));
     sources.set(name, lua);
   }
   return lua;
+}
+
+/** The keys and arguments of one `finish-job` call (see `scripts/finish-job.lua`). */
+export function finishJobCall(
+  meta: string,
+  events: string,
+  state: 'completed' | 'failed' | 'cancelled',
+  data: string,
+  now: number,
+  retentionMs: number,
+  outcome: { field: 'result' | 'error'; value: string } | undefined,
+  attempt: number | undefined,
+): { keys: [string, string, string]; args: Array<string | number> } {
+  return {
+    keys: [meta, events, RedisKeys.spareOfEvents(events)],
+    args: [state, data, now, retentionMs, outcome?.field ?? '', outcome?.value ?? '', attempt ?? ''],
+  };
 }
 
 /** A script's reply as ioredis returns it. */
@@ -195,6 +213,14 @@ export class JobScripts {
       [meta, events],
       [now, maxEvents, runId, create ? '1' : '0', create?.name ?? '', create?.maxAttempts ?? 1, create?.createdAt ?? now],
     );
+    return this.startAttemptReply(events, reply);
+  }
+
+  /**
+   * Decodes what `start-attempt` (alone, or inside BullMQ's move of the job to active) replied for
+   * the stream `events`, and tells the meter of the `started` it appended.
+   */
+  startAttemptReply(events: string, reply: ScriptReply): StartAttemptReply {
     switch (reply[0]) {
       case 'ok':
         this.meter?.sink?.appended(RedisKeys.queueOfJobKey(events), 1);
@@ -269,11 +295,15 @@ export class JobScripts {
     outcome: { field: 'result' | 'error'; value: string } | undefined,
     attempt: number | undefined,
   ): Promise<FinishJobReply> {
-    const reply = await this.run<ScriptReply>(
-      'finish-job',
-      [meta, events, RedisKeys.spareOfEvents(events)],
-      [state, data, now, retentionMs, outcome?.field ?? '', outcome?.value ?? '', attempt ?? ''],
-    );
+    const call = finishJobCall(meta, events, state, data, now, retentionMs, outcome, attempt);
+    return this.finishJobReply(events, state, await this.run<ScriptReply>('finish-job', call.keys, call.args));
+  }
+
+  /**
+   * Decodes what `finish-job` (alone, or inside BullMQ's move to finished) replied for the stream
+   * `events`, and tells the meter of the terminal event it appended.
+   */
+  finishJobReply(events: string, state: 'completed' | 'failed' | 'cancelled', reply: ScriptReply): FinishJobReply {
     switch (reply[0]) {
       case 'ok':
         this.meter?.sink?.appended(RedisKeys.queueOfJobKey(events), 1);

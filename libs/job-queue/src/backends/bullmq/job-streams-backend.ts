@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
 import { createRedisBackend, type BackendFactory, type IRedisTransaction, type RedisClient, type RedisQueueBackend } from 'bullmq';
 import { encodeProcessorCall, encodeProcessorJson } from '../../contract/encode-event.js';
 import {
@@ -9,7 +10,8 @@ import {
   type BullCommands,
   type ComposedCommand,
 } from './bullmq-commands.js';
-import { scriptSource, type ScriptReply } from './job-scripts.js';
+import { finishJobCall, scriptSource, type ScriptReply } from './job-scripts.js';
+import { RedisKeys } from './redis-keys.js';
 import type { StreamCalls } from './stream-calls.js';
 
 /**
@@ -32,7 +34,7 @@ export function composedScriptsOf(bullmq: BullCommands): Record<ComposedCommand,
     scripts = {} as Record<ComposedCommand, ComposedScript>;
     for (const name of Object.keys(COMPOSED_COMMANDS) as ComposedCommand[]) {
       const command = bullmq.commands[name];
-      const template = scriptSource(isAdd(name) ? 'with-bullmq-add' : 'with-bullmq-command');
+      const template = scriptSource(TEMPLATES[name] ?? 'with-bullmq-command');
       // A function, not a string, as the replacement: BullMQ's Lua may hold `$` patterns.
       const lua = template.replace(/^--- @bullmq-command$/m, () => command.content);
       scripts[name] = { bullmq: command, name: `jq:${name}:${bullmq.version}`, lua };
@@ -40,6 +42,30 @@ export function composedScriptsOf(bullmq: BullCommands): Record<ComposedCommand,
     composedScripts.set(bullmq.version, scripts);
   }
   return scripts;
+}
+
+/** The wrapper of each composed command that is not an `updateProgress`/`addLog` (`with-bullmq-command`). */
+const TEMPLATES: Partial<Record<ComposedCommand, string>> = {
+  addStandardJob: 'with-bullmq-add',
+  addDelayedJob: 'with-bullmq-add',
+  addPrioritizedJob: 'with-bullmq-add',
+  moveToActive: 'with-bullmq-fetch',
+  moveToFinished: 'with-bullmq-finish',
+};
+
+/**
+ * How the worker a backend serves starts the attempts of the jobs BullMQ gives it (see
+ * {@link JobStreamsBackend.startAttempts}).
+ */
+export interface AttemptStarts {
+  /** True to give metadata, without an owner, to a job that has none (a processor's queue). */
+  create: boolean;
+  maxEventsPerJob: number;
+  /**
+   * The job names that have a circuit breaker: every name `except` those listed, or `only` those.
+   * Their attempts are not started with BullMQ's move: the worker admits them through the breaker first.
+   */
+  breakers: () => { mode: 'only' | 'except'; names: readonly string[] };
 }
 
 function isAdd(name: string): name is (typeof COMPOSED_ADDS)[number] {
@@ -54,6 +80,15 @@ interface PendingAdd {
 }
 
 const pendingAdd = new AsyncLocalStorage<PendingAdd>();
+
+/** A job's terminal event waiting for BullMQ's move of the job to completed or failed (see {@link JobStreamsBackend.finishWith}). */
+interface PendingFinish {
+  /** The lock token of the run whose end this is: only a move of that run writes it. */
+  token: string;
+  keys: readonly string[];
+  args: ReadonlyArray<string | number>;
+  settle(reply: ScriptReply | undefined): void;
+}
 
 /** The composed commands defined on each client (a client may be shared by several backends). */
 const definedOn = new WeakMap<object, Set<string>>();
@@ -73,6 +108,12 @@ export class JobStreamsBackend {
   private static readonly byBackend = new WeakMap<object, JobStreamsBackend>();
   /** The running attempts of the backend's queue in this process whose calls are composed, by job id. */
   private readonly attached = new Map<string, StreamCalls>();
+  /** Terminal events of jobs of this process waiting for BullMQ's move to finished, by job id. */
+  private readonly finishing = new Map<string, PendingFinish>();
+  /** Set by {@link startAttempts}: BullMQ's moves to active start the attempts too. */
+  private starts?: AttemptStarts;
+  /** `start-attempt` replies of jobs BullMQ moved to active, until the worker takes them (see {@link takeStart}). */
+  private readonly started = new Map<string, ScriptReply>();
   private readonly scripts: Record<ComposedCommand, ComposedScript>;
   private readonly bullExecCommand: RedisQueueBackend['execCommand'];
 
@@ -118,8 +159,59 @@ export class JobStreamsBackend {
     return pendingAdd.run({ metaKey, fields: Object.entries(fields).flat(), sent: false }, add);
   }
 
+  /**
+   * Makes the move of job `jobId` to completed or failed by the run holding lock `token` (BullMQ's
+   * `moveToFinished`, sent once the processor returned or threw) one script with the `finish-job`
+   * call `call` (see `scripts/with-bullmq-finish.lua`). Resolves to finish-job's reply once that
+   * run's move is accepted and answered, or to `undefined` when a later call for the same job
+   * replaced this one. The moves of other runs of the job (one that lost the lock, in this worker)
+   * carry it too and write nothing; a move BullMQ refuses writes nothing (BullMQ runs the job
+   * again), and BullMQ's retry of a failed move carries it again. A job whose move never comes
+   * (the process stops first) keeps its entry until then: BullMQ runs it again elsewhere.
+   */
+  finishWith(
+    jobId: string,
+    token: string,
+    call: { keys: readonly string[]; args: ReadonlyArray<string | number> },
+  ): Promise<ScriptReply | undefined> {
+    return new Promise((settle) => {
+      this.finishing.get(jobId)?.settle(undefined);
+      this.finishing.set(jobId, { token, ...call, settle });
+    });
+  }
+
+  /**
+   * From now on, each job BullMQ's moves to active give the worker (`moveToActive`, and
+   * `moveToFinished` when it fetches the next job) has its attempt started in the same script:
+   * `started`, the attempt counter and the cancel check, as `start-attempt` does, so that no reader
+   * sees the job active without its `started`. The worker takes the outcome with {@link takeStart}.
+   */
+  startAttempts(starts: AttemptStarts): void {
+    this.starts = starts;
+  }
+
+  /**
+   * The `start-attempt` reply of job `jobId`, when BullMQ's move to active started its attempt
+   * (once; `{'unstarted'}` when its name has a circuit breaker), or `undefined`.
+   */
+  takeStart(jobId: string): ScriptReply | undefined {
+    const reply = this.started.get(jobId);
+    this.started.delete(jobId);
+    return reply;
+  }
+
   private execCommand(client: RedisClient | IRedisTransaction, commandName: string, args: unknown[]): unknown {
-    if (isAdd(commandName)) {
+    if (commandName === 'moveToFinished') {
+      const script = this.scripts.moveToFinished;
+      // BullMQ's arguments start with the job id, after its keys.
+      const jobId = String(args[script.bullmq.keys]);
+      // The end stays until a move of its own run wrote it: another run of the job in this
+      // worker (one that lost the lock) may send its move first, or at the same time.
+      const pending = this.finishing.get(jobId);
+      if (pending || this.starts) return this.composedFinish(client as RedisClient, script, args, jobId, pending);
+    } else if (commandName === 'moveToActive') {
+      if (this.starts) return this.composedFetch(client as RedisClient, this.scripts.moveToActive, args);
+    } else if (isAdd(commandName)) {
       const adding = pendingAdd.getStore();
       if (adding && !adding.sent) {
         adding.sent = true;
@@ -145,6 +237,74 @@ export class JobStreamsBackend {
       ...adding.fields,
       ...args.slice(keyCount),
     ])) as [unknown];
+    return reply[0];
+  }
+
+  /** The arguments of `include-start-fetched.lua`, or `['']` when attempts are not started here. */
+  private startArgs(): Array<string | number> {
+    if (!this.starts) return [''];
+    const breakers = this.starts.breakers();
+    return [
+      Date.now(),
+      this.starts.maxEventsPerJob,
+      randomUUID(),
+      this.starts.create ? '1' : '0',
+      breakers.mode,
+      JSON.stringify(breakers.names),
+    ];
+  }
+
+  /** Keeps the start of the job BullMQ's move gave the worker (`bullmqReply`), for {@link takeStart}. */
+  private keepStart(bullmqReply: unknown, startReply: ScriptReply | 0 | undefined): void {
+    const jobId = Array.isArray(bullmqReply) ? bullmqReply[1] : undefined;
+    if (startReply && jobId) this.started.set(String(jobId), startReply);
+  }
+
+  /** Runs BullMQ's move to active and the start of the attempt of the job it gives as one script; resolves to BullMQ's reply. */
+  private async composedFetch(client: RedisClient, script: ComposedScript, args: unknown[]): Promise<unknown> {
+    const keyCount = script.bullmq.keys;
+    this.define(client, script, keyCount);
+    const reply = (await client.runCommand(script.name, [...args.slice(0, keyCount), ...this.startArgs(), ...args.slice(keyCount)])) as [
+      unknown,
+      ScriptReply?,
+    ];
+    this.keepStart(reply[0], reply[1]);
+    return reply[0];
+  }
+
+  /**
+   * Runs BullMQ's move to finished, the job's terminal event (when `pending`) and the start of the
+   * attempt of the next job it gives (when attempts start here) as one script; resolves to BullMQ's reply.
+   */
+  private async composedFinish(
+    client: RedisClient,
+    script: ComposedScript,
+    args: unknown[],
+    jobId: string,
+    pending: PendingFinish | undefined,
+  ): Promise<unknown> {
+    const keyCount = script.bullmq.keys;
+    this.define(client, script, keyCount + 3);
+    // Without a terminal event to write, the keys are still the job's own (declared, never written):
+    // BullMQ's 12th key of the move is its key of the job.
+    const own = RedisKeys.ofBullJob(String(args[11]));
+    const keys = pending?.keys ?? finishJobCall(own.meta, own.events, 'completed', '', 0, 0, undefined, undefined).keys;
+    const finishArgs = pending ? [pending.token, ...pending.args] : ['', '', '', '', '', '', '', ''];
+    const startArgs = this.startArgs();
+    const reply = (await client.runCommand(script.name, [
+      ...keys,
+      ...args.slice(0, keyCount),
+      ...finishArgs,
+      ...startArgs,
+      ...Array(6 - startArgs.length).fill(''),
+      ...args.slice(keyCount),
+    ])) as [unknown, ScriptReply | 0, ScriptReply | 0];
+    if (pending && reply[1]) {
+      // Written (by the move of its own run): done with it.
+      if (this.finishing.get(jobId) === pending) this.finishing.delete(jobId);
+      pending.settle(reply[1]);
+    }
+    this.keepStart(reply[0], reply[2]);
     return reply[0];
   }
 

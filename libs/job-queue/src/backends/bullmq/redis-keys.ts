@@ -68,6 +68,11 @@ export class RedisKeys {
     return this.bullJob(queue, jobId) + JOB_KEY_SUFFIX.events;
   }
 
+  /** The meta hash and events stream of the job whose BullMQ key (its hash) is `bullJobKey`. */
+  static ofBullJob(bullJobKey: string): { meta: string; events: string } {
+    return { meta: bullJobKey + JOB_KEY_SUFFIX.meta, events: bullJobKey + JOB_KEY_SUFFIX.events };
+  }
+
   /** The queue of a key of one job (`<prefix>:<queue>:<jobId>:jq-...`; queue names and job ids hold no `:`). */
   static queueOfJobKey(key: string): string {
     const parts = key.split(':');

@@ -11,7 +11,8 @@ import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-opt
 import { AttemptSpan } from '../../tracing/job-tracing.js';
 import { AttemptLifecycle } from './attempt-lifecycle.js';
 import type { BreakerTicket, RedisCircuitBreakers } from './circuit-breakers.js';
-import type { JobScripts } from './job-scripts.js';
+import type { JobScripts, ScriptReply } from './job-scripts.js';
+import { JobStreamsBackend, jobStreamsBackend } from './job-streams-backend.js';
 import { ProgressReporter } from './progress-reporter.js';
 import type { RedisConnections } from './redis-connections.js';
 import { queueFitsCluster, type RedisKeys } from './redis-keys.js';
@@ -46,6 +47,8 @@ export class WorkerRuntime {
   private readonly lifecycle: AttemptLifecycle;
   private readonly bridge: ProcessorBridge;
   private worker?: Worker;
+  /** The worker's backend when it composes (see {@link AttemptLifecycle.conclude}). */
+  private finishThrough?: JobStreamsBackend;
   /** Running handler attempts in this process, by job id, to abort on cancel. */
   private readonly running = new Map<string, AbortController>();
   /** Handler runs in this process, by job id, oldest first (more than one only after a lost lock; see {@link runJob}). */
@@ -85,14 +88,31 @@ export class WorkerRuntime {
     // On Redis Cluster under a prefix without a hash tag the `@JobHandler` queue's keys lie in
     // different slots: it has no handlers then (checked at start), and no worker.
     if (this.connections.cluster && !queueFitsCluster(prefix, DEFAULT_QUEUE)) return;
-    this.worker = new Worker(DEFAULT_QUEUE, (job, token) => this.runJob(job, token), {
-      connection: this.connections.forWorker(),
-      prefix,
-      concurrency: this.options.concurrency,
-      lockDuration: this.options.lockDurationMs,
-      stalledInterval: stalledIntervalMs(this.options.lockDurationMs),
-      autorun: false,
-    });
+    // Without replica acks a job's terminal event goes with BullMQ's move of the job to completed
+    // or failed, in one script (with them, every write of a job's events waits for a replica on
+    // its own, which a write inside BullMQ's cannot).
+    this.worker = new Worker(
+      DEFAULT_QUEUE,
+      (job, token) => this.runJob(job, token),
+      {
+        connection: this.connections.forWorker(),
+        prefix,
+        concurrency: this.options.concurrency,
+        lockDuration: this.options.lockDurationMs,
+        stalledInterval: stalledIntervalMs(this.options.lockDurationMs),
+        autorun: false,
+      },
+      jobStreamsBackend(),
+    );
+    if (this.options.redis.replicaAcks === 0) {
+      this.finishThrough = JobStreamsBackend.of(this.worker.getBackend());
+      // Each job BullMQ gives the worker has its attempt started in the same script.
+      this.finishThrough?.startAttempts({
+        create: false,
+        maxEventsPerJob: this.options.maxEventsPerJob,
+        breakers: () => this.breakers.namesWithBreakers(),
+      });
+    }
     const unhandled = this.options.jobNames.filter((name) => !this.handlers.has(name));
     if (unhandled.length) {
       this.logger.warn(`This worker has no handler for ${unhandled.join(', ')} (jobNames): it fails such jobs when it picks them up`);
@@ -156,6 +176,7 @@ export class WorkerRuntime {
    */
   private async process(job: Job, token?: string): Promise<unknown> {
     const id = job.id!;
+    const startedWithMove = this.finishThrough?.takeStart(id);
     const gate = await this.breakers.admit(job.name, DEFAULT_QUEUE, id);
     if (!gate.admitted) {
       if ((await this.lifecycle.retrying(() => this.scripts.holdJob(this.keys.meta(DEFAULT_QUEUE, id)))) === 'ok') {
@@ -166,19 +187,25 @@ export class WorkerRuntime {
     }
     const ticket = gate.admitted ? gate.ticket : undefined;
     try {
-      return await this.attempt(job, token, ticket);
+      return await this.attempt(job, token, ticket, startedWithMove);
     } finally {
       // Whatever ended the attempt without a verdict (a Redis failure, the event cap at start) gives a probe back.
       await ticket?.settle('release');
     }
   }
 
-  private async attempt(job: Job, token: string | undefined, ticket: BreakerTicket | undefined): Promise<unknown> {
+  private async attempt(
+    job: Job,
+    token: string | undefined,
+    ticket: BreakerTicket | undefined,
+    startedWithMove: ScriptReply | undefined,
+  ): Promise<unknown> {
     const id = job.id!;
     const handler = this.handlers.get(job.name);
     const progress = new ProgressReporter(job);
     const started = await this.lifecycle.start(DEFAULT_QUEUE, job, {
       onFlushed: (last) => progress.report({ eventId: last.id, type: last.type, events: last.appended }),
+      startedWithMove,
     });
     // Without metadata the job has no owner and no stream (its enqueue never confirmed it, or its
     // retention ran out): it must not run, and BullMQ shows why.
@@ -220,7 +247,16 @@ export class WorkerRuntime {
         await job.moveToDelayed(Date.now(), token);
         throw new DelayedError();
       }
-      return await span.run(() => this.lifecycle.conclude(job, running, outcome, 'handler', ticket));
+      return await span.run(() =>
+        this.lifecycle.conclude(
+          job,
+          running,
+          outcome,
+          'handler',
+          ticket,
+          this.finishThrough && token ? { backend: this.finishThrough, token } : undefined,
+        ),
+      );
     } catch (error) {
       span.fail(error);
       throw error;

@@ -1,0 +1,39 @@
+--[[
+  Included (`--- @include "include-start-fetched"`) by the scripts that run BullMQ's command that
+  moves a job to active (with-bullmq-fetch.lua, with-bullmq-finish.lua for the next job): starts
+  the attempt of the job BullMQ just gave the worker, in the same script, as start-attempt.lua
+  does alone (the cancel check, the attempt counter, `started`, the cap). The job's keys are BullMQ's
+  key of the job with the module's suffixes, in the slot of the queue's keys.
+
+  startFetched(jobKey, args) with args:
+    args[1] now (epoch ms)
+    args[2] max events per job
+    args[3] run id (unique per command sent; a command sent again starts the attempt once)
+    args[4] '1' to create the metadata of a job that has none (a processor's queue), '0' not to
+    args[5] 'only' when the job names in args[6] have a circuit breaker, 'except' when every name
+            but those has one
+    args[6] job names (JSON array)
+
+  Returns start-attempt's reply, or {'unstarted'} when the job's name has a circuit breaker: the
+  worker then admits the job through its breaker and starts the attempt itself.
+]]
+local function startAttempt(KEYS, ARGV)
+--- @include "start-attempt"
+end
+
+local function startFetched(jobKey, args)
+  local job = redis.call('HMGET', jobKey, 'name', 'opts', 'timestamp')
+  local name = job[1] or ''
+  local listed = false
+  for _, breakerName in ipairs(cjson.decode(args[6])) do
+    if breakerName == name then listed = true end
+  end
+  if (args[5] == 'only') == listed then return {'unstarted'} end
+  local maxAttempts = 1
+  local decoded, opts = pcall(cjson.decode, job[2] or '{}')
+  if decoded and type(opts) == 'table' and tonumber(opts['attempts']) then
+    maxAttempts = math.max(1, tonumber(opts['attempts']))
+  end
+  return startAttempt({jobKey .. ':jq-meta', jobKey .. ':jq-events'},
+    {args[1], args[2], args[3], args[4], name, maxAttempts, job[3] or args[1]})
+end

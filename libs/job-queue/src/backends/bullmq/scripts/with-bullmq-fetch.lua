@@ -1,0 +1,27 @@
+--[[
+  BullMQ's move of the next job to active, and the start of that job's attempt, in one script:
+  BullMQ's own script (taken from the installed bullmq at load time, in place of the
+  @bullmq-command line below) runs first, unchanged, on its own keys and arguments; when it gave
+  the worker a job, the attempt starts as start-attempt.lua starts it (include-start-fetched.lua):
+  no reader ever sees the job active without its `started`, and a job cancelled before this never
+  reaches the processor (the worker finds it final).
+
+  KEYS BullMQ's keys of the command
+  ARGV[1] ... ARGV[6] startFetched's arguments (include-start-fetched.lua)
+  ARGV[7], ... BullMQ's arguments of the command (ARGV[7]: BullMQ's key prefix of the queue)
+
+  Returns {bullmqReply} when BullMQ gave no job, else {bullmqReply, startReply}.
+]]
+-- Each part sees only its own keys and arguments, as when it runs alone.
+local function bullmqCommand(KEYS, ARGV)
+--- @bullmq-command
+end
+
+--- @include "include-start-fetched"
+
+local bullmqReply = bullmqCommand(KEYS, {unpack(ARGV, 7)})
+local jobId = type(bullmqReply) == 'table' and bullmqReply[2]
+if not jobId or jobId == 0 or jobId == '0' then
+  return {bullmqReply}
+end
+return {bullmqReply, startFetched(ARGV[7] .. jobId, ARGV)}

@@ -1,0 +1,49 @@
+--[[
+  BullMQ's move of a job to completed or failed, the job's terminal event, and the start of the
+  next job's attempt, in one script: BullMQ's own script of the move (taken from the installed
+  bullmq at load time, in place of the @bullmq-command line below) runs first, unchanged, on its
+  own keys and arguments. Only when it moved the job (a reply that is not a number < 0: 0, or the
+  next job it fetched) for the run whose end this is (ARGV[1], its lock token: another run of the
+  same job in the worker may send its own move meanwhile) does finish-job append the terminal
+  event, compact the stream and start the retention clock. A move BullMQ refuses (the worker lost
+  the job's lock, say) writes no end: BullMQ runs the job again. Whoever came first still wins (finish-job is
+  idempotent, and a cancel's end is kept). When BullMQ fetched the next job, its attempt starts as
+  start-attempt.lua starts it (include-start-fetched.lua; when asked: ARGV[9] not empty).
+
+  KEYS[1] meta hash of the job
+  KEYS[2] events stream of the job
+  KEYS[3] spare key of the job's slot (finish-job.lua)
+  KEYS[4], ... BullMQ's keys of the move
+  ARGV[1] the lock token of the run whose terminal event ARGV[2..8] is, or '' for none
+  ARGV[2] ... ARGV[8] finish-job's arguments (finish-job.lua)
+  ARGV[9] ... ARGV[14] startFetched's arguments (include-start-fetched.lua), or ARGV[9] = ''
+  ARGV[15], ... BullMQ's arguments of the move (ARGV[21], its 7th: BullMQ's key prefix of the
+          queue; ARGV[22], its 8th: its options, with the lock token of the run moving the job)
+
+  Returns {bullmqReply, finishReply or 0, startReply or 0}: 0 for a part that did not run.
+]]
+-- Each part sees only its own keys and arguments, as when it runs alone.
+local function bullmqCommand(KEYS, ARGV)
+--- @bullmq-command
+end
+
+local function finishJob(KEYS, ARGV)
+--- @include "finish-job"
+end
+
+--- @include "include-start-fetched"
+
+local bullmqReply = bullmqCommand({unpack(KEYS, 4)}, {unpack(ARGV, 15)})
+if type(bullmqReply) == 'number' and bullmqReply < 0 then
+  return {bullmqReply, 0, 0}
+end
+local finishReply = 0
+if ARGV[1] ~= '' and cmsgpack.unpack(ARGV[22])['token'] == ARGV[1] then
+  finishReply = finishJob({KEYS[1], KEYS[2], KEYS[3]}, {unpack(ARGV, 2, 8)})
+end
+local startReply = 0
+local jobId = type(bullmqReply) == 'table' and bullmqReply[2]
+if ARGV[9] ~= '' and jobId and jobId ~= 0 and jobId ~= '0' then
+  startReply = startFetched(ARGV[21] .. jobId, {unpack(ARGV, 9, 14)})
+end
+return {bullmqReply, finishReply, startReply}
