@@ -10,6 +10,7 @@ import { Worker, type Job, type Queue } from 'bullmq';
 import calculateSlot from 'cluster-key-slot';
 import { Redis, type Cluster } from 'ioredis';
 import {
+  InvalidArgumentError,
   InvalidJobQueueOptionsError,
   JobHandler,
   JobQueue,
@@ -409,6 +410,13 @@ describe('bullmq on Redis Cluster: queues with their own hash tags, one per mast
       await worker.close();
     }
   }, 30_000);
+
+  it('an enqueue into a queue without a hash tag of its own is refused as bad input, before anything is written', async () => {
+    const refusal = await queue.enqueue('report', { pages: 1 }, { owner: 'alice', queue: 'untagged' }).catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(InvalidArgumentError);
+    expect((refusal as Error).message).toContain('queue "untagged" has no hash tag of its own');
+    expect([...(await keysByMaster()).keys()].filter((key) => key.includes(':untagged:'))).toEqual([]);
+  });
 
   it('refuses to start with a queue whose name carries no hash tag, or with @JobHandler jobs (queue "jobs"), under a prefix without one', async () => {
     class BuildHandler {

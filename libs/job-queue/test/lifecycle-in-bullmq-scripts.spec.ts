@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import type { Job } from 'bullmq';
+import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobQueueWorker, type JobEvent, type JobQueue } from 'nestjs-job-streams';
 import { scriptSource } from '../src/backends/bullmq/job-scripts.js';
@@ -140,6 +140,36 @@ describe('bullmq backend: a job starts and ends inside BullMQ’s moves', () => 
       });
     } finally {
       monitor.stop();
+    }
+  });
+
+  it('a completion BullMQ refuses (the job still has a child) ends the stream with the failure BullMQ records instead', async () => {
+    const prefix = `r${randomUUID().slice(0, 8)}`;
+    const queue = await app(prefix);
+    const children = new Queue('children', { connection: { url: server.url }, prefix });
+    try {
+      workers.push(
+        new JobQueueWorker(
+          'parents',
+          async (job: Job) => {
+            // A child no worker runs: BullMQ refuses to complete its parent, and fails it.
+            await children.add('child', {}, { parent: { id: job.id!, queue: job.queueQualifiedName } });
+            return 'done';
+          },
+          { connection: { url: server.url }, prefix },
+        ),
+      );
+      const job = await queue.enqueue('parent', {}, { owner: 'alice', queue: 'parents', attempts: 1 });
+      const events = await eventsOf(queue, job.id, 'parents');
+      expect(events.map((event) => event.type)).toEqual(['started', 'failed']);
+      const parents = new Queue('parents', { connection: { url: server.url }, prefix });
+      try {
+        expect(await parents.getJobState(job.id)).toBe('failed');
+      } finally {
+        await parents.close();
+      }
+    } finally {
+      await children.close();
     }
   });
 

@@ -163,7 +163,7 @@ export class ProcessorBridge {
   ): Promise<unknown> {
     const create: NewJobMeta = { name: job.name, maxAttempts: Math.max(1, job.opts.attempts ?? 1), createdAt: job.timestamp || Date.now() };
     // Started already when BullMQ moved the job to active (the backend did it in the same script).
-    const startedWithMove = this.options.composeCalls ? backend?.takeStart(job.id!) : undefined;
+    const startedWithMove = this.options.composeCalls ? backend?.takeStart(job) : undefined;
     const gate = await this.breakers.admit(job.name, queue, job.id!);
     if (!gate.admitted) {
       if ((await this.lifecycle.retrying(() => this.scripts.holdJob(this.keys.meta(queue, job.id!), create))) === 'ok') {

@@ -279,12 +279,16 @@ export class AttemptLifecycle {
     const id = job.id!;
     const events = this.keys.events(queue, id);
     const call = finishJobCall(this.keys.meta(queue, id), events, state, data, Date.now(), this.options.retentionMs, field, attempt);
-    const finished = tracedFinish({ system: 'bullmq', queue, name: job.name, id, attempt, state }, () =>
-      finishThrough.backend
-        .finishWith(id, finishThrough.token, call)
-        .then((reply) => reply && this.scripts.finishJobReply(events, state, reply)),
-    );
-    finished.catch(() => undefined); // BullMQ's move failed on its way: BullMQ runs the job again
+    const finished = tracedFinish({ system: 'bullmq', queue, name: job.name, id, attempt, state }, async () => {
+      const reply = await finishThrough.backend.finishWith(id, finishThrough.token, call);
+      // Replaced by a later end of the job, or refused with BullMQ's move (BullMQ runs the job
+      // again, or records another outcome, whose end its failure handler writes): nothing to do.
+      if (!reply || reply[0] === 'refused') return;
+      // BullMQ moved the job but the end failed in Redis: written by a call of its own.
+      if (reply[0] === 'error') return this.writeTerminal(queue, job, state, outcome, attempt);
+      this.scripts.finishJobReply(events, state, reply);
+    });
+    finished.catch((error: unknown) => this.logger.warn(`Could not end job ${id} of queue ${queue}: ${errorMessageOf(error)}`));
   }
 
   /**

@@ -7,6 +7,7 @@ import type { JobInfo, JobState } from '../../contract/job-info.js';
 import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
 import type { FollowRequest, JobAddress, JobQueueBackend, NewJob, PageRequest } from '../../contract/job-queue-backend.js';
 import type { QueueBridgeStatus } from '../../contract/queue-bridge-status.js';
+import { InvalidArgumentError } from '../../errors/invalid-argument.error.js';
 import { InvalidCursorError } from '../../errors/invalid-cursor.error.js';
 import { InvalidJobQueueOptionsError } from '../../errors/invalid-options.error.js';
 import { JobAlreadyFinishedError } from '../../errors/job-already-finished.error.js';
@@ -233,6 +234,12 @@ export class BullMqBackend implements JobQueueBackend {
     }
     if (queueName !== DEFAULT_QUEUE && this.options.queues !== undefined && !this.options.queues.includes(queueName)) {
       throw new UnknownQueueError(queueName, this.options.queues);
+    }
+    if (this.connections.cluster && !queueFitsCluster(this.options.redis.prefix, queueName)) {
+      // BullMQ's keys of such a queue lie in different slots of the cluster: no add could succeed.
+      throw new InvalidArgumentError(
+        `queue "${queueName}" has no hash tag of its own, and the key prefix none either: on Redis Cluster BullMQ cannot use it`,
+      );
     }
     const id = randomUUID();
     const maxAttempts = spec.attempts ?? this.options.defaultAttempts;

@@ -112,8 +112,11 @@ export class JobStreamsBackend {
   private readonly finishing = new Map<string, PendingFinish>();
   /** Set by {@link startAttempts}: BullMQ's moves to active start the attempts too. */
   private starts?: AttemptStarts;
-  /** `start-attempt` replies of jobs BullMQ moved to active, until the worker takes them (see {@link takeStart}). */
-  private readonly started = new Map<string, ScriptReply>();
+  /**
+   * `start-attempt` replies of jobs BullMQ moved to active, with BullMQ's count of the job's starts
+   * then (`ats`), until the worker takes them (see {@link takeStart}).
+   */
+  private readonly started = new Map<string, { starts: string; reply: ScriptReply }>();
   private readonly scripts: Record<ComposedCommand, ComposedScript>;
   private readonly bullExecCommand: RedisQueueBackend['execCommand'];
 
@@ -155,8 +158,13 @@ export class JobStreamsBackend {
    * and the job's metadata `fields`, stored as the hash `metaKey`, are one script: no worker sees
    * the job before its metadata, and a refused add writes none. Resolves as `add` does.
    */
-  static addingJob<T>(metaKey: string, fields: Record<string, string | number>, add: () => Promise<T>): Promise<T> {
-    return pendingAdd.run({ metaKey, fields: Object.entries(fields).flat(), sent: false }, add);
+  static async addingJob<T>(metaKey: string, fields: Record<string, string | number>, add: () => Promise<T>): Promise<T> {
+    const adding: PendingAdd = { metaKey, fields: Object.entries(fields).flat(), sent: false };
+    const added = await pendingAdd.run(adding, add);
+    // An add BullMQ sent by a command this backend does not compose (or through another backend)
+    // wrote the job without its metadata: the caller takes it back.
+    if (!adding.sent) throw new Error('BullMQ added the job by a command that does not write its metadata');
+    return added;
   }
 
   /**
@@ -194,10 +202,12 @@ export class JobStreamsBackend {
    * The `start-attempt` reply of job `jobId`, when BullMQ's move to active started its attempt
    * (once; `{'unstarted'}` when its name has a circuit breaker), or `undefined`.
    */
-  takeStart(jobId: string): ScriptReply | undefined {
-    const reply = this.started.get(jobId);
+  takeStart(job: { id?: string; attemptsStarted?: number }): ScriptReply | undefined {
+    const jobId = String(job.id);
+    const kept = this.started.get(jobId);
     this.started.delete(jobId);
-    return reply;
+    // Only the start of this very activation (a job activated and never processed leaves one behind).
+    return kept && kept.starts === String(job.attemptsStarted ?? '') ? kept.reply : undefined;
   }
 
   private execCommand(client: RedisClient | IRedisTransaction, commandName: string, args: unknown[]): unknown {
@@ -256,8 +266,11 @@ export class JobStreamsBackend {
 
   /** Keeps the start of the job BullMQ's move gave the worker (`bullmqReply`), for {@link takeStart}. */
   private keepStart(bullmqReply: unknown, startReply: ScriptReply | 0 | undefined): void {
-    const jobId = Array.isArray(bullmqReply) ? bullmqReply[1] : undefined;
-    if (startReply && jobId) this.started.set(String(jobId), startReply);
+    if (!startReply || !Array.isArray(bullmqReply) || !bullmqReply[1] || !Array.isArray(bullmqReply[0])) return;
+    // BullMQ's reply holds the job's fields as a flat list: its count of starts (`ats`) among them.
+    const fields = bullmqReply[0] as unknown[];
+    const at = fields.findIndex((field, index) => index % 2 === 0 && String(field) === 'ats');
+    this.started.set(String(bullmqReply[1]), { starts: at < 0 ? '' : String(fields[at + 1]), reply: startReply });
   }
 
   /** Runs BullMQ's move to active and the start of the attempt of the job it gives as one script; resolves to BullMQ's reply. */
@@ -300,7 +313,7 @@ export class JobStreamsBackend {
       ...args.slice(keyCount),
     ])) as [unknown, ScriptReply | 0, ScriptReply | 0];
     if (pending && reply[1]) {
-      // Written (by the move of its own run): done with it.
+      // BullMQ answered the move of the end's own run: written, refused, or failed in Redis.
       if (this.finishing.get(jobId) === pending) this.finishing.delete(jobId);
       pending.settle(reply[1]);
     }

@@ -176,7 +176,7 @@ export class WorkerRuntime {
    */
   private async process(job: Job, token?: string): Promise<unknown> {
     const id = job.id!;
-    const startedWithMove = this.finishThrough?.takeStart(id);
+    const startedWithMove = this.finishThrough?.takeStart(job);
     const gate = await this.breakers.admit(job.name, DEFAULT_QUEUE, id);
     if (!gate.admitted) {
       if ((await this.lifecycle.retrying(() => this.scripts.holdJob(this.keys.meta(DEFAULT_QUEUE, id)))) === 'ok') {

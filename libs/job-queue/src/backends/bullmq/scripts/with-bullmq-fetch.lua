@@ -24,4 +24,7 @@ local jobId = type(bullmqReply) == 'table' and bullmqReply[2]
 if not jobId or jobId == 0 or jobId == '0' then
   return {bullmqReply}
 end
-return {bullmqReply, startFetched(ARGV[7] .. jobId, ARGV)}
+-- BullMQ's move is done and stays: a start that fails leaves the worker to start the attempt by a
+-- call of its own, instead of failing BullMQ's command.
+local ok, startReply = pcall(startFetched, ARGV[7] .. jobId, ARGV)
+return {bullmqReply, ok and startReply or {'unstarted'}}

@@ -20,7 +20,10 @@
   ARGV[15], ... BullMQ's arguments of the move (ARGV[21], its 7th: BullMQ's key prefix of the
           queue; ARGV[22], its 8th: its options, with the lock token of the run moving the job)
 
-  Returns {bullmqReply, finishReply or 0, startReply or 0}: 0 for a part that did not run.
+  Returns {bullmqReply, finishReply or 0, startReply or 0}: 0 for a part that did not run;
+  finishReply {'refused'} when BullMQ refused the move of the end's run or records another
+  outcome, {'error', message} when finish-job failed; startReply {'unstarted'} when the start
+  failed (the worker then starts the attempt by a call of its own).
 ]]
 -- Each part sees only its own keys and arguments, as when it runs alone.
 local function bullmqCommand(KEYS, ARGV)
@@ -34,16 +37,28 @@ end
 --- @include "include-start-fetched"
 
 local bullmqReply = bullmqCommand({unpack(KEYS, 4)}, {unpack(ARGV, 15)})
+-- The move of the run whose end this is: BullMQ's answer to it settles that end either way.
+local ownRun = ARGV[1] ~= '' and cmsgpack.unpack(ARGV[22])['token'] == ARGV[1]
 if type(bullmqReply) == 'number' and bullmqReply < 0 then
-  return {bullmqReply, 0, 0}
+  return {bullmqReply, ownRun and {'refused'} or 0, 0}
 end
+-- BullMQ's part is done and stays: an error in the module's parts is returned, never raised, so
+-- that BullMQ gets its reply (the worker then writes that part by a call of its own).
 local finishReply = 0
-if ARGV[1] ~= '' and cmsgpack.unpack(ARGV[22])['token'] == ARGV[1] then
-  finishReply = finishJob({KEYS[1], KEYS[2], KEYS[3]}, {unpack(ARGV, 2, 8)})
+if ownRun then
+  if ARGV[2] ~= ARGV[19] then
+    -- BullMQ records another outcome than the end's (a completion it refused, then failed the
+    -- job, say): that end is not the job's.
+    finishReply = {'refused'}
+  else
+    local ok, reply = pcall(finishJob, {KEYS[1], KEYS[2], KEYS[3]}, {unpack(ARGV, 2, 8)})
+    finishReply = ok and reply or {'error', tostring(reply)}
+  end
 end
 local startReply = 0
 local jobId = type(bullmqReply) == 'table' and bullmqReply[2]
 if ARGV[9] ~= '' and jobId and jobId ~= 0 and jobId ~= '0' then
-  startReply = startFetched(ARGV[21] .. jobId, {unpack(ARGV, 9, 14)})
+  local ok, reply = pcall(startFetched, ARGV[21] .. jobId, {unpack(ARGV, 9, 14)})
+  startReply = ok and reply or {'unstarted'}
 end
 return {bullmqReply, finishReply, startReply}
