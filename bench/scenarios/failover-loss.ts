@@ -2,7 +2,7 @@ import { DEFAULT_QUEUE, RedisKeys } from 'nestjs-job-streams';
 import type { LibraryConfig } from '../roles/library.js';
 import type { StreamComparison } from '../roles/received-events.js';
 import { BenchCluster } from '../support/bench-cluster.js';
-import { now, sleep, waitFor } from '../support/clock.js';
+import { now, sleep } from '../support/clock.js';
 import { RoleProcess } from '../support/rpc.js';
 import { median, round } from '../support/stats.js';
 
