@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
@@ -136,6 +137,20 @@ export class RedisMonitor {
   /** Commands seen since index `from` (see {@link mark}) that match. */
   since(from: number, predicate: (command: MonitoredCommand) => boolean = () => true): MonitoredCommand[] {
     return this.commands.slice(from).filter(predicate);
+  }
+
+  /**
+   * Resolves once MONITOR has shown every command Redis ran before this call: it reports in
+   * execution order, so a marker sent now through `client` comes after all of them.
+   */
+  async caughtUp(client: Redis): Promise<void> {
+    const marker = `caught-up-${randomUUID()}`;
+    await client.echo(marker);
+    await this.until(
+      () => this.commands.some((command) => command.args.includes(marker)),
+      5000,
+      () => 'the marker',
+    );
   }
 
   /** The position to count from later. */

@@ -86,14 +86,7 @@ describe('bullmq backend only: enqueue is all or nothing', () => {
     const monitor = await RedisMonitor.start(server.url);
     try {
       const job = await producer.enqueue(JOBS.record, { key: uniqueKey('one-script'), label: 'once' }, { owner: 'alice' });
-      // MONITOR reports in execution order: once the marker is seen, so is every command of the enqueue.
-      const marker = `enqueue-done-${randomUUID()}`;
-      await admin.echo(marker);
-      await monitor.until(
-        () => monitor.commands.some((command) => command.args.includes(marker)),
-        5000,
-        () => 'the marker',
-      );
+      await monitor.caughtUp(admin);
       const meta = keys.meta(QUEUE, job.id);
       const sent = monitor.commands.filter((command) => command.source !== 'lua' && command.args.includes(meta));
       expect(sent).toHaveLength(1);

@@ -52,17 +52,6 @@ describe('bullmq backend: a job starts and ends inside BullMQ’s moves', () => 
     return events;
   }
 
-  /** Waits until MONITOR has shown every command run before now (it reports in execution order). */
-  async function caughtUp(monitor: RedisMonitor): Promise<void> {
-    const marker = `caught-up-${randomUUID()}`;
-    await admin.echo(marker);
-    await monitor.until(
-      () => monitor.commands.some((command) => command.args.includes(marker)),
-      5000,
-      () => 'the marker',
-    );
-  }
-
   /** An `XADD` to `key` whose fields hold `values`. */
   const xadd =
     (key: string, ...values: string[]) =>
@@ -121,7 +110,7 @@ describe('bullmq backend: a job starts and ends inside BullMQ’s moves', () => 
           started: 1,
         });
       }
-      await caughtUp(monitor);
+      await monitor.caughtUp(admin);
 
       for (const job of jobs) {
         const bullEvents = `${prefix}:${job.queue}:events`;

@@ -10,7 +10,7 @@ import {
   type BullCommands,
   type ComposedCommand,
 } from './bullmq-commands.js';
-import { finishJobCall, scriptSource, type ScriptReply } from './job-scripts.js';
+import { scriptSource, type ScriptReply } from './job-scripts.js';
 import { RedisKeys } from './redis-keys.js';
 import type { StreamCalls } from './stream-calls.js';
 
@@ -301,7 +301,7 @@ export class JobStreamsBackend {
     // Without a terminal event to write, the keys are still the job's own (declared, never written):
     // BullMQ's 12th key of the move is its key of the job.
     const own = RedisKeys.ofBullJob(String(args[11]));
-    const keys = pending?.keys ?? finishJobCall(own.meta, own.events, 'completed', '', 0, 0, undefined, undefined).keys;
+    const keys = pending?.keys ?? [own.meta, own.events, RedisKeys.spareOfEvents(own.events)];
     const finishArgs = pending ? [pending.token, ...pending.args] : ['', '', '', '', '', '', '', ''];
     const startArgs = this.startArgs();
     const reply = (await client.runCommand(script.name, [
