@@ -14,6 +14,8 @@ const SUITES = [
   'libs/job-queue/test/job-streams-backend.spec.ts',
   'libs/job-queue/test/cancel-keeps-bullmq-job.spec.ts',
   'libs/job-queue/test/bullmq-job-queue.spec.ts',
+  'libs/job-queue/test/lifecycle-in-bullmq-scripts.spec.ts',
+  'libs/job-queue/test/plain-worker-backend.spec.ts',
 ];
 const CHECK = 'test/package/bullmq-range/loaded-bullmq.ts';
 const RESOLVER = 'test/package/bullmq-range/resolver.mjs';
@@ -55,7 +57,8 @@ interface JestResults {
 
 /**
  * The suites that exercise BullMQ ({@link SUITES}: the processor bridge, the composing backend,
- * cancel, and the contract suite on the bullmq backend), run again on the lowest `bullmq` the
+ * cancel, the contract suite on the bullmq backend, the moves that start and end a job's stream,
+ * a plain `Worker` on the backend), run again on the lowest `bullmq` the
  * library's peer range names (its lower bound, read from `libs/job-queue/package.json`). That
  * version is installed into a folder outside the repository, and a child Jest runs the suites with
  * `bullmq` mapped to it: the tests, `@nestjs/bullmq` and the library all load that copy, and the

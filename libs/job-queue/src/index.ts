@@ -25,7 +25,7 @@ export { jobQueueOptionsFromEnv, type ConfigReader } from './options/job-queue-o
 export { JobHandler } from './handlers/job-handler.decorator.js';
 export { JobQueueWorker } from './bridge/job-queue-worker.js';
 export { BridgedJob } from './bridge/bridged-job.js';
-export { jobStreamsBackend } from './backends/bullmq/job-streams-backend.js';
+export { jobStreamsBackend, type JobStreamsBackendOptions } from './backends/bullmq/job-streams-backend.js';
 export { bridgeLeaseHolder } from './bridge/queue-events-bridge.js';
 export { RedisKeys, hashTagOf } from './backends/bullmq/redis-keys.js';
 export { migrateJobKeys, type MigrateJobKeysOptions, type MigrateJobKeysSummary } from './backends/bullmq/job-key-migration.js';

@@ -33,6 +33,8 @@ export class JobQueueWorker extends Worker {
     // BullMQ creates the cancel signal only for processors that declare it; cancel must reach every one.
     (this as unknown as { processorAcceptsSignal: boolean }).processorAcceptsSignal = true;
     JobQueueWorker.open.add(this);
+    // The bridge runs the attempts (cancel, breakers, the cap), not the backend on its own.
+    JobStreamsBackend.of(this.getBackend())?.drive();
     // Once the module is up, BullMQ's moves to active start the attempts too (one script each).
     void this.bridge().then((bridge) => {
       const backend = JobStreamsBackend.of(this.getBackend());

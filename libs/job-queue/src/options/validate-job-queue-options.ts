@@ -4,7 +4,8 @@ import { InvalidJobQueueOptionsError } from '../errors/invalid-options.error.js'
 import { DEFAULT_FAILOVER_TIMEOUT_MS, failoverTimeoutProblem } from './failover-timeout.js';
 import { JOB_QUEUE_BACKENDS, type ResolvedJobQueueOptions } from './job-queue-module-options.js';
 
-const DEFAULTS = {
+/** The value of each option left unset. */
+export const JOB_QUEUE_DEFAULTS = {
   worker: true,
   concurrency: 10,
   retentionMs: 60 * 60 * 1000,
@@ -78,7 +79,7 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
     problems.push(`"backend" must be one of ${JOB_QUEUE_BACKENDS.map((b) => `"${b}"`).join(', ')} (got ${describe(backend)})`);
   }
 
-  const worker = input.worker ?? DEFAULTS.worker;
+  const worker = input.worker ?? JOB_QUEUE_DEFAULTS.worker;
   if (typeof worker !== 'boolean') problems.push(`"worker" must be a boolean (got ${describe(worker)})`);
   if (backend === 'memory' && worker === false) {
     problems.push('"worker": false needs backend "bullmq": on "memory" nothing else could ever run the jobs');
@@ -86,7 +87,7 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
 
   const numbers = {} as Record<keyof typeof INTEGER_RULES, number>;
   for (const [name, [min, max]] of Object.entries(INTEGER_RULES) as Array<[keyof typeof INTEGER_RULES, [number, number]]>) {
-    const value = input[name] ?? DEFAULTS[name];
+    const value = input[name] ?? JOB_QUEUE_DEFAULTS[name];
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
       problems.push(`"${name}" must be an integer from ${min} to ${max} (got ${describe(value)})`);
     }
@@ -130,7 +131,7 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
   const redisInput = (input.redis ?? {}) as Record<string, unknown>;
   if (typeof redisInput !== 'object' || Array.isArray(redisInput))
     problems.push(`"redis" must be an object (got ${describe(input.redis)})`);
-  const url = redisInput.url ?? DEFAULTS.redisUrl;
+  const url = redisInput.url ?? JOB_QUEUE_DEFAULTS.redisUrl;
   if (typeof url !== 'string' || !/^rediss?:\/\/[^\s]+$/.test(url) || !URL.canParse(url)) {
     // Never echo the URL: it may hold a password.
     problems.push('"redis.url" must be a redis:// or rediss:// URL, e.g. redis://user:password@host:6379/0');
@@ -149,7 +150,7 @@ export function validateJobQueueOptions(raw: unknown): ResolvedJobQueueOptions {
       );
     }
   }
-  const prefix = redisInput.prefix ?? (isCluster ? `{${DEFAULTS.prefix}}` : DEFAULTS.prefix);
+  const prefix = redisInput.prefix ?? (isCluster ? `{${JOB_QUEUE_DEFAULTS.prefix}}` : JOB_QUEUE_DEFAULTS.prefix);
   if (
     typeof prefix !== 'string' ||
     !/^[A-Za-z0-9_.:-]*(\{[A-Za-z0-9_.:-]+\})?[A-Za-z0-9_.:-]*$/.test(prefix) ||

@@ -12,18 +12,9 @@ import { finishJobCall, type JobScripts, type NewJobMeta, type ScriptReply } fro
 import type { JobStreamsBackend } from './job-streams-backend.js';
 import type { RedisKeys } from './redis-keys.js';
 import { tracedFinish, type TraceCarrier } from '../../tracing/job-tracing.js';
+import { terminalOf } from './terminal-event.js';
 
 const RESOLVED = Promise.resolve();
-
-/** The terminal event's data and the meta field (`result` or `error`) of an outcome; `result` is JSON text. */
-function terminalOf(outcome: { result: string } | { error: unknown }): {
-  data: string;
-  field: { field: 'result' | 'error'; value: string };
-} {
-  if ('result' in outcome) return { data: `{"result":${outcome.result}}`, field: { field: 'result', value: outcome.result } };
-  const error = JSON.stringify({ message: errorMessageOf(outcome.error) });
-  return { data: `{"error":${error}}`, field: { field: 'error', value: error } };
-}
 
 /**
  * One attempt of a job that runs in this process. Every event it produces (a handler's `emit`, a

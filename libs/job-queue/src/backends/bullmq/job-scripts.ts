@@ -100,6 +100,13 @@ export function finishJobCall(
 /** A script's reply as ioredis returns it. */
 export type ScriptReply = Array<string | number>;
 
+/** What `append-events` (alone, or inside a composed BullMQ command) replied. */
+export function decodeAppendEvents(reply: ScriptReply): AppendEventsReply {
+  const status = reply[0] as AppendEventsReply['status'];
+  if (status === 'ok' || status === 'limit') return { status, appended: Number(reply[1]), lastId: String(reply[2]) };
+  return { status };
+}
+
 /** What `start-attempt` decided. */
 export type StartAttemptReply =
   /** `abandonAfterMs`: the job's, when it was enqueued with one. */
@@ -276,13 +283,9 @@ export class JobScripts {
    * stream `events`, and tells the meter of the events it appended.
    */
   appendEventsReply(events: string, reply: ScriptReply): AppendEventsReply {
-    const status = reply[0] as AppendEventsReply['status'];
-    if (status === 'ok' || status === 'limit') {
-      const appended = Number(reply[1]);
-      if (appended > 0) this.meter?.sink?.appended(RedisKeys.queueOfJobKey(events), appended);
-      return { status, appended, lastId: String(reply[2]) };
-    }
-    return { status };
+    const decoded = decodeAppendEvents(reply);
+    if ('appended' in decoded && decoded.appended > 0) this.meter?.sink?.appended(RedisKeys.queueOfJobKey(events), decoded.appended);
+    return decoded;
   }
 
   async finishJob(

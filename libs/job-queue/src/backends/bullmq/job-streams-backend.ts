@@ -10,9 +10,27 @@ import {
   type BullCommands,
   type ComposedCommand,
 } from './bullmq-commands.js';
-import { scriptSource, type ScriptReply } from './job-scripts.js';
+import { JOB_QUEUE_DEFAULTS } from '../../options/validate-job-queue-options.js';
+import { decodeAppendEvents, finishJobCall, scriptSource, type ScriptReply } from './job-scripts.js';
 import { RedisKeys } from './redis-keys.js';
-import type { StreamCalls } from './stream-calls.js';
+import { StreamCalls } from './stream-calls.js';
+import { terminalOf } from './terminal-event.js';
+
+/**
+ * What the streams of the jobs a plain BullMQ `Worker` runs through a {@link jobStreamsBackend}
+ * may hold. Set them as `JobQueueModule`'s options of the same names, which the module's own
+ * workers use; each defaults to that option's default.
+ *
+ * @publicApi
+ */
+export interface JobStreamsBackendOptions {
+  /** Most events one job's stream holds, its terminal event included (100,000 unless set). */
+  maxEventsPerJob?: number;
+  /** Largest JSON text of a `progress` or `log` event's data, in bytes (64 KiB unless set); a larger call becomes a `gap` event. */
+  maxEventBytes?: number;
+  /** How long an ended job's stream and metadata are kept, in ms (one hour unless set). */
+  retentionMs?: number;
+}
 
 /**
  * A composed command: BullMQ's script of a command, then the module's write: the job's stream
@@ -68,6 +86,9 @@ export interface AttemptStarts {
   breakers: () => { mode: 'only' | 'except'; names: readonly string[] };
 }
 
+/** No job name has a circuit breaker (a plain `Worker`'s jobs). */
+const NO_BREAKERS = { mode: 'only', names: [] } as const;
+
 function isAdd(name: string): name is (typeof COMPOSED_ADDS)[number] {
   return (COMPOSED_ADDS as readonly string[]).includes(name);
 }
@@ -83,7 +104,10 @@ const pendingAdd = new AsyncLocalStorage<PendingAdd>();
 
 /** A job's terminal event waiting for BullMQ's move of the job to completed or failed (see {@link JobStreamsBackend.finishWith}). */
 interface PendingFinish {
-  /** The lock token of the run whose end this is: only a move of that run writes it. */
+  /**
+   * The lock token of the run whose end this is: only a move of that run writes it. `'*'`: the
+   * end of the move that carries it, whatever its token (a plain `Worker`'s, see {@link JobStreamsBackend.ownEnd}).
+   */
   token: string;
   keys: readonly string[];
   args: ReadonlyArray<string | number>;
@@ -94,15 +118,18 @@ interface PendingFinish {
 const definedOn = new WeakMap<object, Set<string>>();
 
 /**
- * The part of a backend made by {@link jobStreamsBackend} that composes: each `updateProgress` and
- * `addLog` call of a job whose attempt the bridge runs in this process (see {@link attach}) goes to
- * Redis as **one** script, BullMQ's own script of the command, taken from the installed `bullmq`,
- * and then, when it succeeded, the append of the call's event to the job's stream. BullMQ gets its
- * own reply back unchanged (the same value, the same errors); the stream's reply goes to the
- * attempt. Every other command, and the calls of jobs without an attached attempt, are BullMQ's
- * alone. It sits on the backend BullMQ's default factory made (its `execCommand`, the one method
- * through which that backend sends every script, is routed through {@link execCommand} on that
- * instance only), so the connections are made as BullMQ makes them, whatever its version.
+ * The part of a backend made by {@link jobStreamsBackend} that composes: each BullMQ command that
+ * changes what a job's stream shows goes to Redis as **one** script, BullMQ's own script of the
+ * command (taken from the installed `bullmq`), then the module's write: a new job's metadata with
+ * its add ({@link addingJob}), the attempt's start with the move to active, each `updateProgress`
+ * and `addLog` call's event, the terminal event with the move to finished. BullMQ gets its own
+ * reply back unchanged (the same value, the same errors). Who runs the attempts decides what is
+ * written: a worker of the module ({@link drive}) attaches them ({@link attach},
+ * {@link finishWith}, {@link startAttempts}); for a plain `Worker` the backend runs them itself,
+ * from BullMQ's commands and replies alone. It sits on the backend BullMQ's default factory made
+ * (its `execCommand`, the one method through which that backend sends every script, is routed
+ * through {@link execCommand} on that instance only), so the connections are made as BullMQ
+ * makes them, whatever its version.
  */
 export class JobStreamsBackend {
   private static readonly byBackend = new WeakMap<object, JobStreamsBackend>();
@@ -119,19 +146,52 @@ export class JobStreamsBackend {
   private readonly started = new Map<string, { starts: string; reply: ScriptReply }>();
   private readonly scripts: Record<ComposedCommand, ComposedScript>;
   private readonly bullExecCommand: RedisQueueBackend['execCommand'];
+  /**
+   * True once a worker of the module drives the attempts (see {@link drive}); until then the
+   * backend runs each attempt of a plain `Worker` itself (see {@link ownRuns}).
+   */
+  private driven = false;
+  /**
+   * The attempt a plain `Worker` runs of each job it was given, by job id: started inside BullMQ's
+   * move to active, its calls composed, its end written with BullMQ's move to finished. An entry
+   * stays until that move, or the next start of the same job in this worker.
+   */
+  private readonly ownRuns = new Map<string, { calls: StreamCalls; attempt: number }>();
+  private readonly limits: Required<JobStreamsBackendOptions>;
 
-  private constructor(private readonly backend: RedisQueueBackend) {
+  private constructor(
+    private readonly backend: RedisQueueBackend,
+    options: JobStreamsBackendOptions,
+  ) {
     // Checked here, at start-up: a bullmq whose commands do not fit stops the worker from being made.
     this.scripts = composedScriptsOf(installedBullCommands());
+    this.limits = {
+      maxEventsPerJob: options.maxEventsPerJob ?? JOB_QUEUE_DEFAULTS.maxEventsPerJob,
+      maxEventBytes: options.maxEventBytes ?? JOB_QUEUE_DEFAULTS.maxEventBytes,
+      retentionMs: options.retentionMs ?? JOB_QUEUE_DEFAULTS.retentionMs,
+    };
+    // A plain Worker's attempts start with BullMQ's moves; a queue never sends one.
+    this.starts = { create: true, maxEventsPerJob: this.limits.maxEventsPerJob, breakers: () => NO_BREAKERS };
     this.bullExecCommand = backend.execCommand.bind(backend);
     backend.execCommand = (client, commandName, args) => this.execCommand(client, commandName, args);
     JobStreamsBackend.byBackend.set(backend, this);
   }
 
   /** Makes `backend` compose. */
-  static around<B extends RedisQueueBackend>(backend: B): B {
-    new JobStreamsBackend(backend);
+  static around<B extends RedisQueueBackend>(backend: B, options: JobStreamsBackendOptions = {}): B {
+    new JobStreamsBackend(backend, options);
     return backend;
+  }
+
+  /**
+   * Hands the attempts of the worker this backend serves to a driver of the module (a
+   * `JobQueueWorker`'s bridge, the `@JobHandler` runtime): from now on the backend composes only
+   * what that driver attaches ({@link attach}, {@link finishWith}, {@link startAttempts}).
+   * Called right after the worker is made, before it sends its first command.
+   */
+  drive(): void {
+    this.driven = true;
+    this.starts = undefined;
   }
 
   /** The composing part of `backend`, when {@link jobStreamsBackend} made it. */
@@ -217,7 +277,7 @@ export class JobStreamsBackend {
       const jobId = String(args[script.bullmq.keys]);
       // The end stays until a move of its own run wrote it: another run of the job in this
       // worker (one that lost the lock) may send its move first, or at the same time.
-      const pending = this.finishing.get(jobId);
+      const pending = this.driven ? this.finishing.get(jobId) : this.ownEnd(jobId, args, script.bullmq.keys);
       if (pending || this.starts) return this.composedFinish(client as RedisClient, script, args, jobId, pending);
     } else if (commandName === 'moveToActive') {
       if (this.starts) return this.composedFetch(client as RedisClient, this.scripts.moveToActive, args);
@@ -264,13 +324,69 @@ export class JobStreamsBackend {
     ];
   }
 
-  /** Keeps the start of the job BullMQ's move gave the worker (`bullmqReply`), for {@link takeStart}. */
-  private keepStart(bullmqReply: unknown, startReply: ScriptReply | 0 | undefined): void {
+  /**
+   * Keeps the start of the job BullMQ's move gave the worker (`bullmqReply`), for {@link takeStart};
+   * for a plain `Worker`, runs its attempt here. `keyPrefix`: BullMQ's key prefix of the queue.
+   */
+  private keepStart(bullmqReply: unknown, startReply: ScriptReply | 0 | undefined, keyPrefix: string): void {
     if (!startReply || !Array.isArray(bullmqReply) || !bullmqReply[1] || !Array.isArray(bullmqReply[0])) return;
+    const jobId = String(bullmqReply[1]);
+    if (!this.driven) return this.runOwn(jobId, keyPrefix + jobId, startReply);
     // BullMQ's reply holds the job's fields as a flat list: its count of starts (`ats`) among them.
     const fields = bullmqReply[0] as unknown[];
     const at = fields.findIndex((field, index) => index % 2 === 0 && String(field) === 'ats');
-    this.started.set(String(bullmqReply[1]), { starts: at < 0 ? '' : String(fields[at + 1]), reply: startReply });
+    this.started.set(jobId, { starts: at < 0 ? '' : String(fields[at + 1]), reply: startReply });
+  }
+
+  /**
+   * Runs the attempt of job `jobId` (BullMQ's key `jobKey`) a plain `Worker` was just given, whose
+   * start replied `startReply`: its `updateProgress` and `addLog` calls are composed from now on.
+   * A job that did not start (cancelled before, or its stream full) runs as BullMQ's alone.
+   */
+  private runOwn(jobId: string, jobKey: string, startReply: ScriptReply): void {
+    this.endOwn(jobId);
+    if (startReply[0] !== 'ok') return;
+    const attempt = Number(startReply[1]);
+    const { meta, events } = RedisKeys.ofBullJob(jobKey);
+    const calls = new StreamCalls({
+      metaKey: meta,
+      eventsKey: events,
+      attempt,
+      maxEvents: this.limits.maxEventsPerJob,
+      maxEventBytes: this.limits.maxEventBytes,
+      decode: decodeAppendEvents,
+      // Nothing to stop: a plain Worker's processor runs on; its later calls are BullMQ's alone.
+      onStop: () => undefined,
+    });
+    this.ownRuns.set(jobId, { calls, attempt });
+    this.attach(jobId, calls);
+  }
+
+  /** Ends the attempt {@link runOwn} runs of job `jobId`, if any; returns it. */
+  private endOwn(jobId: string): { calls: StreamCalls; attempt: number } | undefined {
+    const run = this.ownRuns.get(jobId);
+    if (!run) return undefined;
+    this.ownRuns.delete(jobId);
+    run.calls.close();
+    this.detach(jobId, run.calls);
+    return run;
+  }
+
+  /**
+   * The terminal event a plain `Worker`'s move of job `jobId` to finished (BullMQ's arguments
+   * `args`, after `keyCount` keys) writes: the outcome BullMQ records (its target state and the
+   * return value's JSON or the failed reason), for the attempt the backend started. It goes with
+   * that move only (`'*'`), and only when BullMQ accepts it.
+   */
+  private ownEnd(jobId: string, args: unknown[], keyCount: number): PendingFinish {
+    const run = this.endOwn(jobId);
+    const state = String(args[keyCount + 4]) === 'completed' ? 'completed' : 'failed';
+    const value = String(args[keyCount + 3]);
+    const { data, field } = terminalOf(state === 'completed' ? { result: value } : { error: value });
+    // BullMQ's 12th key of the move is its key of the job.
+    const own = RedisKeys.ofBullJob(String(args[11]));
+    const call = finishJobCall(own.meta, own.events, state, data, Date.now(), this.limits.retentionMs, field, run?.attempt);
+    return { token: '*', ...call, settle: () => undefined };
   }
 
   /** Runs BullMQ's move to active and the start of the attempt of the job it gives as one script; resolves to BullMQ's reply. */
@@ -281,7 +397,8 @@ export class JobStreamsBackend {
       unknown,
       ScriptReply?,
     ];
-    this.keepStart(reply[0], reply[1]);
+    // BullMQ's first argument of the move: its key prefix of the queue.
+    this.keepStart(reply[0], reply[1], String(args[keyCount]));
     return reply[0];
   }
 
@@ -317,7 +434,8 @@ export class JobStreamsBackend {
       if (this.finishing.get(jobId) === pending) this.finishing.delete(jobId);
       pending.settle(reply[1]);
     }
-    this.keepStart(reply[0], reply[2]);
+    // BullMQ's 7th argument of the move: its key prefix of the queue.
+    this.keepStart(reply[0], reply[2], String(args[keyCount + 6]));
     return reply[0];
   }
 
@@ -356,20 +474,32 @@ export class JobStreamsBackend {
 
 /**
  * A factory for BullMQ's `Queue`, `Worker` and `QueueEvents` whose backends are BullMQ's own
- * (made by its default factory, `createRedisBackend`, connections and all) with each bridged
- * `updateProgress` and `addLog` call sent as one script with the job's stream write (see
- * {@link JobStreamsBackend}). `JobQueueWorker` uses it unless given a factory of its own.
+ * (made by its default factory, `createRedisBackend`, connections and all) with every command
+ * that changes what a job's stream shows sent as one script with the job's stream write (see
+ * {@link JobStreamsBackend}).
+ *
+ * - A plain `Worker` made with it is bridged on its own: each job it is given starts its attempt
+ *   (`started`) inside BullMQ's move to active, each `updateProgress` and `log` call is one script
+ *   with its event, and the move to completed or failed writes the terminal event from what
+ *   BullMQ records. Jobs added without the module get metadata without an owner (read them with
+ *   system access). `options` sets the limits of those streams; use the module's values.
+ * - A `JobQueueWorker` (and the module's `@JobHandler` worker) uses it by default and drives the
+ *   attempts itself: cancel, circuit breakers, the event cap.
+ *
+ * A plain `Worker` cannot be stopped by the module: a job cancelled before it starts still
+ * reaches its processor (the stream stays `cancelled`, and the processor's calls are BullMQ's
+ * alone); use a `JobQueueWorker` to have cancel abort the processor.
  *
  * @example
  * ```ts
- * const worker = new JobQueueWorker('reports', processor, { connection }, jobStreamsBackend());
+ * const worker = new Worker('reports', processor, { connection }, jobStreamsBackend());
  * ```
  *
  * @throws IncompatibleBullMqError when the installed `bullmq` lacks a command the backend composes
  * with, or ships it in another shape (checked at once, and again as each backend is made).
  * @publicApi
  */
-export function jobStreamsBackend(): BackendFactory<RedisQueueBackend> {
+export function jobStreamsBackend(options: JobStreamsBackendOptions = {}): BackendFactory<RedisQueueBackend> {
   installedBullCommands();
-  return (name, opts, options) => JobStreamsBackend.around(createRedisBackend(name, opts, options));
+  return (name, opts, factoryOptions) => JobStreamsBackend.around(createRedisBackend(name, opts, factoryOptions), options);
 }

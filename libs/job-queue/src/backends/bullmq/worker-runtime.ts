@@ -104,6 +104,8 @@ export class WorkerRuntime {
       },
       jobStreamsBackend(),
     );
+    // The handler runtime runs the attempts, not the backend on its own.
+    JobStreamsBackend.of(this.worker.getBackend())?.drive();
     if (this.options.redis.replicaAcks === 0) {
       this.finishThrough = JobStreamsBackend.of(this.worker.getBackend());
       // Each job BullMQ gives the worker has its attempt started in the same script.

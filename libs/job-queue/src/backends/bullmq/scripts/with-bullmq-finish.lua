@@ -14,7 +14,8 @@
   KEYS[2] events stream of the job
   KEYS[3] spare key of the job's slot (finish-job.lua)
   KEYS[4], ... BullMQ's keys of the move
-  ARGV[1] the lock token of the run whose terminal event ARGV[2..8] is, or '' for none
+  ARGV[1] the lock token of the run whose terminal event ARGV[2..8] is, '*' for the run sending
+          this move (a plain Worker's: the end is made from this move's own outcome), or '' for none
   ARGV[2] ... ARGV[8] finish-job's arguments (finish-job.lua)
   ARGV[9] ... ARGV[14] startFetched's arguments (include-start-fetched.lua), or ARGV[9] = ''
   ARGV[15], ... BullMQ's arguments of the move (ARGV[21], its 7th: BullMQ's key prefix of the
@@ -38,7 +39,7 @@ end
 
 local bullmqReply = bullmqCommand({unpack(KEYS, 4)}, {unpack(ARGV, 15)})
 -- The move of the run whose end this is: BullMQ's answer to it settles that end either way.
-local ownRun = ARGV[1] ~= '' and cmsgpack.unpack(ARGV[22])['token'] == ARGV[1]
+local ownRun = ARGV[1] == '*' or (ARGV[1] ~= '' and cmsgpack.unpack(ARGV[22])['token'] == ARGV[1])
 if type(bullmqReply) == 'number' and bullmqReply < 0 then
   return {bullmqReply, ownRun and {'refused'} or 0, 0}
 end

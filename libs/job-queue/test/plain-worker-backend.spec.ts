@@ -1,0 +1,270 @@
+import 'reflect-metadata';
+import { createHash, randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { Queue, Worker, type Job, type Processor } from 'bullmq';
+import { Redis } from 'ioredis';
+import { jobStreamsBackend, type JobEvent, type JobQueue } from 'nestjs-job-streams';
+import { scriptSource } from '../src/backends/bullmq/job-scripts.js';
+import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
+import { createContractApp, type ContractApp } from './contract/job-queue.contract.js';
+import { pollUntil } from '../../../test/support/poll-until.js';
+import { RedisMonitor, type MonitoredCommand } from '../../../test/support/redis-monitor.js';
+import { RedisServer } from '../../../test/support/redis-server.js';
+
+/**
+ * A plain BullMQ `Worker` given `jobStreamsBackend()` (no `JobQueueWorker`, no bridge of its
+ * own) is bridged by its backend alone: `started` with BullMQ's move to active, each
+ * `updateProgress` / `log` with BullMQ's script of the call, the terminal event with the move to
+ * finished, each one script. An app of the module leads the foreign-worker bridge of the queue
+ * meanwhile: a job is never bridged twice. BullMQ's view of the jobs is read through its own API
+ * and compared with a plain `Worker` on BullMQ's default backend.
+ */
+describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
+  let server: RedisServer;
+  let admin: Redis;
+  let prefix: string;
+  let app: ContractApp;
+  let jobQueue: JobQueue;
+  const closing: Array<{ close(): Promise<void> }> = [];
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    admin = new Redis(server.url);
+  });
+
+  afterEach(async () => {
+    await Promise.all(closing.splice(0).map((part) => part.close()));
+  });
+
+  afterAll(async () => {
+    admin?.disconnect();
+    await server?.destroy();
+  });
+
+  const connection = (): { url: string } => ({ url: server.url });
+
+  /** An app of the module whose foreign-worker bridge leads `queues` (as an api instance would). */
+  async function startApp(queues: string[]): Promise<void> {
+    prefix = `p${randomUUID().slice(0, 8)}`;
+    app = await createContractApp({ backend: 'bullmq', redis: { url: server.url, prefix }, queues, shutdownGraceMs: 200 });
+    closing.push(app);
+    jobQueue = app.queue;
+    for (const name of queues) {
+      await pollUntil(
+        async () => jobQueue.bridgeStatus().some((status) => status.queue === name && status.leading),
+        (leading) => leading,
+      );
+    }
+  }
+
+  function queue(name: string): Queue {
+    const made = new Queue(name, { connection: connection(), prefix });
+    closing.push(made);
+    return made;
+  }
+
+  function worker(name: string, processor: Processor, bridged: boolean, opts: Record<string, unknown> = {}): Worker {
+    const made = bridged
+      ? new Worker(name, processor, { connection: connection(), prefix, ...opts }, jobStreamsBackend())
+      : new Worker(name, processor, { connection: connection(), prefix, ...opts });
+    closing.push(made);
+    return made;
+  }
+
+  /** The job's stream to its end, read with system access (a job added without the module has no owner). */
+  async function eventsOf(name: string, id: string): Promise<Array<[string, unknown]>> {
+    const events: JobEvent[] = [];
+    for await (const event of jobQueue.follow(id, { queue: name })) events.push(event);
+    return events.map((event) => [event.type, event.data]);
+  }
+
+  /**
+   * Each write to the stream of job `id` of `queueName`, in order: its event type, how the script
+   * that wrote it was sent, and whether BullMQ's own write of the same step ran in that script (no
+   * client command in between: MONITOR lists a script's commands right after it).
+   */
+  function writesOf(monitor: RedisMonitor, queueName: string, id: string) {
+    const ours = new RedisKeys(prefix).events(queueName, id);
+    const bullEvents = `${prefix}:${queueName}:events`;
+    const bullEvent = (type: string) => (command: MonitoredCommand) =>
+      command.name === 'XADD' && command.args[0] === bullEvents && command.args.includes(type) && command.args.includes(id);
+    const bullWrites: Record<string, (command: MonitoredCommand) => boolean> = {
+      started: bullEvent('active'),
+      progress: bullEvent('progress'),
+      log: (command) => command.name === 'RPUSH' && command.args[0] === `${prefix}:${queueName}:${id}:logs`,
+      completed: bullEvent('completed'),
+      failed: bullEvent('failed'),
+    };
+    const writes = monitor.commands.flatMap((command, at) => (command.name === 'XADD' && command.args[0] === ours ? [at] : []));
+    return writes.map((at) => {
+      let sent = at;
+      while (sent > 0 && monitor.commands[sent].source === 'lua') sent--;
+      const type = monitor.commands[at].args[monitor.commands[at].args.indexOf('type') + 1];
+      const script = monitor.commands.slice(sent, at + 1);
+      // EVAL after a script flush, EVALSHA once loaded: one script either way.
+      return { type, sentAs: script[0].name.replace('EVALSHA', 'EVAL'), withBullMqWrite: script.some(bullWrites[type] ?? (() => false)) };
+    });
+  }
+
+  /** What {@link writesOf} shows when each event of `types` was written inside BullMQ's script. */
+  const withBullMqWrites = (types: string[]) => types.map((type) => ({ type, sentAs: 'EVAL', withBullMqWrite: true }));
+
+  /** True when Redis has ever loaded the module's script `name` (run alone, not inside BullMQ's). */
+  async function ranAlone(name: string): Promise<boolean> {
+    const sha = createHash('sha1').update(scriptSource(name)).digest('hex');
+    const [exists] = (await admin.script('EXISTS', sha)) as number[];
+    return exists === 1;
+  }
+
+  /** What BullMQ says of a job, through its own API. */
+  async function bullView(from: Queue, id: string): Promise<Record<string, unknown>> {
+    const job = (await from.getJob(id))!;
+    return {
+      state: await job.getState(),
+      progress: job.progress,
+      returnvalue: job.returnvalue,
+      failedReason: job.failedReason,
+      attemptsMade: job.attemptsMade,
+      logs: (await from.getJobLogs(id)).logs,
+    };
+  }
+
+  /** Resolves when `worker` ends job `id` for good (completed, or failed with no retry left). */
+  function ended(on: Worker, id: string): Promise<void> {
+    return new Promise((resolve) => {
+      on.on('completed', (job) => job.id === id && resolve());
+      on.on('failed', (job) => job?.id === id && job.finishedOn !== undefined && resolve());
+    });
+  }
+
+  /** Two pages, then the result; a failure on the first try when the job says so. */
+  const pages: Processor = async (job: Job<{ failFirst?: boolean; failAlways?: boolean }>) => {
+    await job.updateProgress({ page: 1, pages: 2 });
+    await job.log(`page 1 (try ${job.attemptsMade + 1})`);
+    if (job.data.failAlways || (job.data.failFirst && job.attemptsMade === 0)) throw new Error('printer jammed');
+    await job.updateProgress({ page: 2, pages: 2 });
+    return { pages: 2 };
+  };
+
+  it('writes started, every call and the terminal event, each inside BullMQ’s own script, once', async () => {
+    await startApp(['plain']);
+    await admin.script('FLUSH');
+    const plain = queue('plain');
+    const running = worker('plain', pages, true);
+    const monitor = await RedisMonitor.start(server.url);
+    try {
+      const job = await plain.add('print', {});
+      const done = ended(running, job.id!);
+      expect(await eventsOf('plain', job.id!)).toEqual([
+        ['started', { attempt: 1 }],
+        ['progress', { page: 1, pages: 2 }],
+        ['log', { message: 'page 1 (try 1)' }],
+        ['progress', { page: 2, pages: 2 }],
+        ['completed', { result: { pages: 2 } }],
+      ]);
+      await done;
+      await monitor.caughtUp(admin);
+      expect(writesOf(monitor, 'plain', job.id!)).toEqual(withBullMqWrites(['started', 'progress', 'log', 'progress', 'completed']));
+      expect({
+        startAttempt: await ranAlone('start-attempt'),
+        appendEvents: await ranAlone('append-events'),
+        finishJob: await ranAlone('finish-job'),
+      }).toEqual({ startAttempt: false, appendEvents: false, finishJob: false });
+    } finally {
+      monitor.stop();
+    }
+  });
+
+  it('retries show one started per attempt, a final failure its error; BullMQ’s view is as without the module', async () => {
+    await startApp(['with', 'without']);
+    const views: Record<string, unknown[]> = {};
+    for (const name of ['with', 'without']) {
+      const added = queue(name);
+      const running = worker(name, pages, name === 'with');
+      const retried = await added.add('print', { failFirst: true }, { attempts: 2 });
+      const failed = await added.add('print', { failAlways: true }, { attempts: 1 });
+      await Promise.all([ended(running, retried.id!), ended(running, failed.id!)]);
+      views[name] = [await bullView(added, retried.id!), await bullView(added, failed.id!)];
+      if (name === 'with') {
+        expect(await eventsOf(name, retried.id!)).toEqual([
+          ['started', { attempt: 1 }],
+          ['progress', { page: 1, pages: 2 }],
+          ['log', { message: 'page 1 (try 1)' }],
+          ['started', { attempt: 2 }],
+          ['progress', { page: 1, pages: 2 }],
+          ['log', { message: 'page 1 (try 2)' }],
+          ['progress', { page: 2, pages: 2 }],
+          ['completed', { result: { pages: 2 } }],
+        ]);
+        expect(await eventsOf(name, failed.id!)).toEqual([
+          ['started', { attempt: 1 }],
+          ['progress', { page: 1, pages: 2 }],
+          ['log', { message: 'page 1 (try 1)' }],
+          ['failed', { error: { message: 'printer jammed' } }],
+        ]);
+      }
+    }
+    expect(views.with).toEqual(views.without);
+    expect(views.with[0]).toMatchObject({ state: 'completed', attemptsMade: 2, progress: { page: 2, pages: 2 } });
+  });
+
+  it('a job moved back as stalled shows its next attempt as a new started, and only the run holding the lock ends it', async () => {
+    await startApp(['stalls']);
+    const stalls = queue('stalls');
+    let releaseFirst!: () => void;
+    const firstMayEnd = new Promise<void>((resolve) => (releaseFirst = resolve));
+    let firstRunning!: () => void;
+    const firstStarted = new Promise<void>((resolve) => (firstRunning = resolve));
+    let firstDone!: () => void;
+    const firstCalledLate = new Promise<void>((resolve) => (firstDone = resolve));
+    // The first run holds its job without renewing its lock: BullMQ's stalled check moves the job back.
+    const first = worker(
+      'stalls',
+      async (job: Job) => {
+        await job.updateProgress('first run');
+        firstRunning();
+        await firstMayEnd;
+        // BullMQ takes the call (the job is there); the stream, whose attempt moved on, does not.
+        await job.updateProgress('first run, late');
+        firstDone();
+        return 'first';
+      },
+      true,
+      // (Nor checks for stalled jobs: its check would hold off the other worker's for its interval.)
+      { skipLockRenewal: true, skipStalledCheck: true, lockDuration: 1000 },
+    );
+    // BullMQ refuses the first run's move to finished (its lock is gone) and says so.
+    const firstRefused = new Promise<string>((resolve) => first.on('error', (error) => resolve(error.message)));
+    const monitor = await RedisMonitor.start(server.url);
+    try {
+      const job = await stalls.add('hold', {}, { attempts: 3 });
+      await firstStarted;
+      const second = worker(
+        'stalls',
+        async (held: Job) => {
+          await held.updateProgress('second run');
+          return 'second';
+        },
+        true,
+        { lockDuration: 1000, stalledInterval: 500 },
+      );
+      await ended(second, job.id!);
+      releaseFirst();
+      await firstCalledLate;
+      expect(await firstRefused).toMatch(/Missing lock for job .* moveToFinished/);
+      expect(await eventsOf('stalls', job.id!)).toEqual([
+        ['started', { attempt: 1 }],
+        ['progress', 'first run'],
+        ['started', { attempt: 2 }],
+        ['progress', 'second run'],
+        ['completed', { result: 'second' }],
+      ]);
+      expect(await bullView(stalls, job.id!)).toMatchObject({ state: 'completed', returnvalue: 'second' });
+      await monitor.caughtUp(admin);
+      expect(writesOf(monitor, 'stalls', job.id!)).toEqual(withBullMqWrites(['started', 'progress', 'started', 'progress', 'completed']));
+    } finally {
+      releaseFirst();
+      monitor.stop();
+    }
+  });
+});
