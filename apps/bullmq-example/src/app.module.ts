@@ -2,11 +2,12 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { APP_FILTER } from '@nestjs/core';
 import { BullModule } from '@nestjs/bullmq';
-import { JobQueueExceptionFilter, JobQueueModule, JobQueueWorker, bullModuleConnection } from 'nestjs-job-streams';
+import { JobQueueExceptionFilter, JobQueueModule, JobQueueWorker, JobStreamsQueue, bullModuleConnection } from 'nestjs-job-streams';
 import { ReportProcessor } from './report.processor.js';
 import { ReportsController } from './reports.controller.js';
 
 BullModule.workerClass = JobQueueWorker; // + before any registerQueue runs: @nestjs/bullmq's workers now bridge
+BullModule.queueClass = JobStreamsQueue; // + and @InjectQueue's adds give each job its stream at once
 
 /** One module for both roles: an `api` serves HTTP and runs no processor; a `worker` runs the processor and serves nothing. */
 @Module({})

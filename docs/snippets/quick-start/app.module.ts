@@ -1,10 +1,11 @@
 import { Controller, Get, Module, Param, Req, Res } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
 import type { Request, Response } from 'express';
-import { JobQueueModule, JobQueueWorker } from 'nestjs-job-streams';
+import { JobQueueModule, JobQueueWorker, JobStreamsQueue } from 'nestjs-job-streams';
 import { JobEventStreamer } from 'nestjs-job-streams/http';
 
 BullModule.workerClass = JobQueueWorker; // @nestjs/bullmq's workers now bridge progress into streams
+BullModule.queueClass = JobStreamsQueue; // and @InjectQueue's adds give each job its stream at once
 
 @Controller('reports')
 export class ReportEventsController {

@@ -3,6 +3,7 @@ import { ConfigService } from '@nestjs/config';
 import { BullModule } from '@nestjs/bullmq';
 import {
   JobQueueWorker,
+  JobStreamsQueue,
   bullModuleClusterConnection,
   bullModuleConnection,
   jobQueueOptionsFromEnv,
@@ -14,6 +15,8 @@ import { REPORTS_QUEUE } from './report.processor.js';
 // @Processor classes put every job's progress and log into the job's event stream. It must run
 // before `registerQueue` is called (below, when this file is loaded).
 BullModule.workerClass = JobQueueWorker;
+// And the queues it makes for @InjectQueue give each job its stream's metadata with BullMQ's add.
+BullModule.queueClass = JobStreamsQueue;
 
 /**
  * The demo's `@nestjs/bullmq` setup, as a team already has it: the shared connection (the same

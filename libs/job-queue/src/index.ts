@@ -24,6 +24,7 @@ export { validateJobQueueOptions } from './options/validate-job-queue-options.js
 export { jobQueueOptionsFromEnv, type ConfigReader } from './options/job-queue-options-from-env.js';
 export { JobHandler } from './handlers/job-handler.decorator.js';
 export { JobQueueWorker } from './bridge/job-queue-worker.js';
+export { JobStreamsQueue } from './bridge/job-streams-queue.js';
 export { BridgedJob } from './bridge/bridged-job.js';
 export { jobStreamsBackend, type JobStreamsBackendOptions } from './backends/bullmq/job-streams-backend.js';
 export { bridgeLeaseHolder } from './bridge/queue-events-bridge.js';

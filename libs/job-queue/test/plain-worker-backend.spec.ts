@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { Queue, Worker, type Job, type Processor } from 'bullmq';
 import { Redis } from 'ioredis';
-import { jobStreamsBackend, type JobEvent, type JobQueue } from 'nestjs-job-streams';
+import { JobStreamsQueue, jobStreamsBackend, type JobEvent, type JobQueue } from 'nestjs-job-streams';
 import { scriptSource } from '../src/backends/bullmq/job-scripts.js';
 import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
 import { createContractApp, type ContractApp } from './contract/job-queue.contract.js';
@@ -206,6 +206,77 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
     }
     expect(views.with).toEqual(views.without);
     expect(views.with[0]).toMatchObject({ state: 'completed', attemptsMade: 2, progress: { page: 2, pages: 2 } });
+  });
+
+  it('a retry after a backoff reads queued meanwhile, and the job BullMQ would fetch with the retry starts as any other', async () => {
+    await startApp(['backoff']);
+    const added = queue('backoff');
+    // Both wait before the worker starts: the first fails, and BullMQ's move of it to delayed
+    // would hand the worker the second in the same command.
+    const retried = await added.add('print', { failFirst: true }, { attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+    const next = await added.add('print', {});
+    const running = worker('backoff', pages, true);
+    const meta = new RedisKeys(prefix).meta('backoff', retried.id!);
+    const stateAtRetry = new Promise<string | null>((resolve) =>
+      running.on('failed', (job) => job?.id === retried.id && resolve(admin.hget(meta, 'state'))),
+    );
+    await Promise.all([ended(running, retried.id!), ended(running, next.id!)]);
+    expect(await stateAtRetry).toBe('queued');
+    expect((await eventsOf('backoff', retried.id!)).map(([type]) => type)).toEqual([
+      'started',
+      'progress',
+      'log',
+      'started',
+      'progress',
+      'log',
+      'progress',
+      'completed',
+    ]);
+    expect((await eventsOf('backoff', next.id!)).map(([type]) => type)).toEqual(['started', 'progress', 'log', 'progress', 'completed']);
+  });
+
+  it('a JobStreamsQueue’s add writes the job’s metadata in BullMQ’s add script; addBulk and duplicate ids stay BullMQ’s', async () => {
+    await startApp(['added']);
+    const added = new JobStreamsQueue('added', { connection: connection(), prefix });
+    closing.push(added);
+    const keys = new RedisKeys(prefix);
+    const monitor = await RedisMonitor.start(server.url);
+    let job: Job;
+    try {
+      job = await added.add('print', {}, { attempts: 3, jobId: 'report-1' });
+      // Read from Redis directly: a read through the module would give the job metadata by itself.
+      expect(await admin.hgetall(keys.meta('added', job.id!))).toMatchObject({
+        name: 'print',
+        owner: '',
+        state: 'queued',
+        maxAttempts: '3',
+      });
+      await monitor.caughtUp(admin);
+      const write = monitor.commands.findIndex((command) => command.name === 'HSET' && command.args[0] === keys.meta('added', job.id!));
+      let sent = write;
+      while (sent > 0 && monitor.commands[sent].source === 'lua') sent--;
+      const script = monitor.commands.slice(sent, write + 1);
+      expect({
+        sentAs: script[0].name.replace('EVALSHA', 'EVAL'),
+        withBullMqAdd: script.some((command) => command.name === 'HMSET' && command.args[0] === `${prefix}:added:${job.id}`),
+      }).toEqual({ sentAs: 'EVAL', withBullMqAdd: true });
+    } finally {
+      monitor.stop();
+    }
+    // The same id again: BullMQ keeps the first job and says so; its metadata is left as it was.
+    const again = await added.add('print', { other: true }, { jobId: 'report-1' });
+    expect(again.id).toBe(job.id);
+    expect(await admin.hget(keys.meta('added', job.id!), 'maxAttempts')).toBe('3');
+    const bulk = await added.addBulk([
+      { name: 'print', data: {} },
+      { name: 'print', data: {} },
+    ]);
+    expect(bulk.map((one) => typeof one.id)).toEqual(['string', 'string']);
+    const running = worker('added', pages, true);
+    await Promise.all([job, ...bulk].map((one) => ended(running, one.id!)));
+    for (const one of [job, ...bulk]) {
+      expect((await eventsOf('added', one.id!)).map(([type]) => type)).toEqual(['started', 'progress', 'log', 'progress', 'completed']);
+    }
   });
 
   it('a job moved back as stalled shows its next attempt as a new started, and only the run holding the lock ends it', async () => {

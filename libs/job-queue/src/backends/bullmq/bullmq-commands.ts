@@ -95,6 +95,17 @@ export function checkBullCommands(scripts: Readonly<Record<string, unknown>>, ve
 }
 
 let installed: BullCommands | undefined;
+let installedScripts: Readonly<Record<string, unknown>> = {};
+
+/**
+ * How many keys the installed `bullmq`'s command `name` takes (its arguments follow them), for a
+ * command the module reads but does not compose; `undefined` when the package lacks it.
+ */
+export function installedKeyCount(name: string): number | undefined {
+  installedBullCommands();
+  const keys = (installedScripts[name] as Partial<BullScript> | undefined)?.keys;
+  return typeof keys === 'number' ? keys : undefined;
+}
 
 /**
  * The commands of the `bullmq` this process imports, read from the package at the first call and
@@ -120,6 +131,7 @@ export function installedBullCommands(): BullCommands {
     } catch {
       // Checked below: every command is then missing, which the error says with the version.
     }
+    installedScripts = scripts;
     installed = checkBullCommands(scripts, version);
   }
   return installed;

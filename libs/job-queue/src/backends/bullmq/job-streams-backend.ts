@@ -6,6 +6,7 @@ import {
   COMPOSED_ADDS,
   COMPOSED_COMMANDS,
   installedBullCommands,
+  installedKeyCount,
   type BullCommand,
   type BullCommands,
   type ComposedCommand,
@@ -86,8 +87,16 @@ export interface AttemptStarts {
   breakers: () => { mode: 'only' | 'except'; names: readonly string[] };
 }
 
+/** The module's `requeue-job` script, as a plain `Worker`'s backend runs it (see {@link JobStreamsBackend.ownRetry}). */
+const requeueJob = (): { name: string; lua: string } => ({ name: 'jq:requeue-job', lua: scriptSource('requeue-job') });
+
 /** No job name has a circuit breaker (a plain `Worker`'s jobs). */
 const NO_BREAKERS = { mode: 'only', names: [] } as const;
+
+/** True for a transaction of BullMQ's (a `multi`), whose commands are queued, not answered one by one. */
+function isTransaction(client: RedisClient | IRedisTransaction): boolean {
+  return typeof (client as { duplicate?: unknown }).duplicate !== 'function';
+}
 
 function isAdd(name: string): name is (typeof COMPOSED_ADDS)[number] {
   return (COMPOSED_ADDS as readonly string[]).includes(name);
@@ -158,6 +167,8 @@ export class JobStreamsBackend {
    */
   private readonly ownRuns = new Map<string, { calls: StreamCalls; attempt: number }>();
   private readonly limits: Required<JobStreamsBackendOptions>;
+  /** Set by {@link giveAddsMetadata}: BullMQ's key prefix of the queue whose plain adds get metadata. */
+  private queueKeyPrefix?: string;
 
   private constructor(
     private readonly backend: RedisQueueBackend,
@@ -181,6 +192,15 @@ export class JobStreamsBackend {
   static around<B extends RedisQueueBackend>(backend: B, options: JobStreamsBackendOptions = {}): B {
     new JobStreamsBackend(backend, options);
     return backend;
+  }
+
+  /**
+   * Gives each job a plain `add` of the queue this backend serves makes (BullMQ's key prefix of
+   * the queue: `queueKeyPrefix`) its metadata in the same script, without an owner, `queued`
+   * (see {@link JobStreamsQueue}).
+   */
+  giveAddsMetadata(queueKeyPrefix: string): void {
+    this.queueKeyPrefix = queueKeyPrefix;
   }
 
   /**
@@ -287,6 +307,14 @@ export class JobStreamsBackend {
         adding.sent = true;
         return this.composedAdd(client as RedisClient, this.scripts[commandName], args, adding);
       }
+      // A plain add of a JobStreamsQueue; not one inside BullMQ's transactions (addBulk), whose
+      // replies BullMQ reads as its own: those jobs get their metadata when first read or started.
+      if (!adding && this.queueKeyPrefix !== undefined && !isTransaction(client)) {
+        return this.composedAdd(client as RedisClient, this.scripts[commandName], args, this.queueKeyPrefix);
+      }
+    } else if (!this.driven && (commandName === 'retryJob' || commandName === 'moveToDelayed')) {
+      const retried = this.ownRetry(client as RedisClient, commandName, args);
+      if (retried) return retried;
     } else if (commandName === 'updateProgress' || commandName === 'addLog') {
       const script = this.scripts[commandName];
       // BullMQ's arguments start with the job id, after its keys.
@@ -296,17 +324,19 @@ export class JobStreamsBackend {
     return this.bullExecCommand(client, commandName, args as never[]);
   }
 
-  /** Runs BullMQ's add and the new job's metadata as one script; resolves to BullMQ's reply. */
-  private async composedAdd(client: RedisClient, script: ComposedScript, args: unknown[], adding: PendingAdd): Promise<unknown> {
+  /**
+   * Runs BullMQ's add and the new job's metadata as one script; resolves to BullMQ's reply. The
+   * metadata is `adding`'s, or, given BullMQ's key prefix of the queue, made from what BullMQ
+   * stored of the job (no owner; see {@link giveAddsMetadata}).
+   */
+  private async composedAdd(client: RedisClient, script: ComposedScript, args: unknown[], adding: PendingAdd | string): Promise<unknown> {
     const keyCount = script.bullmq.keys;
     this.define(client, script, keyCount + 1);
-    const reply = (await client.runCommand(script.name, [
-      adding.metaKey,
-      ...args.slice(0, keyCount),
-      adding.fields.length / 2,
-      ...adding.fields,
-      ...args.slice(keyCount),
-    ])) as [unknown];
+    const ours =
+      typeof adding === 'string'
+        ? [args[0], ...args.slice(0, keyCount), 'job', adding]
+        : [adding.metaKey, ...args.slice(0, keyCount), adding.fields.length / 2, ...adding.fields];
+    const reply = (await client.runCommand(script.name, [...ours, ...args.slice(keyCount)])) as [unknown];
     return reply[0];
   }
 
@@ -370,6 +400,42 @@ export class JobStreamsBackend {
     run.calls.close();
     this.detach(jobId, run.calls);
     return run;
+  }
+
+  /**
+   * A plain `Worker`'s retry of a job whose attempt it ran (BullMQ's `retryJob`, or `moveToDelayed`
+   * after a backoff): sent as BullMQ's, then, once BullMQ moved the job, the job reads `queued` (a
+   * `requeue-job` call of its own: retries are rare, and BullMQ's retry commands take other keys
+   * in other 6.x versions). `moveToDelayed` is sent without fetching the next job, which then
+   * comes through BullMQ's move to active and starts there. `undefined` for a command this
+   * backend does not know the shape of.
+   */
+  private ownRetry(client: RedisClient, commandName: 'retryJob' | 'moveToDelayed', args: unknown[]): Promise<unknown> | undefined {
+    const keyCount = installedKeyCount(commandName);
+    if (keyCount === undefined) return undefined;
+    // BullMQ's arguments: the queue's key prefix first; the job id 4th (retryJob) or 3rd
+    // (moveToDelayed); moveToDelayed's 8th and 9th ask for the next job.
+    const jobId = String(args[keyCount + (commandName === 'retryJob' ? 3 : 2)]);
+    const jobKey = String(args[keyCount]) + jobId;
+    const sent = [...args];
+    if (commandName === 'moveToDelayed' && sent.length === keyCount + 9) {
+      sent[keyCount + 7] = 0;
+      sent[keyCount + 8] = undefined;
+    }
+    const run = this.endOwn(jobId);
+    return (async () => {
+      const reply = await this.bullExecCommand(client, commandName, sent as never[]);
+      if (run && !(typeof reply === 'number' && reply < 0)) {
+        const script = requeueJob();
+        this.define(client, script, 1);
+        try {
+          await client.runCommand(script.name, [RedisKeys.ofBullJob(jobKey).meta, run.attempt]);
+        } catch {
+          // The job reads `active` until its next attempt starts: nothing is lost.
+        }
+      }
+      return reply;
+    })();
   }
 
   /**
@@ -440,7 +506,7 @@ export class JobStreamsBackend {
   }
 
   /** Defines `script` on `client` once. */
-  private define(client: RedisClient, script: ComposedScript, numberOfKeys: number): void {
+  private define(client: RedisClient, script: { name: string; lua: string }, numberOfKeys: number): void {
     let defined = definedOn.get(client);
     if (!defined) definedOn.set(client, (defined = new Set()));
     if (!defined.has(script.name)) {

@@ -6,11 +6,15 @@
   it and a refused add leaves nothing. Metadata already there is kept: an add sent again after a
   reconnect (BullMQ then finds the job there too) changes nothing.
 
-  KEYS[1] meta hash of the job
+  A job added through a JobStreamsQueue (plain `queue.add`, its id made by BullMQ's script) gets
+  metadata without an owner instead, from what BullMQ stored (ARGV[1] is then 'job').
+
+  KEYS[1] meta hash of the job; for 'job', BullMQ's first key of the add (the slot's, unused)
   KEYS[2], ... BullMQ's keys of the add
-  ARGV[1] n, the number of metadata fields
-  ARGV[2], ... ARGV[1 + 2n] the metadata, field and value pairs
-  ARGV[2 + 2n], ... BullMQ's arguments of the add
+  ARGV[1] n, the number of metadata fields; or 'job', for a JobStreamsQueue's add
+  ARGV[2], ... ARGV[1 + 2n] the metadata, field and value pairs; for 'job': ARGV[2] BullMQ's key
+          prefix of the queue
+  ARGV[2 + 2n] (for 'job': ARGV[3]), ... BullMQ's arguments of the add
 
   Returns {bullmqReply}.
 ]]
@@ -19,12 +23,27 @@ local function bullmqCommand(KEYS, ARGV)
 --- @bullmq-command
 end
 
-local n = tonumber(ARGV[1])
-local bullmqReply = bullmqCommand({unpack(KEYS, 2)}, {unpack(ARGV, 2 + 2 * n)})
+local fromJob = ARGV[1] == 'job'
+local n = fromJob and 0 or tonumber(ARGV[1])
+local bullmqReply = bullmqCommand({unpack(KEYS, 2)}, {unpack(ARGV, fromJob and 3 or 2 + 2 * n)})
 if type(bullmqReply) == 'number' and bullmqReply < 0 then
   return {bullmqReply}
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if fromJob then
+  -- The job's keys are BullMQ's key of the job with the module's suffixes (its id is BullMQ's reply):
+  -- in the slot of the queue's keys, as BullMQ's own keys of the job are.
+  local jobKey = ARGV[2] .. bullmqReply
+  if redis.call('EXISTS', jobKey .. ':jq-meta') == 0 then
+    local job = redis.call('HMGET', jobKey, 'name', 'opts', 'timestamp')
+    local maxAttempts = 1
+    local decoded, opts = pcall(cjson.decode, job[2] or '{}')
+    if decoded and type(opts) == 'table' and tonumber(opts['attempts']) then
+      maxAttempts = math.max(1, tonumber(opts['attempts']))
+    end
+    redis.call('HSET', jobKey .. ':jq-meta', 'name', job[1] or '', 'owner', '', 'state', 'queued', 'attempt', 0,
+      'maxAttempts', maxAttempts, 'createdAt', job[3] or 0, 'count', 0)
+  end
+elseif redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], unpack(ARGV, 2, 1 + 2 * n))
 end
 return {bullmqReply}
