@@ -23,11 +23,11 @@ export {
 export { validateJobQueueOptions } from './options/validate-job-queue-options.js';
 export { jobQueueOptionsFromEnv, type ConfigReader } from './options/job-queue-options-from-env.js';
 export { JobHandler } from './handlers/job-handler.decorator.js';
-export { JobQueueWorker } from './bridge/job-queue-worker.js';
-export { JobStreamsQueue } from './bridge/job-streams-queue.js';
-export { BridgedJob } from './bridge/bridged-job.js';
+export { JobQueueWorker } from './worker/job-queue-worker.js';
+export { JobStreamsQueue } from './backends/bullmq/job-streams-queue.js';
+export { BridgedJob } from './worker/bridged-job.js';
 export { jobStreamsBackend, type JobStreamsBackendOptions } from './backends/bullmq/job-streams-backend.js';
-export { bridgeLeaseHolder } from './bridge/queue-events-bridge.js';
+export { bridgeLeaseHolder } from './backends/bullmq/foreign-workers/queue-events-bridge.js';
 export { RedisKeys, hashTagOf } from './backends/bullmq/redis-keys.js';
 export { migrateJobKeys, type MigrateJobKeysOptions, type MigrateJobKeysSummary } from './backends/bullmq/job-key-migration.js';
 export {

@@ -1,7 +1,7 @@
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { getSharedConfigToken } from '@nestjs/bullmq';
-import { createBackend } from './backends/create-backend.js';
+import { createBackend } from './create-backend.js';
 import { JobHandlerExplorer } from './handlers/job-handler-explorer.js';
 import { JobHandlerRegistry } from './handlers/job-handler-registry.js';
 import { ProcessorRegistry } from './handlers/processor-registry.js';

@@ -7,7 +7,7 @@ import { JobQueueUnavailableError, jobStreamsBackend, type JobEvent, type JobQue
 import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
 import { JobStreamsBackend } from '../src/backends/bullmq/job-streams-backend.js';
 import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
-import { MISSING_METADATA } from '../src/backends/bullmq/worker-runtime.js';
+import { MISSING_METADATA } from '../src/worker/worker-runtime.js';
 import { createContractApp, type ContractApp } from './contract/job-queue.contract.js';
 import { JOBS, createGate, openAllGates, runLog, uniqueKey } from './contract/test-handlers.js';
 import { pollUntil } from '../../../test/support/poll-until.js';

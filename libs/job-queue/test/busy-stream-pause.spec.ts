@@ -1,4 +1,4 @@
-import { BusyStreamPause } from '../src/bridge/busy-stream-pause.js';
+import { BusyStreamPause } from '../src/backends/bullmq/foreign-workers/busy-stream-pause.js';
 
 /** Feeds `reads` (entries, gap in ms since the read before) and returns the pause decided after each. */
 function pauses(reads: Array<[entries: number, gapMs: number]>, pause = new BusyStreamPause(), start = 0): number[] {

@@ -6,7 +6,7 @@ import { Cluster, Redis } from 'ioredis';
 import { JobNotFoundError, migrateJobKeys, type JobEvent, type JobInfo, type JobQueueModuleOptions } from 'nestjs-job-streams';
 import { legacyMetaPattern } from '../src/backends/bullmq/job-key-migration.js';
 import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
-import { MISSING_METADATA } from '../src/backends/bullmq/worker-runtime.js';
+import { MISSING_METADATA } from '../src/worker/worker-runtime.js';
 import { createContractApp, type ContractApp } from './contract/job-queue.contract.js';
 import { HANDLER_KIND, PROCESSOR_KIND, type JobKind } from './contract/job-kinds.js';
 import { ContractTestHandlers, JOBS, runLog, uniqueKey } from './contract/test-handlers.js';

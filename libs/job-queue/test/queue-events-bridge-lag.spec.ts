@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { RedisKeys } from '../src/backends/bullmq/redis-keys.js';
-import type { QueueEventsBridge } from '../src/bridge/queue-events-bridge.js';
+import type { QueueEventsBridge } from '../src/backends/bullmq/foreign-workers/queue-events-bridge.js';
 import { pollUntil } from '../../../test/support/poll-until.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
 import { startLeadingBridge } from './support/leading-bridge.js';

@@ -9,7 +9,7 @@ import { BullModule } from '@nestjs/bullmq';
 import { Queue, Worker, type Job, type QueueOptions, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobNotFoundError, JobQueue, JobQueueModule, JobQueueWorker, bridgeLeaseHolder, type JobEvent } from 'nestjs-job-streams';
-import { BusyStreamPause } from '../src/bridge/busy-stream-pause.js';
+import { BusyStreamPause } from '../src/backends/bullmq/foreign-workers/busy-stream-pause.js';
 import { AppProcess } from '../../../test/support/app-process.js';
 import { pollUntil } from '../../../test/support/poll-until.js';
 import { RedisServer } from '../../../test/support/redis-server.js';

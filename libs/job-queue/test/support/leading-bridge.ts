@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { JobScripts } from '../../src/backends/bullmq/job-scripts.js';
 import type { RedisKeys } from '../../src/backends/bullmq/redis-keys.js';
-import { QueueEventsBridge, type QueueEventsBridgeOptions } from '../../src/bridge/queue-events-bridge.js';
+import { QueueEventsBridge, type QueueEventsBridgeOptions } from '../../src/backends/bullmq/foreign-workers/queue-events-bridge.js';
 import { pollUntil } from '../../../../test/support/poll-until.js';
 
 /**

@@ -16,7 +16,7 @@ import { JobQueueError } from '../../errors/job-queue.error.js';
 import { JobQueueUnavailableError } from '../../errors/job-queue-unavailable.error.js';
 import { UnknownJobNameError } from '../../errors/unknown-job-name.error.js';
 import { UnknownQueueError } from '../../errors/unknown-queue.error.js';
-import { QueueEventsBridge } from '../../bridge/queue-events-bridge.js';
+import { QueueEventsBridge } from './foreign-workers/queue-events-bridge.js';
 import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
 import type { ProcessorRegistry } from '../../handlers/processor-registry.js';
 import type { QueueJobCounts } from '../../contract/queue-job-counts.js';
@@ -35,7 +35,6 @@ import { ReplicaAcks } from './replica-acks.js';
 import type { RedisClient } from './redis-connection.js';
 import { ReadKeepAlive } from './read-keep-alive.js';
 import { hashTagOf, queueFitsCluster, RedisKeys } from './redis-keys.js';
-import { WorkerRuntime } from './worker-runtime.js';
 
 /** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -53,10 +52,29 @@ const PAGE_FACTS = Symbol('pageFacts');
 /**
  * The distributed backend, on BullMQ and Redis. This class is what every process serves reads
  * with (enqueue, read, follow through the shared {@link EventStreamReader}, cancel); on worker
- * processes its {@link WorkerRuntime} runs the jobs. Each job's events live in their own Redis
+ * processes its worker side ({@link BullMqWorkerSide}, the `@JobHandler` runtime) runs the jobs. Each job's events live in their own Redis
  * Stream (`<prefix>:<queue>:<id>:jq-events`, in the hash slot of the job's BullMQ keys) next to a
  * metadata hash, so any instance can serve any job.
  */
+/**
+ * What runs jobs in a worker process (the module's worker side, `worker/`), made from the
+ * backend's parts: this backend serves it and never imports it.
+ */
+export interface BullMqWorkerSide {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** The parts of a {@link BullMqBackend} its worker side runs jobs with. */
+export interface BullMqWorkerParts {
+  options: ResolvedJobQueueOptions;
+  handlers: JobHandlerRegistry;
+  connections: RedisConnections;
+  keys: RedisKeys;
+  scripts: JobScripts;
+  breakers: RedisCircuitBreakers;
+}
+
 export class BullMqBackend implements JobQueueBackend {
   readonly name = 'bullmq' as const;
   private readonly logger = new Logger('JobQueue');
@@ -69,7 +87,7 @@ export class BullMqBackend implements JobQueueBackend {
   /** BullMQ queues by name, for enqueue and the removal of cancelled jobs. */
   private readonly queues = new Map<string, Queue>();
   /** Runs jobs, on worker processes. */
-  private readonly runtime?: WorkerRuntime;
+  private readonly runtime?: BullMqWorkerSide;
   /** Bridges jobs of workers without this module from BullMQ's queue events. */
   private readonly foreign?: QueueEventsBridge;
   private stopped = false;
@@ -79,7 +97,8 @@ export class BullMqBackend implements JobQueueBackend {
     private readonly handlers: JobHandlerRegistry,
     private readonly connections: RedisConnections,
     private readonly processors: ProcessorRegistry,
-    meter?: JobQueueMeter,
+    meter: JobQueueMeter | undefined,
+    workerSide: ((parts: BullMqWorkerParts) => BullMqWorkerSide) | undefined,
   ) {
     this.keys = new RedisKeys(options.redis.prefix);
     const { replicaAcks, replicaAckTimeoutMs } = options.redis;
@@ -106,7 +125,9 @@ export class BullMqBackend implements JobQueueBackend {
         : undefined,
     });
     this.breakers = new RedisCircuitBreakers(this.scripts, this.keys, options, this.logger);
-    if (options.worker) this.runtime = new WorkerRuntime(options, handlers, connections, this.keys, this.scripts, this.breakers);
+    if (options.worker && workerSide) {
+      this.runtime = workerSide({ options, handlers, connections, keys: this.keys, scripts: this.scripts, breakers: this.breakers });
+    }
     if (options.bridgeForeignWorkers) {
       this.foreign = new QueueEventsBridge({
         scripts: this.scripts,
@@ -130,10 +151,12 @@ export class BullMqBackend implements JobQueueBackend {
     handlers: JobHandlerRegistry,
     processors: ProcessorRegistry,
     meter?: JobQueueMeter,
+    /** Makes the worker side, on worker processes (`options.worker`). */
+    workerSide?: (parts: BullMqWorkerParts) => BullMqWorkerSide,
   ): Promise<BullMqBackend> {
     const connections = await RedisConnections.open(options, meter);
     try {
-      return new BullMqBackend(options, handlers, connections, processors, meter);
+      return new BullMqBackend(options, handlers, connections, processors, meter, workerSide);
     } catch (error) {
       connections.close();
       throw error;

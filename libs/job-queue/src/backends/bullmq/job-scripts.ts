@@ -124,6 +124,9 @@ export interface NewJobMeta {
 }
 
 /** What `append-events` did with a batch. */
+/** Why a job's stream stopped taking an attempt's events: it ended, a newer attempt took over, or it is full. */
+export type AppenderStop = 'final' | 'stale' | 'limit';
+
 export type AppendEventsReply =
   /** `appended` events went in (`limit`: fewer than the batch, the cap is reached); `lastId` is the last one's id. */
   | { status: 'ok' | 'limit'; appended: number; lastId: string }

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { AppenderStop } from './event-appender.js';
-import type { AppendEventsReply, ScriptReply } from './job-scripts.js';
+import type { AppendEventsReply, AppenderStop, ScriptReply } from './job-scripts.js';
 
 /** Where the calls of one attempt write, and whom they tell. */
 export interface StreamCallsOptions {

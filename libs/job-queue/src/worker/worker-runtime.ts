@@ -1,21 +1,22 @@
 import { Logger } from '@nestjs/common';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { JobQueueWorker } from '../../bridge/job-queue-worker.js';
-import { ProcessorBridge } from '../../bridge/processor-bridge.js';
-import type { AttemptOutcome } from '../../contract/attempt-verdict.js';
-import { encodeHandlerEvent } from '../../contract/encode-event.js';
-import type { JobContext } from '../../contract/job-context.js';
-import { DEFAULT_QUEUE } from '../../contract/job-queue.js';
-import type { JobHandlerRegistry } from '../../handlers/job-handler-registry.js';
-import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
-import { AttemptSpan } from '../../tracing/job-tracing.js';
+import { JobQueueWorker } from './job-queue-worker.js';
+import { ProcessorBridge } from './processor-bridge.js';
+import type { AttemptOutcome } from '../contract/attempt-verdict.js';
+import { encodeHandlerEvent } from '../contract/encode-event.js';
+import type { JobContext } from '../contract/job-context.js';
+import { DEFAULT_QUEUE } from '../contract/job-queue.js';
+import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
+import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
+import type { BullMqWorkerParts } from '../backends/bullmq/bullmq-backend.js';
+import { AttemptSpan } from '../tracing/job-tracing.js';
 import { AttemptLifecycle } from './attempt-lifecycle.js';
-import type { BreakerTicket, RedisCircuitBreakers } from './circuit-breakers.js';
-import type { JobScripts, ScriptReply } from './job-scripts.js';
-import { JobStreamsBackend, jobStreamsBackend } from './job-streams-backend.js';
+import type { BreakerTicket, RedisCircuitBreakers } from '../backends/bullmq/circuit-breakers.js';
+import type { JobScripts, ScriptReply } from '../backends/bullmq/job-scripts.js';
+import { JobStreamsBackend, jobStreamsBackend } from '../backends/bullmq/job-streams-backend.js';
 import { ProgressReporter } from './progress-reporter.js';
-import type { RedisConnections } from './redis-connections.js';
-import { queueFitsCluster, type RedisKeys } from './redis-keys.js';
+import type { RedisConnections } from '../backends/bullmq/redis-connections.js';
+import { queueFitsCluster, type RedisKeys } from '../backends/bullmq/redis-keys.js';
 
 /**
  * How often a worker looks for jobs whose lock expired (their worker died): as often as the lock
@@ -56,14 +57,22 @@ export class WorkerRuntime {
   /** Set when shutdown gives up on running work: Redis retries stop instead of looping on. */
   private abandoned = false;
 
-  constructor(
-    private readonly options: ResolvedJobQueueOptions,
-    private readonly handlers: JobHandlerRegistry,
-    private readonly connections: RedisConnections,
-    private readonly keys: RedisKeys,
-    private readonly scripts: JobScripts,
-    private readonly breakers: RedisCircuitBreakers,
-  ) {
+  private readonly options: ResolvedJobQueueOptions;
+  private readonly handlers: JobHandlerRegistry;
+  private readonly connections: RedisConnections;
+  private readonly keys: RedisKeys;
+  private readonly scripts: JobScripts;
+  private readonly breakers: RedisCircuitBreakers;
+
+  /** The `@JobHandler` runtime of a worker process, on the parts of the backend that serves it. */
+  constructor(parts: BullMqWorkerParts) {
+    const { options, handlers, connections, keys, scripts, breakers } = parts;
+    this.options = options;
+    this.handlers = handlers;
+    this.connections = connections;
+    this.keys = keys;
+    this.scripts = scripts;
+    this.breakers = breakers;
     this.lifecycle = new AttemptLifecycle(scripts, keys, options, this.logger, () => this.abandoned);
     breakers.retrying = (operation) => this.lifecycle.retrying(operation);
     this.bridge = new ProcessorBridge(this.lifecycle, breakers, scripts, keys, {

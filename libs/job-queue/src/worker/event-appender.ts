@@ -1,9 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@nestjs/common';
-import type { AppendEventsReply, JobScripts } from './job-scripts.js';
-
-/** Why an appender stopped taking events. */
-export type AppenderStop = 'final' | 'stale' | 'limit';
+import type { AppendEventsReply, AppenderStop, JobScripts } from '../backends/bullmq/job-scripts.js';
 
 const BATCH_EVENTS = 500;
 /** Unflushed events above which `push` makes the producer wait (backpressure). */

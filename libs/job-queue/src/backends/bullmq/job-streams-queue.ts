@@ -1,5 +1,5 @@
 import { Queue, type BackendFactory, type QueueOptions } from 'bullmq';
-import { JobStreamsBackend, jobStreamsBackend } from '../backends/bullmq/job-streams-backend.js';
+import { JobStreamsBackend, jobStreamsBackend } from './job-streams-backend.js';
 
 /**
  * A drop-in BullMQ `Queue` whose `add` gives each job its event stream's metadata in the same

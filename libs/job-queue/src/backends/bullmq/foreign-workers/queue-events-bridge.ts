@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Logger } from '@nestjs/common';
-import type { BridgeEntry, BridgeEntryReply, JobScripts, NewJobMeta } from '../backends/bullmq/job-scripts.js';
-import { attemptsOf } from '../backends/bullmq/bull-job-attempts.js';
-import { duplicateClient, type RedisClient } from '../backends/bullmq/redis-connection.js';
-import { hashTagOf, type RedisKeys } from '../backends/bullmq/redis-keys.js';
-import type { QueueBridgeStatus } from '../contract/queue-bridge-status.js';
+import type { BridgeEntry, BridgeEntryReply, JobScripts, NewJobMeta } from '../job-scripts.js';
+import { attemptsOf } from '../bull-job-attempts.js';
+import { duplicateClient, type RedisClient } from '../redis-connection.js';
+import { hashTagOf, type RedisKeys } from '../redis-keys.js';
+import type { QueueBridgeStatus } from '../../../contract/queue-bridge-status.js';
 import { BusyStreamPause } from './busy-stream-pause.js';
-import { compareStreamIds, streamIdBefore, timestampOf } from '../reader/stream-id.js';
+import { compareStreamIds, streamIdBefore, timestampOf } from '../../../reader/stream-id.js';
 
 /** How long a bridge lease lasts; its holder renews it three times as often. A dead holder's queue is taken over within about this long. */
 const DEFAULT_LEASE_MS = 3000;

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { encodeProcessorCall, errorMessageOf } from '../contract/encode-event.js';
-import type { AttemptLifecycle, RunningAttempt } from '../backends/bullmq/attempt-lifecycle.js';
+import type { AttemptLifecycle, RunningAttempt } from './attempt-lifecycle.js';
 import type { BreakerTicket, RedisCircuitBreakers } from '../backends/bullmq/circuit-breakers.js';
 import type { JobScripts, NewJobMeta, ScriptReply } from '../backends/bullmq/job-scripts.js';
 import type { JobStreamsBackend } from '../backends/bullmq/job-streams-backend.js';

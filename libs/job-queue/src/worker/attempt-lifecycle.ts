@@ -1,18 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@nestjs/common';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { judgeAttempt, type AttemptOutcome } from '../../contract/attempt-verdict.js';
-import { breakerOutcomeOf } from '../../contract/circuit-breaker.js';
-import type { BreakerTicket } from './circuit-breakers.js';
-import { errorMessageOf } from '../../contract/encode-event.js';
-import { EventLimitExceededError } from '../../errors/event-limit-exceeded.error.js';
-import type { ResolvedJobQueueOptions } from '../../options/job-queue-module-options.js';
+import { judgeAttempt, type AttemptOutcome } from '../contract/attempt-verdict.js';
+import { breakerOutcomeOf } from '../contract/circuit-breaker.js';
+import type { BreakerTicket } from '../backends/bullmq/circuit-breakers.js';
+import { errorMessageOf } from '../contract/encode-event.js';
+import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
+import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
 import { EventAppender, type AppendedEvent } from './event-appender.js';
-import { finishJobCall, type JobScripts, type NewJobMeta, type ScriptReply } from './job-scripts.js';
-import type { JobStreamsBackend } from './job-streams-backend.js';
-import type { RedisKeys } from './redis-keys.js';
-import { tracedFinish, type TraceCarrier } from '../../tracing/job-tracing.js';
-import { terminalOf } from './terminal-event.js';
+import { finishJobCall, type JobScripts, type NewJobMeta, type ScriptReply } from '../backends/bullmq/job-scripts.js';
+import type { JobStreamsBackend } from '../backends/bullmq/job-streams-backend.js';
+import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
+import { tracedFinish, type TraceCarrier } from '../tracing/job-tracing.js';
+import { terminalOf } from '../backends/bullmq/terminal-event.js';
 
 const RESOLVED = Promise.resolve();
 
