@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
+import { Queue, QueueEvents, Worker, createRedisBackend, type Job } from 'bullmq';
+import { JobStreamsQueue, jobStreamsBackend } from 'nestjs-job-streams';
 import { Redis } from 'ioredis';
 import { now, sleep, waitFor } from '../support/clock.js';
 import { EVENT_TYPE, Receipt, tokenData, type RunSummary } from '../support/payload.js';
@@ -45,11 +46,17 @@ export async function bullmqRole(config: {
   queue?: string;
   /** Empty script calls of a no-op job besides BullMQ's own (see {@link ExtraScriptCalls}). */
   extraScriptCalls?: ExtraScriptCalls;
+  /**
+   * True to run the queue and the worker on this library's `jobStreamsBackend()` alone (a
+   * `JobStreamsQueue`, a plain `Worker` given the backend): each job's stream written inside
+   * BullMQ's own scripts, without the library's worker side in the process.
+   */
+  jobStreams?: boolean;
 }): Promise<RoleMethods> {
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const prefix = config.prefix ?? 'bull';
   const queueName = config.queue ?? QUEUE;
-  const queue = new Queue(queueName, { connection, prefix });
+  const queue = config.jobStreams ? new JobStreamsQueue(queueName, { connection, prefix }) : new Queue(queueName, { connection, prefix });
   const extra = config.extraScriptCalls && emptyScriptClient(config.redisUrl);
   const fanOut = { running: 0, emitted: 0, stop: false };
   let worker: Worker | undefined;
@@ -85,6 +92,7 @@ export async function bullmqRole(config: {
         return null;
       },
       { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }), concurrency: config.concurrency, prefix },
+      config.jobStreams ? jobStreamsBackend() : createRedisBackend,
     );
     await worker.waitUntilReady();
   }

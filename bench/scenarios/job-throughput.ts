@@ -62,6 +62,17 @@ const CONTENDERS: Contender[] = [
       return { producer, worker };
     },
   },
+  {
+    name: 'bullmq-job-streams',
+    label: 'plain BullMQ on jobStreamsBackend(): JobStreamsQueue.add + Worker',
+    eventsKey: 'bull:bench-job-streams:events',
+    async start(redisUrl, concurrency) {
+      const config = { redisUrl, queue: 'bench-job-streams', jobStreams: true };
+      const producer = await RoleProcess.start('bullmq', { ...config, worker: false, concurrency: 1 });
+      const worker = await RoleProcess.start('bullmq', { ...config, worker: true, concurrency });
+      return { producer, worker };
+    },
+  },
   withEmptyScriptCalls('bullmq-one-call', 'plain BullMQ + 1 empty script call per job (worker)', { producer: 0, worker: 1 }),
   withEmptyScriptCalls('bullmq-four-calls', "plain BullMQ + 4 empty script calls per job (this library's count)", {
     producer: 2,

@@ -4,7 +4,7 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Queue, Worker, createRedisBackend, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { JobQueue, JobQueueModule, JobQueueWorker } from 'nestjs-job-streams';
+import { JobQueue, JobQueueModule, JobQueueWorker, JobStreamsQueue, jobStreamsBackend } from 'nestjs-job-streams';
 import { readRedisUsage } from '../support/redis-usage.js';
 import { median, round } from '../support/stats.js';
 
@@ -79,7 +79,9 @@ function completion(worker: Worker, add: () => Promise<string>): Promise<void> {
  * What one page (`updateProgress` + `log`) of a processor costs, bridged and not, on one
  * redis-server in one process: a `JobQueueWorker` (its calls composed with BullMQ's scripts), the
  * same with BullMQ's default backend (each call appended by a script call of its own, the path
- * before the composed one and still the one on Redis Cluster), and a plain BullMQ `Worker`. One
+ * before the composed one, still the one with replica acks), a plain BullMQ `Worker` on
+ * `jobStreamsBackend()` alone (`backend-only`: the composed Redis work without the module's worker
+ * side), and a plain BullMQ `Worker`. One
  * job of `pages` pages per round, the contenders in turns; `INFO` before and after each round.
  */
 export async function pageCost(options: PageCostOptions): Promise<PageCostResult> {
@@ -103,9 +105,18 @@ export async function pageCost(options: PageCostOptions): Promise<PageCostResult
     run: (n) => completion(worker, async () => (await jobQueue.enqueue('report', { pages: n }, { queue, owner: 'bench' })).id),
   });
   const plainWorker = new Worker('plain', pages, { connection, prefix });
+  // A plain Worker on the module's backend alone: the same Redis work per page as `composed`,
+  // without the module's worker side (bridge, attempt lifecycle) in the process.
+  const backendQueue = new JobStreamsQueue('backend-only', { connection, prefix });
+  const backendWorker = new Worker('backend-only', pages, { connection, prefix }, jobStreamsBackend());
   const contenders: Contender[] = [
     bridged('composed', new JobQueueWorker('composed', pages, { connection, prefix })),
     bridged('appended', new JobQueueWorker('appended', pages, { connection, prefix }, createRedisBackend)),
+    {
+      name: 'backend-only',
+      worker: backendWorker,
+      run: (n) => completion(backendWorker, async () => (await backendQueue.add('report', { pages: n })).id!),
+    },
     {
       name: 'plain',
       worker: plainWorker,
@@ -147,7 +158,7 @@ export async function pageCost(options: PageCostOptions): Promise<PageCostResult
     }));
     return { pages: options.pages, rounds, summary };
   } finally {
-    await Promise.all([...contenders.map((contender) => contender.worker.close()), plainQueue.close()]);
+    await Promise.all([...contenders.map((contender) => contender.worker.close()), plainQueue.close(), backendQueue.close()]);
     await app.close();
     admin.disconnect();
   }
