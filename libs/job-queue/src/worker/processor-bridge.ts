@@ -1,15 +1,14 @@
 import { Logger } from '@nestjs/common';
-import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import { UnrecoverableError, type Job } from 'bullmq';
 import { encodeProcessorCall, errorMessageOf } from '../contract/encode-event.js';
 import type { AttemptLifecycle, RunningAttempt } from './attempt-lifecycle.js';
-import type { BreakerTicket, RedisCircuitBreakers } from '../backends/bullmq/circuit-breakers.js';
-import type { JobScripts, NewJobMeta, ScriptReply } from '../backends/bullmq/job-scripts.js';
+import type { RedisCircuitBreakers } from '../backends/bullmq/circuit-breakers.js';
+import type { JobScripts } from '../backends/bullmq/job-scripts.js';
 import type { JobStreamsBackend } from '../backends/bullmq/job-streams-backend.js';
 import { StreamCalls } from '../backends/bullmq/stream-calls.js';
 import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
-import type { AttemptOutcome } from '../contract/attempt-verdict.js';
 import { DEFAULT_QUEUE } from '../contract/job-queue.js';
-import { AttemptSpan } from '../tracing/job-tracing.js';
+import { AttemptDriver } from './attempt-driver.js';
 import type { BridgedJob, ProgressSink } from './bridged-job.js';
 
 /** A worker that waits this long for its bridge says so in the log (it keeps waiting). */
@@ -67,6 +66,7 @@ export class ProcessorBridge {
   private static readonly byPrefix = new Map<string, ProcessorBridge>();
   private static readonly waiting = new Map<string, Array<(bridge: ProcessorBridge) => void>>();
   private readonly logger = new Logger('JobQueue');
+  private readonly driver: AttemptDriver;
 
   constructor(
     private readonly lifecycle: AttemptLifecycle,
@@ -87,7 +87,9 @@ export class ProcessorBridge {
        */
       composeCalls: boolean;
     },
-  ) {}
+  ) {
+    this.driver = new AttemptDriver(lifecycle, breakers, scripts, keys);
+  }
 
   /** Makes `bridge` the one of `prefix` and hands it to the workers waiting for it. */
   static register(prefix: string, bridge: ProcessorBridge): void {
@@ -161,99 +163,59 @@ export class ProcessorBridge {
     cancel: (reason: string) => void,
     backend?: JobStreamsBackend,
   ): Promise<unknown> {
-    const create: NewJobMeta = { name: job.name, maxAttempts: Math.max(1, job.opts.attempts ?? 1), createdAt: job.timestamp || Date.now() };
-    // Started already when BullMQ moved the job to active (the backend did it in the same script).
-    const startedWithMove = this.options.composeCalls ? backend?.takeStart(job) : undefined;
-    const gate = await this.breakers.admit(job.name, queue, job.id!);
-    if (!gate.admitted) {
-      if ((await this.lifecycle.retrying(() => this.scripts.holdJob(this.keys.meta(queue, job.id!), create))) === 'ok') {
-        await job.moveToDelayed(gate.retryAt, token);
-        throw new DelayedError();
-      }
-    }
-    const ticket = gate.admitted ? gate.ticket : undefined;
-    try {
-      return await this.attempt(queue, job, token, create, work, cancel, ticket, backend, startedWithMove);
-    } finally {
-      await ticket?.settle('release');
-    }
-  }
-
-  private async attempt(
-    queue: string,
-    job: BridgedJob,
-    token: string | undefined,
-    create: NewJobMeta,
-    work: () => Promise<unknown>,
-    cancel: (reason: string) => void,
-    ticket: BreakerTicket | undefined,
-    backend: JobStreamsBackend | undefined,
-    startedWithMove: ScriptReply | undefined,
-  ): Promise<unknown> {
-    const started = await this.lifecycle.start(queue, job, { create, startedWithMove });
-    if (started.status === 'gone') return undefined;
-    if (started.status === 'final') {
-      // Completed already (BullMQ lost the news, e.g. the worker died right after): same result, no rerun.
-      if (started.state === 'completed') return started.result === undefined ? undefined : JSON.parse(started.result);
-      throw new UnrecoverableError(`The job is already ${started.state}`);
-    }
-    const running = started.attempt;
-    running.abort.signal.addEventListener(
-      'abort',
-      () => {
-        // A superseded run must not stop the job by id: the run that superseded it has that id too.
-        if (running.appender.stopped === 'stale') return;
-        cancel(String((running.abort.signal.reason as Error)?.message ?? 'cancelled'));
+    const composing = this.options.composeCalls ? backend : undefined;
+    let calls: StreamCalls | undefined;
+    let sink: AttemptProgressSink | undefined;
+    return this.driver.run(job, token, composing, {
+      queue,
+      what: 'processor',
+      create: { name: job.name, maxAttempts: Math.max(1, job.opts.attempts ?? 1), createdAt: job.timestamp || Date.now() },
+      notStarted: (started) => {
+        if (started.status !== 'final') return undefined;
+        // Completed already (BullMQ lost the news, e.g. the worker died right after): same result, no rerun.
+        if (started.state === 'completed') return started.result === undefined ? undefined : JSON.parse(started.result);
+        throw new UnrecoverableError(`The job is already ${started.state}`);
       },
-      { once: true },
-    );
-    const calls = backend && this.options.composeCalls ? this.streamCalls(queue, job.id!, running) : undefined;
-    const sink = calls ? undefined : new AttemptProgressSink(running, this.options.maxEventBytes);
-    if (calls) {
-      backend!.attach(job.id!, calls);
-      job.streamCalls = calls;
-    } else {
-      job.progressSink = sink;
-    }
-    // The attempt's span, a child of the enqueue's: an inline processor runs in it (a sandboxed
-    // one runs in another process, which the context does not reach).
-    const span = new AttemptSpan({ system: 'bullmq', queue, name: job.name, id: job.id!, attempt: running.attempt }, running.trace);
-    try {
-      let outcome: AttemptOutcome;
-      try {
-        outcome = { ok: true, value: await span.run(work) };
-      } catch (error) {
-        outcome = { ok: false, error };
-        span.fail(error);
-      }
-      job.progressSink = undefined;
-      job.streamCalls = undefined;
-      // Every call the processor made goes in before the terminal event (a processor may call
-      // without awaiting; the composed calls are answered on another connection than the end's).
-      sink?.drain();
-      if (calls) {
-        await calls.settled();
-        calls.close();
-        backend!.detach(job.id!, calls);
-      }
-      await running.close();
-      if (running.refused) {
+      begin: (running) => {
+        running.abort.signal.addEventListener(
+          'abort',
+          () => {
+            // A superseded run must not stop the job by id: the run that superseded it has that id too.
+            if (running.appender.stopped === 'stale') return;
+            cancel(String((running.abort.signal.reason as Error)?.message ?? 'cancelled'));
+          },
+          { once: true },
+        );
+        calls = composing ? this.streamCalls(queue, job.id!, running) : undefined;
+        sink = calls ? undefined : new AttemptProgressSink(running, this.options.maxEventBytes);
+        if (calls) {
+          composing!.attach(job.id!, calls);
+          job.streamCalls = calls;
+        } else {
+          job.progressSink = sink;
+        }
+        return work;
+      },
+      after: async (running, outcome, ticket) => {
+        job.progressSink = undefined;
+        job.streamCalls = undefined;
+        // Every call the processor made goes in before the terminal event (a processor may call
+        // without awaiting; the composed calls are answered on another connection than the end's).
+        sink?.drain();
+        if (calls) {
+          await calls.settled();
+          calls.close();
+          composing!.detach(job.id!, calls);
+        }
+        await running.close();
+        if (!running.refused) return undefined;
         await ticket?.settle('release', running.attempt);
         // Cancelled (or superseded) meanwhile: the stream has its end. BullMQ records what the
         // processor did, as it would without the bridge, but a cancelled job is not retried.
-        if (outcome.ok) return outcome.value;
+        if (outcome.ok) return { value: outcome.value };
         throw new UnrecoverableError(errorMessageOf(outcome.error));
-      }
-      // With composed calls the terminal event goes with BullMQ's move of the job, in one script.
-      return await span.run(() =>
-        this.lifecycle.conclude(job, running, outcome, 'processor', ticket, calls && token ? { backend: backend!, token } : undefined),
-      );
-    } catch (error) {
-      span.fail(error);
-      throw error;
-    } finally {
-      span.end();
-    }
+      },
+    });
   }
 
   /** The stream side of an attempt's composed calls: a refusal stops the attempt as its appender's would. */

@@ -2,17 +2,16 @@ import { Logger } from '@nestjs/common';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { JobQueueWorker } from './job-queue-worker.js';
 import { ProcessorBridge } from './processor-bridge.js';
-import type { AttemptOutcome } from '../contract/attempt-verdict.js';
 import { encodeHandlerEvent } from '../contract/encode-event.js';
 import type { JobContext } from '../contract/job-context.js';
 import { DEFAULT_QUEUE } from '../contract/job-queue.js';
 import type { JobHandlerRegistry } from '../handlers/job-handler-registry.js';
 import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
 import type { BullMqWorkerParts } from '../backends/bullmq/bullmq-backend.js';
-import { AttemptSpan } from '../tracing/job-tracing.js';
+import { AttemptDriver } from './attempt-driver.js';
 import { AttemptLifecycle } from './attempt-lifecycle.js';
-import type { BreakerTicket, RedisCircuitBreakers } from '../backends/bullmq/circuit-breakers.js';
-import type { JobScripts, ScriptReply } from '../backends/bullmq/job-scripts.js';
+import type { RedisCircuitBreakers } from '../backends/bullmq/circuit-breakers.js';
+import type { JobScripts } from '../backends/bullmq/job-scripts.js';
 import { JobStreamsBackend, jobStreamsBackend } from '../backends/bullmq/job-streams-backend.js';
 import { ProgressReporter } from './progress-reporter.js';
 import type { RedisConnections } from '../backends/bullmq/redis-connections.js';
@@ -47,6 +46,7 @@ export class WorkerRuntime {
   private readonly logger = new Logger('JobQueue');
   private readonly lifecycle: AttemptLifecycle;
   private readonly bridge: ProcessorBridge;
+  private readonly driver: AttemptDriver;
   private worker?: Worker;
   /** The worker's backend when it composes (see {@link AttemptLifecycle.conclude}). */
   private finishThrough?: JobStreamsBackend;
@@ -75,6 +75,7 @@ export class WorkerRuntime {
     this.breakers = breakers;
     this.lifecycle = new AttemptLifecycle(scripts, keys, options, this.logger, () => this.abandoned);
     breakers.retrying = (operation) => this.lifecycle.retrying(operation);
+    this.driver = new AttemptDriver(this.lifecycle, breakers, scripts, keys);
     this.bridge = new ProcessorBridge(this.lifecycle, breakers, scripts, keys, {
       queues: options.queues,
       maxEventBytes: options.maxEventBytes,
@@ -185,95 +186,52 @@ export class WorkerRuntime {
    * stream. A job whose circuit breaker is open goes back to BullMQ (delayed until the breaker may
    * let it through) before anything is written: it stays queued, with no attempt used.
    */
-  private async process(job: Job, token?: string): Promise<unknown> {
+  private process(job: Job, token?: string): Promise<unknown> {
     const id = job.id!;
-    const startedWithMove = this.finishThrough?.takeStart(job);
-    const gate = await this.breakers.admit(job.name, DEFAULT_QUEUE, id);
-    if (!gate.admitted) {
-      if ((await this.lifecycle.retrying(() => this.scripts.holdJob(this.keys.meta(DEFAULT_QUEUE, id)))) === 'ok') {
-        await job.moveToDelayed(gate.retryAt, token);
-        throw new DelayedError();
-      }
-      // Cancelled meanwhile, or without metadata: attempt() below finds that and runs nothing.
-    }
-    const ticket = gate.admitted ? gate.ticket : undefined;
-    try {
-      return await this.attempt(job, token, ticket, startedWithMove);
-    } finally {
-      // Whatever ended the attempt without a verdict (a Redis failure, the event cap at start) gives a probe back.
-      await ticket?.settle('release');
-    }
-  }
-
-  private async attempt(
-    job: Job,
-    token: string | undefined,
-    ticket: BreakerTicket | undefined,
-    startedWithMove: ScriptReply | undefined,
-  ): Promise<unknown> {
-    const id = job.id!;
-    const handler = this.handlers.get(job.name);
     const progress = new ProgressReporter(job);
-    const started = await this.lifecycle.start(DEFAULT_QUEUE, job, {
+    let abort: AbortController | undefined;
+    return this.driver.run(job, token, this.finishThrough, {
+      queue: DEFAULT_QUEUE,
+      what: 'handler',
       onFlushed: (last) => progress.report({ eventId: last.id, type: last.type, events: last.appended }),
-      startedWithMove,
-    });
-    // Without metadata the job has no owner and no stream (its enqueue never confirmed it, or its
-    // retention ran out): it must not run, and BullMQ shows why.
-    if (started.status === 'gone') throw new UnrecoverableError(MISSING_METADATA);
-    if (started.status !== 'ok') return undefined; // cancelled before it ran: nothing to do
-    const running = started.attempt;
-    const abort = running.abort;
-    // An older run of this job in this process lost its lock and is superseded (its appends are refused).
-    this.running.get(id)?.abort(new Error('Attempt superseded'));
-    this.running.set(id, abort);
-    const context: JobContext = {
-      id,
-      name: job.name,
-      data: job.data as unknown,
-      attempt: running.attempt,
-      signal: abort.signal,
-      emit: (type: string, data?: unknown) => running.append(type, encodeHandlerEvent(type, data, this.options.maxEventBytes)),
-    };
-
-    // The attempt's span, a child of the enqueue's (on whichever worker): the handler runs in it.
-    const span = new AttemptSpan({ system: 'bullmq', queue: DEFAULT_QUEUE, name: job.name, id, attempt: running.attempt }, running.trace);
-    try {
-      let outcome: AttemptOutcome;
-      try {
-        if (!handler) throw new UnrecoverableError(`No handler for job name "${job.name}" in this worker`);
-        outcome = { ok: true, value: await span.run(() => handler(context)) };
-      } catch (error) {
-        outcome = { ok: false, error };
-        span.fail(error);
-      }
-      // Everything the handler emitted goes in before the terminal event.
-      await running.close();
-      progress.flush();
-      if (this.running.get(id) === abort) this.running.delete(id);
-      if (!running.refused && !outcome.ok && abort.signal.reason instanceof WorkerShutdown) {
+      notStarted: (started) => {
+        // Without metadata the job has no owner and no stream (its enqueue never confirmed it, or its
+        // retention ran out): it must not run, and BullMQ shows why.
+        if (started.status === 'gone') throw new UnrecoverableError(MISSING_METADATA);
+        return undefined; // cancelled before it ran: nothing to do
+      },
+      begin: (running) => {
+        abort = running.abort;
+        // An older run of this job in this process lost its lock and is superseded (its appends are refused).
+        this.running.get(id)?.abort(new Error('Attempt superseded'));
+        this.running.set(id, abort);
+        const handler = this.handlers.get(job.name);
+        const context: JobContext = {
+          id,
+          name: job.name,
+          data: job.data as unknown,
+          attempt: running.attempt,
+          signal: abort.signal,
+          emit: (type: string, data?: unknown) => running.append(type, encodeHandlerEvent(type, data, this.options.maxEventBytes)),
+        };
+        return async () => {
+          if (!handler) throw new UnrecoverableError(`No handler for job name "${job.name}" in this worker`);
+          return handler(context);
+        };
+      },
+      after: async (running, outcome, ticket) => {
+        // Everything the handler emitted goes in before the terminal event.
+        await running.close();
+        progress.flush();
+        if (this.running.get(id) === abort) this.running.delete(id);
+        if (running.refused || outcome.ok || !(abort?.signal.reason instanceof WorkerShutdown)) return undefined;
         // Hand the job back without using up an attempt: it is delayed by 0 ms, i.e. waiting again.
         await ticket?.settle('release', running.attempt); // a shutdown says nothing about the work
         await this.lifecycle.requeue(DEFAULT_QUEUE, id, running.attempt);
         await job.moveToDelayed(Date.now(), token);
         throw new DelayedError();
-      }
-      return await span.run(() =>
-        this.lifecycle.conclude(
-          job,
-          running,
-          outcome,
-          'handler',
-          ticket,
-          this.finishThrough && token ? { backend: this.finishThrough, token } : undefined,
-        ),
-      );
-    } catch (error) {
-      span.fail(error);
-      throw error;
-    } finally {
-      span.end();
-    }
+      },
+    });
   }
 
   /** BullMQ failed a job without our handler's outcome (e.g. stalled too often): end its stream. */
