@@ -329,12 +329,15 @@ export class BullMqBackend implements JobQueueBackend {
   /**
    * A processor job added with plain BullMQ (no owner) has no metadata of ours until a worker
    * starts it; a system-level read (no owner) gives it one when BullMQ has the job, so that it can
-   * be followed from the start. True when it now has one.
+   * be followed from the start. True when it may have one now: read it again. Also when BullMQ
+   * has no such job any more: a worker may have started and finished it since the first read,
+   * writing its metadata then (a plain add followed at once).
    */
   private async adopted(queue: string, id: string, address: JobAddress): Promise<boolean> {
     if (queue === DEFAULT_QUEUE || address.owner !== undefined) return false;
     if (this.options.queues !== undefined && !this.options.queues.includes(queue)) return false;
-    return this.guard(() => this.scripts.ensureJob(this.keys.meta(queue, id), this.keys.bullJob(queue, id), Date.now()));
+    await this.guard(() => this.scripts.ensureJob(this.keys.meta(queue, id), this.keys.bullJob(queue, id), Date.now()));
+    return true;
   }
 
   async readPage(id: string, options: PageRequest): Promise<JobEventPage> {
