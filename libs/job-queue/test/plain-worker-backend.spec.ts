@@ -279,6 +279,42 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
     }
   });
 
+  it('a cancel ends the stream; the processor runs on, its later calls and its end are BullMQ’s alone', async () => {
+    await startApp(['cancels']);
+    const added = queue('cancels');
+    let release!: () => void;
+    const mayGoOn = new Promise<void>((resolve) => (release = resolve));
+    let running!: () => void;
+    const isRunning = new Promise<void>((resolve) => (running = resolve));
+    const cancels = worker(
+      'cancels',
+      async (job: Job) => {
+        await job.updateProgress('before');
+        running();
+        await mayGoOn;
+        await job.updateProgress('after');
+        return 'done';
+      },
+      true,
+    );
+    const job = await added.add('print', {});
+    const done = ended(cancels, job.id!);
+    try {
+      await isRunning;
+      await jobQueue.cancel(job.id!, { queue: 'cancels', reason: 'not needed' });
+    } finally {
+      release();
+    }
+    await done;
+    expect(await eventsOf('cancels', job.id!)).toEqual([
+      ['started', { attempt: 1 }],
+      ['progress', 'before'],
+      ['cancelled', { reason: 'not needed' }],
+    ]);
+    expect(await bullView(added, job.id!)).toMatchObject({ state: 'completed', returnvalue: 'done', progress: 'after' });
+    expect(await jobQueue.getJob(job.id!, { queue: 'cancels' })).toMatchObject({ state: 'cancelled' });
+  });
+
   it('a job moved back as stalled shows its next attempt as a new started, and only the run holding the lock ends it', async () => {
     await startApp(['stalls']);
     const stalls = queue('stalls');
