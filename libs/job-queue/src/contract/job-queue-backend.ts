@@ -19,6 +19,7 @@ export interface NewJob {
   queue: string;
   name: string;
   data: string;
+  /** '' for a job without an owner (system code's): only system access reaches it. */
   owner: string;
   attempts?: number;
   /** Fixed delay before each retry, in ms; 0 or absent: at once. */

@@ -34,8 +34,12 @@ export interface EnqueueOptions {
    * queue of the `@JobHandler` jobs, where `name` selects the handler.
    */
   queue?: string;
-  /** The owner of the job; only this owner can read or cancel it through owner-checked calls. */
-  owner: string;
+  /**
+   * The owner of the job; only this owner can read or cancel it through owner-checked calls.
+   * Omit it for system code: the job then has no owner, as a job added with plain BullMQ, and
+   * only system access (calls without `owner`) reaches it.
+   */
+  owner?: string;
   /** Attempts in all (1..100); defaults to the module's `defaultAttempts`. */
   attempts?: number;
   /**
@@ -152,10 +156,10 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
    * @throws InvalidArgumentError when an option is out of range or `data` is not JSON.
    * @throws JobQueueUnavailableError when the backend could not store the job (retry after its `retryAfterSeconds`).
    */
-  async enqueue<TData = unknown>(name: string, data: TData, options: EnqueueOptions): Promise<JobInfo> {
+  async enqueue<TData = unknown>(name: string, data: TData, options: EnqueueOptions = {}): Promise<JobInfo> {
     if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError('name must be a non-empty string');
-    if (typeof options?.owner !== 'string' || options.owner.length === 0) {
-      throw new InvalidArgumentError('owner must be a non-empty string');
+    if (options?.owner !== undefined && (typeof options.owner !== 'string' || options.owner.length === 0)) {
+      throw new InvalidArgumentError('owner must be a non-empty string, or left out for a job without one');
     }
     checkInteger('attempts', options.attempts, 1, 100);
     checkInteger('backoffMs', options.backoffMs, 0, MAX_BACKOFF_MS);
@@ -174,7 +178,7 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
         queue,
         name,
         data: json,
-        owner: options.owner,
+        owner: options.owner ?? '',
         attempts: options.attempts,
         backoffMs: options.backoffMs,
         priority: options.priority,

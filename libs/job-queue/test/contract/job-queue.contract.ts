@@ -368,7 +368,7 @@ function describeContractFor(kind: JobKind, harness: ContractHarness): void {
       it('invalid enqueue arguments are rejected with InvalidArgumentError', async () => {
         const bad: Array<[unknown, Partial<EnqueueOptions>]> = [
           [{}, { owner: '' }],
-          [{}, { owner: undefined }],
+          [{}, { owner: 42 as unknown as string }],
           [{}, { attempts: 0 }],
           [{}, { attempts: 101 }],
           [{}, { attempts: 1.5 }],
@@ -381,6 +381,19 @@ function describeContractFor(kind: JobKind, harness: ContractHarness): void {
         ];
         for (const [data, options] of bad) {
           await expect(enqueue(queue, JOBS.echo, data, options)).rejects.toBeInstanceOf(InvalidArgumentError);
+        }
+      });
+
+      it('a job enqueued without an owner (system code) runs, and only system access reaches it', async () => {
+        const info = await enqueue(queue, JOBS.echo, { n: 1 }, { owner: undefined });
+        const events: JobEvent[] = [];
+        for await (const event of queue.follow(info.id)) events.push(event);
+        expect(typesOf(events)).toEqual(['started', 'completed']);
+        expect((await queue.getJob(info.id)).state).toBe('completed');
+        for (const owner of [OWNER, '']) {
+          await expect(queue.getJob(info.id, { owner })).rejects.toBeInstanceOf(JobNotFoundError);
+          await expect(queue.readEvents(info.id, { owner })).rejects.toBeInstanceOf(JobNotFoundError);
+          await expect(queue.cancel(info.id, { owner })).rejects.toBeInstanceOf(JobNotFoundError);
         }
       });
 
