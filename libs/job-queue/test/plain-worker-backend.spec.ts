@@ -277,6 +277,43 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
     for (const one of [job, ...bulk]) {
       expect((await eventsOf('added', one.id!)).map(([type]) => type)).toEqual(['started', 'progress', 'log', 'progress', 'completed']);
     }
+    // Its stream expired (as after the retention) while BullMQ keeps the completed job: an add of
+    // the same id is BullMQ's duplicate, and gives that job no new metadata.
+    await admin.del(keys.meta('added', job.id!), keys.events('added', job.id!));
+    expect((await added.add('print', {}, { jobId: 'report-1' })).id).toBe(job.id);
+    expect(await admin.exists(keys.meta('added', job.id!))).toBe(0);
+  });
+
+  it('a job system code enqueued, cancelled while it runs and retried by BullMQ keeps its cancel', async () => {
+    await startApp(['system']);
+    let release!: () => void;
+    const mayFail = new Promise<void>((resolve) => (release = resolve));
+    let running!: () => void;
+    const isRunning = new Promise<void>((resolve) => (running = resolve));
+    const system = worker(
+      'system',
+      async (job: Job) => {
+        if (job.attemptsMade > 0) return 'second';
+        running();
+        await mayFail;
+        throw new Error('first attempt fails');
+      },
+      true,
+    );
+    // No owner: stored as a job added with plain BullMQ is, which a worker may take for an id added again.
+    const info = await jobQueue.enqueue('print', {}, { queue: 'system', attempts: 2 });
+    const done = ended(system, info.id);
+    try {
+      await isRunning;
+      await jobQueue.cancel(info.id, { queue: 'system', reason: 'stop' });
+    } finally {
+      release();
+    }
+    await done;
+    expect(await eventsOf('system', info.id)).toEqual([
+      ['started', { attempt: 1 }],
+      ['cancelled', { reason: 'stop' }],
+    ]);
   });
 
   it('a cancel ends the stream; the processor runs on, its later calls and its end are BullMQ’s alone', async () => {

@@ -276,6 +276,9 @@ export class BullMqBackend implements JobQueueBackend {
       JSON.parse(spec.data),
       {
         jobId: id,
+        // BullMQ's timestamp is the metadata's `createdAt`: a worker tells a job added again under
+        // an ended ownerless job's id by the two differing (start-attempt.lua).
+        timestamp: createdAt,
         attempts: maxAttempts,
         ...(spec.backoffMs ? { backoff: { type: 'fixed', delay: spec.backoffMs } } : {}),
         priority: spec.priority,

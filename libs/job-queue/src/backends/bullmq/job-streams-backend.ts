@@ -445,14 +445,19 @@ export class JobStreamsBackend {
    * that move only (`'*'`), and only when BullMQ accepts it.
    */
   private ownEnd(jobId: string, args: unknown[], keyCount: number): PendingFinish {
-    const run = this.endOwn(jobId);
+    const run = this.ownRuns.get(jobId);
     const state = String(args[keyCount + 4]) === 'completed' ? 'completed' : 'failed';
     const value = String(args[keyCount + 3]);
     const { data, field } = terminalOf(state === 'completed' ? { result: value } : { error: value });
     // BullMQ's 12th key of the move is its key of the job.
     const own = RedisKeys.ofBullJob(String(args[11]));
     const call = finishJobCall(own.meta, own.events, state, data, Date.now(), this.limits.retentionMs, field, run?.attempt);
-    return { token: '*', ...call, settle: () => undefined };
+    // The run ends with a move BullMQ accepted: a refused one (a run of the job that lost its
+    // lock, while a newer run of it goes on in this worker) leaves the newer run's calls composed.
+    const settle = (reply: ScriptReply | undefined): void => {
+      if (reply?.[0] !== 'refused' && this.ownRuns.get(jobId) === run) this.endOwn(jobId);
+    };
+    return { token: '*', ...call, settle };
   }
 
   /** Runs BullMQ's move to active and the start of the attempt of the job it gives as one script; resolves to BullMQ's reply. */

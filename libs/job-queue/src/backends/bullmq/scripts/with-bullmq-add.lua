@@ -33,8 +33,10 @@ if fromJob then
   -- The job's keys are BullMQ's key of the job with the module's suffixes (its id is BullMQ's reply):
   -- in the slot of the queue's keys, as BullMQ's own keys of the job are.
   local jobKey = ARGV[2] .. bullmqReply
-  if redis.call('EXISTS', jobKey .. ':jq-meta') == 0 then
-    local job = redis.call('HMGET', jobKey, 'name', 'opts', 'timestamp')
+  local job = redis.call('HMGET', jobKey, 'name', 'opts', 'timestamp', 'processedOn', 'finishedOn')
+  -- An add that found the id taken (BullMQ keeps that job and replies with its id) gives a job
+  -- BullMQ already ran no metadata: it is read as any job of a plain queue is.
+  if not job[4] and not job[5] and redis.call('EXISTS', jobKey .. ':jq-meta') == 0 then
     local maxAttempts = 1
     local decoded, opts = pcall(cjson.decode, job[2] or '{}')
     if decoded and type(opts) == 'table' and tonumber(opts['attempts']) then
