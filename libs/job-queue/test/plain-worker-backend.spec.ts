@@ -11,6 +11,13 @@ import { pollUntil } from '../../../test/support/poll-until.js';
 import { RedisMonitor, type MonitoredCommand } from '../../../test/support/redis-monitor.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
 
+/** A one-time signal between a test and a processor: `fire()` it, `await fired`. */
+function signal(): { fired: Promise<void>; fire: () => void } {
+  let fire!: () => void;
+  const fired = new Promise<void>((resolve) => (fire = resolve));
+  return { fired, fire };
+}
+
 /**
  * A plain BullMQ `Worker` given `jobStreamsBackend()` (no `JobQueueWorker`, no bridge of its
  * own) is bridged by its backend alone: `started` with BullMQ's move to active, each
@@ -286,16 +293,14 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
 
   it('a job system code enqueued, cancelled while it runs and retried by BullMQ keeps its cancel', async () => {
     await startApp(['system']);
-    let release!: () => void;
-    const mayFail = new Promise<void>((resolve) => (release = resolve));
-    let running!: () => void;
-    const isRunning = new Promise<void>((resolve) => (running = resolve));
+    const mayFail = signal();
+    const isRunning = signal();
     const system = worker(
       'system',
       async (job: Job) => {
         if (job.attemptsMade > 0) return 'second';
-        running();
-        await mayFail;
+        isRunning.fire();
+        await mayFail.fired;
         throw new Error('first attempt fails');
       },
       true,
@@ -304,10 +309,10 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
     const info = await jobQueue.enqueue('print', {}, { queue: 'system', attempts: 2 });
     const done = ended(system, info.id);
     try {
-      await isRunning;
+      await isRunning.fired;
       await jobQueue.cancel(info.id, { queue: 'system', reason: 'stop' });
     } finally {
-      release();
+      mayFail.fire();
     }
     await done;
     expect(await eventsOf('system', info.id)).toEqual([
@@ -319,16 +324,14 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
   it('a cancel ends the stream; the processor runs on, its later calls and its end are BullMQ’s alone', async () => {
     await startApp(['cancels']);
     const added = queue('cancels');
-    let release!: () => void;
-    const mayGoOn = new Promise<void>((resolve) => (release = resolve));
-    let running!: () => void;
-    const isRunning = new Promise<void>((resolve) => (running = resolve));
+    const mayGoOn = signal();
+    const isRunning = signal();
     const cancels = worker(
       'cancels',
       async (job: Job) => {
         await job.updateProgress('before');
-        running();
-        await mayGoOn;
+        isRunning.fire();
+        await mayGoOn.fired;
         await job.updateProgress('after');
         return 'done';
       },
@@ -337,10 +340,10 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
     const job = await added.add('print', {});
     const done = ended(cancels, job.id!);
     try {
-      await isRunning;
+      await isRunning.fired;
       await jobQueue.cancel(job.id!, { queue: 'cancels', reason: 'not needed' });
     } finally {
-      release();
+      mayGoOn.fire();
     }
     await done;
     expect(await eventsOf('cancels', job.id!)).toEqual([
@@ -355,22 +358,19 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
   it('a job moved back as stalled shows its next attempt as a new started, and only the run holding the lock ends it', async () => {
     await startApp(['stalls']);
     const stalls = queue('stalls');
-    let releaseFirst!: () => void;
-    const firstMayEnd = new Promise<void>((resolve) => (releaseFirst = resolve));
-    let firstRunning!: () => void;
-    const firstStarted = new Promise<void>((resolve) => (firstRunning = resolve));
-    let firstDone!: () => void;
-    const firstCalledLate = new Promise<void>((resolve) => (firstDone = resolve));
+    const firstMayEnd = signal();
+    const firstStarted = signal();
+    const firstCalledLate = signal();
     // The first run holds its job without renewing its lock: BullMQ's stalled check moves the job back.
     const first = worker(
       'stalls',
       async (job: Job) => {
         await job.updateProgress('first run');
-        firstRunning();
-        await firstMayEnd;
+        firstStarted.fire();
+        await firstMayEnd.fired;
         // BullMQ takes the call (the job is there); the stream, whose attempt moved on, does not.
         await job.updateProgress('first run, late');
-        firstDone();
+        firstCalledLate.fire();
         return 'first';
       },
       true,
@@ -382,7 +382,7 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
     const monitor = await RedisMonitor.start(server.url);
     try {
       const job = await stalls.add('hold', {}, { attempts: 3 });
-      await firstStarted;
+      await firstStarted.fired;
       const second = worker(
         'stalls',
         async (held: Job) => {
@@ -393,8 +393,8 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
         { lockDuration: 1000, stalledInterval: 500 },
       );
       await ended(second, job.id!);
-      releaseFirst();
-      await firstCalledLate;
+      firstMayEnd.fire();
+      await firstCalledLate.fired;
       expect(await firstRefused).toMatch(/Missing lock for job .* moveToFinished/);
       expect(await eventsOf('stalls', job.id!)).toEqual([
         ['started', { attempt: 1 }],
@@ -407,7 +407,7 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
       await monitor.caughtUp(admin);
       expect(writesOf(monitor, 'stalls', job.id!)).toEqual(withBullMqWrites(['started', 'progress', 'started', 'progress', 'completed']));
     } finally {
-      releaseFirst();
+      firstMayEnd.fire();
       monitor.stop();
     }
   });
