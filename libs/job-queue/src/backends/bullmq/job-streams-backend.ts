@@ -93,8 +93,11 @@ const requeueJob = (): { name: string; lua: string } => ({ name: 'jq:requeue-job
 /** No job name has a circuit breaker (a plain `Worker`'s jobs). */
 const NO_BREAKERS = { mode: 'only', names: [] } as const;
 
-/** True for a transaction of BullMQ's (a `multi`), whose commands are queued, not answered one by one. */
-function isTransaction(client: RedisClient | IRedisTransaction): boolean {
+/**
+ * True for a batch of BullMQ's (a pipeline, as `addBulk` sends, or a `multi`): its commands are
+ * queued and answered together, in replies BullMQ reads as its own.
+ */
+function isBatch(client: RedisClient | IRedisTransaction): boolean {
   return typeof (client as { duplicate?: unknown }).duplicate !== 'function';
 }
 
@@ -307,9 +310,9 @@ export class JobStreamsBackend {
         adding.sent = true;
         return this.composedAdd(client as RedisClient, this.scripts[commandName], args, adding);
       }
-      // A plain add of a JobStreamsQueue; not one inside BullMQ's transactions (addBulk), whose
-      // replies BullMQ reads as its own: those jobs get their metadata when first read or started.
-      if (!adding && this.queueKeyPrefix !== undefined && !isTransaction(client)) {
+      // A plain add of a JobStreamsQueue; not one inside a batch of BullMQ's (addBulk's pipeline),
+      // whose replies BullMQ reads as its own: those jobs get their metadata when first read or started.
+      if (!adding && this.queueKeyPrefix !== undefined && !isBatch(client)) {
         return this.composedAdd(client as RedisClient, this.scripts[commandName], args, this.queueKeyPrefix);
       }
     } else if (!this.driven && (commandName === 'retryJob' || commandName === 'moveToDelayed')) {
