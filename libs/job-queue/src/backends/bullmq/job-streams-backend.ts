@@ -425,10 +425,13 @@ export class JobStreamsBackend {
       sent[keyCount + 7] = 0;
       sent[keyCount + 8] = undefined;
     }
-    const run = this.endOwn(jobId);
+    const run = this.ownRuns.get(jobId);
     return (async () => {
       const reply = await this.bullExecCommand(client, commandName, sent as never[]);
+      // As with the move to finished, the run ends with a retry BullMQ accepted: a refused one (a
+      // run that lost its lock) leaves a newer run of the job in this worker composing.
       if (run && !(typeof reply === 'number' && reply < 0)) {
+        if (this.ownRuns.get(jobId) === run) this.endOwn(jobId);
         const script = requeueJob();
         this.define(client, script, 1);
         try {

@@ -25,6 +25,7 @@
   Returns {'ok', eventId} | {'dup'} | {'module'} (another writer's attempt) | {'final'} | {'gone'}
   | {'full'} (the per-job cap is reached: nothing appended but the terminal event).
 ]]
+--- @include "include-ownerless-job"
 --- @include "include-keep-ended-job"
 
 local function after(a, b)
@@ -38,8 +39,7 @@ end
 local kind = ARGV[2]
 if redis.call('HEXISTS', KEYS[1], 'name') == 0 then
   if (kind ~= 'start' and kind ~= 'gap') or ARGV[10] == '' then return {'gone'} end
-  redis.call('HSET', KEYS[1], 'name', ARGV[10], 'owner', '', 'state', 'queued', 'attempt', 0,
-    'maxAttempts', ARGV[11], 'createdAt', ARGV[12], 'count', 0)
+  createOwnerlessJob(KEYS[1], ARGV[10], ARGV[11], ARGV[12])
 end
 local meta = redis.call('HMGET', KEYS[1], 'terminal', 'bridged', 'attempt', 'foreign', 'startedId', 'count', 'heldAt')
 -- A retry that finds its write done still writes (the same value): replica acks then cover the first write.

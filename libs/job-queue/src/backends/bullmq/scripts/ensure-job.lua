@@ -9,7 +9,7 @@
 
   Returns 1 (the job has metadata, now or before).
 ]]
+--- @include "include-ownerless-job"
 if redis.call('HEXISTS', KEYS[1], 'name') == 1 then return 1 end
-redis.call('HSET', KEYS[1], 'name', ARGV[1], 'owner', '', 'state', 'queued', 'attempt', 0,
-  'maxAttempts', ARGV[2], 'createdAt', ARGV[3], 'count', 0)
+createOwnerlessJob(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 return 1

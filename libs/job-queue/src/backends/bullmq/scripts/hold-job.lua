@@ -12,10 +12,10 @@
 
   Returns 'ok' | 'final' | 'gone'.
 ]]
+--- @include "include-ownerless-job"
 if redis.call('HEXISTS', KEYS[1], 'name') == 0 then
   if ARGV[1] ~= '1' then return 'gone' end
-  redis.call('HSET', KEYS[1], 'name', ARGV[2], 'owner', '', 'state', 'queued', 'attempt', 0,
-    'maxAttempts', ARGV[3], 'createdAt', ARGV[4], 'count', 0)
+  createOwnerlessJob(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
 end
 if redis.call('HEXISTS', KEYS[1], 'terminal') == 1 then return 'final' end
 local time = redis.call('TIME')

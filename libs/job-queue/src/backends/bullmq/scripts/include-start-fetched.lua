@@ -17,6 +17,7 @@
   Returns start-attempt's reply, or {'unstarted'} when the job's name has a circuit breaker: the
   worker then admits the job through its breaker and starts the attempt itself.
 ]]
+--- @include "include-ownerless-job"
 local function startAttempt(KEYS, ARGV)
 --- @include "start-attempt"
 end
@@ -29,11 +30,6 @@ local function startFetched(jobKey, args)
     if breakerName == name then listed = true end
   end
   if (args[5] == 'only') == listed then return {'unstarted'} end
-  local maxAttempts = 1
-  local decoded, opts = pcall(cjson.decode, job[2] or '{}')
-  if decoded and type(opts) == 'table' and tonumber(opts['attempts']) then
-    maxAttempts = math.max(1, tonumber(opts['attempts']))
-  end
   return startAttempt({jobKey .. ':jq-meta', jobKey .. ':jq-events'},
-    {args[1], args[2], args[3], args[4], name, maxAttempts, job[3] or args[1]})
+    {args[1], args[2], args[3], args[4], name, maxAttemptsOf(job[2]), job[3] or args[1]})
 end

@@ -19,10 +19,10 @@
   Returns {'ok', attempt, eventId, eventCount, abandonAfterMs or '', traceparent or '', tracestate or ''}
     | {'final', state, result or ''} | {'gone'} | {'limit'}.
 ]]
+--- @include "include-ownerless-job"
 if redis.call('HEXISTS', KEYS[1], 'name') == 0 then
   if ARGV[4] ~= '1' then return {'gone'} end
-  redis.call('HSET', KEYS[1], 'name', ARGV[5], 'owner', '', 'state', 'queued', 'attempt', 0,
-    'maxAttempts', ARGV[6], 'createdAt', ARGV[7], 'count', 0)
+  createOwnerlessJob(KEYS[1], ARGV[5], ARGV[6], ARGV[7])
 end
 local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'count', 'state', 'result',
   'owner', 'createdAt')
@@ -30,8 +30,7 @@ if meta[2] and ARGV[4] == '1' and meta[9] == '' and meta[10] ~= ARGV[7] then
   -- A job added without an owner whose id BullMQ was given again (a custom id re-added after the
   -- first job was removed): the ended stream is the earlier job's, this one starts afresh.
   redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('HSET', KEYS[1], 'name', ARGV[5], 'owner', '', 'state', 'queued', 'attempt', 0,
-    'maxAttempts', ARGV[6], 'createdAt', ARGV[7], 'count', 0)
+  createOwnerlessJob(KEYS[1], ARGV[5], ARGV[6], ARGV[7])
   meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'count', 'state', 'result')
 end
 -- A retry that finds its write done still writes (the same value): replica acks then cover the first write.

@@ -18,6 +18,7 @@
 
   Returns {bullmqReply}.
 ]]
+--- @include "include-ownerless-job"
 -- BullMQ's part sees only its own keys and arguments, as when it runs alone.
 local function bullmqCommand(KEYS, ARGV)
 --- @bullmq-command
@@ -37,13 +38,7 @@ if fromJob then
   -- An add that found the id taken (BullMQ keeps that job and replies with its id) gives a job
   -- BullMQ already ran no metadata: it is read as any job of a plain queue is.
   if not job[4] and not job[5] and redis.call('EXISTS', jobKey .. ':jq-meta') == 0 then
-    local maxAttempts = 1
-    local decoded, opts = pcall(cjson.decode, job[2] or '{}')
-    if decoded and type(opts) == 'table' and tonumber(opts['attempts']) then
-      maxAttempts = math.max(1, tonumber(opts['attempts']))
-    end
-    redis.call('HSET', jobKey .. ':jq-meta', 'name', job[1] or '', 'owner', '', 'state', 'queued', 'attempt', 0,
-      'maxAttempts', maxAttempts, 'createdAt', job[3] or 0, 'count', 0)
+    createOwnerlessJob(jobKey .. ':jq-meta', job[1] or '', maxAttemptsOf(job[2]), job[3] or 0)
   end
 elseif redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], unpack(ARGV, 2, 1 + 2 * n))
