@@ -24,6 +24,8 @@ interface ProxiedConnection {
 export class RedisFaultProxy {
   private holding = false;
   private readonly held: Array<{ socket: Socket; chunk: Buffer }> = [];
+  /** Called once the next reply is held (see {@link untilHeld}). */
+  private readonly onHeld = new Set<() => void>();
   private readonly connections = new Set<ProxiedConnection>();
   private readonly refused = new Set<string>();
 
@@ -76,8 +78,10 @@ export class RedisFaultProxy {
       upstream.write(chunk);
     });
     upstream.on('data', (chunk: Buffer) => {
-      if (this.holding) this.held.push({ socket: client, chunk });
-      else client.write(chunk);
+      if (!this.holding) return void client.write(chunk);
+      this.held.push({ socket: client, chunk });
+      for (const resolve of this.onHeld) resolve();
+      this.onHeld.clear();
     });
   }
 
@@ -92,9 +96,23 @@ export class RedisFaultProxy {
     for (const { socket, chunk } of this.held.splice(0)) socket.write(chunk);
   }
 
-  /** How many reply chunks are waiting. */
-  get heldReplies(): number {
-    return this.held.length;
+  /**
+   * Resolves once a reply is held (at once if one is): the server answered a command sent through
+   * the proxy, whatever else the test saw of that command first.
+   */
+  untilHeld(timeoutMs: number): Promise<void> {
+    if (this.held.length) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.onHeld.delete(held);
+        reject(new Error(`no reply held within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const held = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.onHeld.add(held);
+    });
   }
 
   /** Closes the connections named `name` and every new one that takes that name, until {@link admitAll}. */
