@@ -60,8 +60,9 @@ function highestIndex(lua: string, name: 'KEYS' | 'ARGV'): number {
  * Checks BullMQ's `scripts` (what `bullmq`'s `scripts/index.js` exports) for every command of
  * {@link COMPOSED_COMMANDS}. Pure: no Redis, no file read. The checks are the cheap ones that
  * catch a changed command: it exists, it takes the same number of keys, its Lua reads exactly
- * those keys and arguments, and it is a plain script (a header comment, no `#!lua` flags line)
- * that can run as the body of a Lua function.
+ * those keys and arguments, by index only (the module's own follow them in a composed script),
+ * and it is a plain script (a header comment, no `#!lua` flags line) that can run as the body of
+ * a Lua function.
  *
  * @throws IncompatibleBullMqError naming `version` and the first command that does not fit.
  */
@@ -79,6 +80,11 @@ export function checkBullCommands(scripts: Readonly<Record<string, unknown>>, ve
     const lua = script.content;
     if (!lua.trimStart().startsWith('--[[')) {
       throw new IncompatibleBullMqError(version, name, 'does not start with its header comment (a script with flags cannot be wrapped)');
+    }
+    // The module's keys and arguments follow BullMQ's: its script must read its own by index alone.
+    const code = lua.replace(/--\[\[[\s\S]*?\]\]/g, '').replace(/--[^\n]*/g, '');
+    if (/#\s*(KEYS|ARGV)\b|\b(KEYS|ARGV)\b(?!\s*\[)/.test(code)) {
+      throw new IncompatibleBullMqError(version, name, 'reads KEYS or ARGV as a whole (their length, or the table itself)');
     }
     const keys = highestIndex(lua, 'KEYS');
     const args = highestIndex(lua, 'ARGV');

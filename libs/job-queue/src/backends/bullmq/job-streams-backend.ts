@@ -126,6 +126,9 @@ interface PendingFinish {
   settle(reply: ScriptReply | undefined): void;
 }
 
+/** append-events' reply for one event appended (a composed call's flat reply says so; see with-bullmq-command.lua). */
+const APPENDED_ONE: ScriptReply = ['ok', 1, ''];
+
 /** The composed commands defined on each client (a client may be shared by several backends). */
 const definedOn = new WeakMap<object, Set<string>>();
 
@@ -335,11 +338,12 @@ export class JobStreamsBackend {
   private async composedAdd(client: RedisClient, script: ComposedScript, args: unknown[], adding: PendingAdd | string): Promise<unknown> {
     const keyCount = script.bullmq.keys;
     this.define(client, script, keyCount + 1);
-    const ours =
-      typeof adding === 'string'
-        ? [args[0], ...args.slice(0, keyCount), 'job', adding]
-        : [adding.metaKey, ...args.slice(0, keyCount), adding.fields.length / 2, ...adding.fields];
-    const reply = (await client.runCommand(script.name, [...ours, ...args.slice(keyCount)])) as [unknown];
+    // BullMQ's keys and arguments first, where its script reads them (see with-bullmq-add.lua).
+    const [metaKey, ours] =
+      typeof adding === 'string' ? [args[0], [adding, 'job']] : [adding.metaKey, [...adding.fields, adding.fields.length / 2]];
+    const reply = (await client.runCommand(script.name, [...args.slice(0, keyCount), metaKey, ...args.slice(keyCount), ...ours])) as [
+      unknown,
+    ];
     return reply[0];
   }
 
@@ -470,10 +474,7 @@ export class JobStreamsBackend {
   private async composedFetch(client: RedisClient, script: ComposedScript, args: unknown[]): Promise<unknown> {
     const keyCount = script.bullmq.keys;
     this.define(client, script, keyCount);
-    const reply = (await client.runCommand(script.name, [...args.slice(0, keyCount), ...this.startArgs(), ...args.slice(keyCount)])) as [
-      unknown,
-      ScriptReply?,
-    ];
+    const reply = (await client.runCommand(script.name, [...args, ...this.startArgs()])) as [unknown, ScriptReply?];
     // BullMQ's first argument of the move: its key prefix of the queue.
     this.keepStart(reply[0], reply[1], String(args[keyCount]));
     return reply[0];
@@ -498,13 +499,14 @@ export class JobStreamsBackend {
     const keys = pending?.keys ?? [own.meta, own.events, RedisKeys.spareOfEvents(own.events)];
     const finishArgs = pending ? [pending.token, ...pending.args] : ['', '', '', '', '', '', '', ''];
     const startArgs = this.startArgs();
+    // BullMQ's keys and arguments first, where its script reads them (see with-bullmq-finish.lua).
     const reply = (await client.runCommand(script.name, [
-      ...keys,
       ...args.slice(0, keyCount),
+      ...keys,
+      ...args.slice(keyCount),
       ...finishArgs,
       ...startArgs,
       ...Array(6 - startArgs.length).fill(''),
-      ...args.slice(keyCount),
     ])) as [unknown, ScriptReply | 0, ScriptReply | 0];
     if (pending && reply[1]) {
       // BullMQ answered the move of the end's own run: written, refused, or failed in Redis.
@@ -538,14 +540,20 @@ export class JobStreamsBackend {
     // BullMQ hands its commands to the connection.
     const ours = calls.next(event.type, event.json);
     this.define(client, script, keyCount + 2);
+    // BullMQ's keys and arguments first, where its script reads them (see with-bullmq-command.lua).
     const reply = (await client.runCommand(script.name, [
-      ...ours.keys,
       ...args.slice(0, keyCount),
-      ...ours.args,
+      ...ours.keys,
       ...args.slice(keyCount),
-    ])) as [unknown, ScriptReply?];
-    calls.settle(reply[1]);
-    return reply[0] ?? null;
+      ...ours.args,
+    ])) as number | [unknown, ScriptReply];
+    if (Array.isArray(reply)) {
+      calls.settle(reply[1]);
+      return reply[0];
+    }
+    // BullMQ's reply alone: the event went in, unless BullMQ refused the call.
+    calls.settle(reply >= 0 ? APPENDED_ONE : undefined);
+    return reply;
   }
 }
 

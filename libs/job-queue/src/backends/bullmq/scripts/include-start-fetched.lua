@@ -5,14 +5,14 @@
   does alone (the cancel check, the attempt counter, `started`, the cap). The job's keys are BullMQ's
   key of the job with the module's suffixes, in the slot of the queue's keys.
 
-  startFetched(jobKey, args) with args:
-    args[1] now (epoch ms)
-    args[2] max events per job
-    args[3] run id (unique per command sent; a command sent again starts the attempt once)
-    args[4] '1' to create the metadata of a job that has none (a processor's queue), '0' not to
-    args[5] 'only' when the job names in args[6] have a circuit breaker, 'except' when every name
-            but those has one
-    args[6] job names (JSON array)
+  startFetched(jobKey, args, at) reads its arguments from `args` in place, after index `at`:
+    args[at + 1] now (epoch ms)
+    args[at + 2] max events per job
+    args[at + 3] run id (unique per command sent; a command sent again starts the attempt once)
+    args[at + 4] '1' to create the metadata of a job that has none (a processor's queue), '0' not to
+    args[at + 5] 'only' when the job names in args[at + 6] have a circuit breaker, 'except' when
+            every name but those has one
+    args[at + 6] job names (JSON array)
 
   Returns start-attempt's reply, or {'unstarted'} when the job's name has a circuit breaker: the
   worker then admits the job through its breaker and starts the attempt itself.
@@ -22,14 +22,14 @@ local function startAttempt(KEYS, ARGV)
 --- @include "start-attempt"
 end
 
-local function startFetched(jobKey, args)
+local function startFetched(jobKey, args, at)
   local job = redis.call('HMGET', jobKey, 'name', 'opts', 'timestamp')
   local name = job[1] or ''
   local listed = false
-  for _, breakerName in ipairs(cjson.decode(args[6])) do
+  for _, breakerName in ipairs(cjson.decode(args[at + 6])) do
     if breakerName == name then listed = true end
   end
-  if (args[5] == 'only') == listed then return {'unstarted'} end
+  if (args[at + 5] == 'only') == listed then return {'unstarted'} end
   return startAttempt({jobKey .. ':jq-meta', jobKey .. ':jq-events'},
-    {args[1], args[2], args[3], args[4], name, maxAttemptsOf(job[2]), job[3] or args[1]})
+    {args[at + 1], args[at + 2], args[at + 3], args[at + 4], name, maxAttemptsOf(job[2]), job[3] or args[at + 1]})
 end

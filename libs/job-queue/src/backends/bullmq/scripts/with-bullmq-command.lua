@@ -5,32 +5,35 @@
   call's event go to the job's stream, with append-events' checks and idempotency (a call sent
   again after a reconnect, same writer and sequence number, is appended once).
 
-  KEYS[1] meta hash of the job
-  KEYS[2] events stream of the job
-  KEYS[3], ... BullMQ's keys of the command
-  ARGV[1] writer id (unique per attempt run)
-  ARGV[2] sequence number of this call for the writer (1, 2, ...)
-  ARGV[3] max events per job
-  ARGV[4] attempt the writer belongs to
-  ARGV[5] event type
-  ARGV[6] event data (JSON)
-  ARGV[7], ... BullMQ's arguments of the command
+  BullMQ's keys and arguments come first, where its script reads them, and the module's follow
+  (K and A: how many keys and arguments BullMQ's command was given, the rest being the module's):
+  KEYS[1] ... KEYS[K] BullMQ's keys of the command
+  KEYS[K + 1] meta hash of the job
+  KEYS[K + 2] events stream of the job
+  ARGV[1] ... ARGV[A] BullMQ's arguments of the command
+  ARGV[A + 1] writer id (unique per attempt run)
+  ARGV[A + 2] sequence number of this call for the writer (1, 2, ...)
+  ARGV[A + 3] max events per job
+  ARGV[A + 4] attempt the writer belongs to
+  ARGV[A + 5] event type
+  ARGV[A + 6] event data (JSON)
 
-  Returns {bullmqReply} when BullMQ's reply is not a number >= 0 (nothing appended), else
-  {bullmqReply, appendReply} with append-events' reply: {'ok', appended, lastId} | {'dup'} |
-  {'final'} | {'stale'} | {'limit', appended, lastId}.
+  Returns BullMQ's reply alone when it is not a number >= 0 (nothing appended) or when the event
+  went in (the common case: a flat reply costs Redis less than a nested one), else
+  {bullmqReply, appendReply} with append-events' reply: {'dup'} | {'final'} | {'stale'} |
+  {'limit', appended, lastId}.
 ]]
--- Each part sees only its own keys and arguments, as when it runs alone.
-local function bullmqCommand(KEYS, ARGV)
+local K, A = #KEYS - 2, #ARGV - 6
+local function bullmqCommand()
 --- @bullmq-command
 end
 
-local function appendEvents(KEYS, ARGV)
---- @include "append-events"
-end
+--- @include "include-append-events"
 
-local bullmqReply = bullmqCommand({unpack(KEYS, 3)}, {unpack(ARGV, 7)})
+local bullmqReply = bullmqCommand()
 if type(bullmqReply) ~= 'number' or bullmqReply < 0 then
-  return {bullmqReply}
+  return bullmqReply
 end
-return {bullmqReply, appendEvents({KEYS[1], KEYS[2]}, {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]})}
+local appendReply = appendEvents(KEYS[K + 1], KEYS[K + 2], ARGV, A)
+if appendReply[1] == 'ok' then return bullmqReply end
+return {bullmqReply, appendReply}

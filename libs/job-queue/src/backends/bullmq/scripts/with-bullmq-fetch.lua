@@ -6,25 +6,27 @@
   no reader ever sees the job active without its `started`, and a job cancelled before this never
   reaches the processor (the worker finds it final).
 
+  BullMQ's keys and arguments come first, where its script reads them, and the module's follow
+  (K and A: how many keys and arguments BullMQ's command was given, the rest being the module's):
   KEYS BullMQ's keys of the command
-  ARGV[1] ... ARGV[6] startFetched's arguments (include-start-fetched.lua)
-  ARGV[7], ... BullMQ's arguments of the command (ARGV[7]: BullMQ's key prefix of the queue)
+  ARGV[1] ... ARGV[A] BullMQ's arguments of the command (ARGV[1]: BullMQ's key prefix of the queue)
+  ARGV[A + 1] ... ARGV[A + 6] startFetched's arguments (include-start-fetched.lua)
 
   Returns {bullmqReply} when BullMQ gave no job, else {bullmqReply, startReply}.
 ]]
--- Each part sees only its own keys and arguments, as when it runs alone.
-local function bullmqCommand(KEYS, ARGV)
+local A = #ARGV - 6
+local function bullmqCommand()
 --- @bullmq-command
 end
 
 --- @include "include-start-fetched"
 
-local bullmqReply = bullmqCommand(KEYS, {unpack(ARGV, 7)})
+local bullmqReply = bullmqCommand()
 local jobId = type(bullmqReply) == 'table' and bullmqReply[2]
 if not jobId or jobId == 0 or jobId == '0' then
   return {bullmqReply}
 end
 -- BullMQ's move is done and stays: a start that fails leaves the worker to start the attempt by a
 -- call of its own, instead of failing BullMQ's command.
-local ok, startReply = pcall(startFetched, ARGV[7] .. jobId, ARGV)
+local ok, startReply = pcall(startFetched, ARGV[1] .. jobId, ARGV, A)
 return {bullmqReply, ok and startReply or {'unstarted'}}
