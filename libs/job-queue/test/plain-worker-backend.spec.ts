@@ -411,4 +411,51 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
       monitor.stop();
     }
   });
+
+  it('a job stalled more often than BullMQ allows ends failed with BullMQ’s reason, its processor not run again', async () => {
+    await startApp(['overstalls']);
+    const overstalls = queue('overstalls');
+    const firstStarted = signal();
+    const firstMayEnd = signal();
+    worker(
+      'overstalls',
+      async (job: Job) => {
+        await job.updateProgress('first run');
+        firstStarted.fire();
+        await firstMayEnd.fired;
+        return 'first';
+      },
+      true,
+      { skipLockRenewal: true, skipStalledCheck: true, lockDuration: 1000 },
+    );
+    try {
+      const job = await overstalls.add('hold', {}, { attempts: 3 });
+      await firstStarted.fired;
+      let secondRuns = 0;
+      const second = worker(
+        'overstalls',
+        async () => {
+          secondRuns++;
+          return 'second';
+        },
+        true,
+        { lockDuration: 1000, stalledInterval: 500, maxStalledCount: 0 },
+      );
+      await ended(second, job.id!);
+      expect(secondRuns).toBe(0);
+      const bull = await bullView(overstalls, job.id!);
+      expect(bull).toMatchObject({ state: 'failed', failedReason: 'job stalled more than allowable limit' });
+      // BullMQ moves the job back with a deferred failure, and the worker that gets it next fails it
+      // without running it: that move to active is a start, as BullMQ counts it (attemptsStarted).
+      expect(await eventsOf('overstalls', job.id!)).toEqual([
+        ['started', { attempt: 1 }],
+        ['progress', 'first run'],
+        ['started', { attempt: 2 }],
+        ['failed', { error: { message: 'job stalled more than allowable limit' } }],
+      ]);
+      expect(await jobQueue.getJob(job.id!, { queue: 'overstalls' })).toMatchObject({ state: 'failed' });
+    } finally {
+      firstMayEnd.fire();
+    }
+  });
 });

@@ -26,8 +26,10 @@ local function startFetched(jobKey, args, at)
   local job = redis.call('HMGET', jobKey, 'name', 'opts', 'timestamp')
   local name = job[1] or ''
   local listed = false
-  for _, breakerName in ipairs(cjson.decode(args[at + 6])) do
-    if breakerName == name then listed = true end
+  if args[at + 6] ~= '[]' then
+    for _, breakerName in ipairs(cjson.decode(args[at + 6])) do
+      if breakerName == name then listed = true end
+    end
   end
   if (args[at + 5] == 'only') == listed then return {'unstarted'} end
   return startAttempt({jobKey .. ':jq-meta', jobKey .. ':jq-events'},
