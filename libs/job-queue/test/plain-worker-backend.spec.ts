@@ -10,13 +10,7 @@ import { createContractApp, type ContractApp } from './contract/job-queue.contra
 import { pollUntil } from '../../../test/support/poll-until.js';
 import { RedisMonitor, type MonitoredCommand } from '../../../test/support/redis-monitor.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
-
-/** A one-time signal between a test and a processor: `fire()` it, `await fired`. */
-function signal(): { fired: Promise<void>; fire: () => void } {
-  let fire!: () => void;
-  const fired = new Promise<void>((resolve) => (fire = resolve));
-  return { fired, fire };
-}
+import { signal } from './support/signal.js';
 
 /**
  * A plain BullMQ `Worker` given `jobStreamsBackend()` (no `JobQueueWorker`, no bridge of its

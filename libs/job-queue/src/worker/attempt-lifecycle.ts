@@ -8,8 +8,8 @@ import { errorMessageOf } from '../contract/encode-event.js';
 import { EventLimitExceededError } from '../errors/event-limit-exceeded.error.js';
 import type { ResolvedJobQueueOptions } from '../options/job-queue-module-options.js';
 import { EventAppender, type AppendedEvent } from './event-appender.js';
-import { finishJobCall, type JobScripts, type NewJobMeta, type ScriptReply } from '../backends/bullmq/job-scripts.js';
-import type { JobStreamsBackend } from '../backends/bullmq/job-streams-backend.js';
+import { finishJobCall, type JobScripts, type NewJobMeta, type StartAttemptReply } from '../backends/bullmq/job-scripts.js';
+import type { JobStreamsBackend, KeptStart } from '../backends/bullmq/job-streams-backend.js';
 import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
 import { tracedFinish, type TraceCarrier } from '../tracing/job-tracing.js';
 import { terminalOf } from '../backends/bullmq/terminal-event.js';
@@ -131,22 +131,29 @@ export class AttemptLifecycle {
       create?: NewJobMeta;
       onFlushed?: (last: AppendedEvent) => void;
       /**
-       * What `start-attempt` replied inside BullMQ's move of the job to active, when the worker's
-       * backend started the attempt there (see {@link JobStreamsBackend.startAttempts}): then no
-       * call of its own is made.
+       * The start made inside BullMQ's move of the job to active, when the worker's backend
+       * started the attempt there (see {@link JobStreamsBackend.startAttempts}): then no call of
+       * its own is made (with replica acks, unless the replicas do not confirm it).
        */
-      startedWithMove?: ScriptReply;
+      startedWithMove?: KeptStart;
     } = {},
   ): Promise<AttemptStart> {
     const id = job.id!;
-    const runId = randomUUID();
+    const meta = this.keys.meta(queue, id);
     const events = this.keys.events(queue, id);
-    const started =
-      options.startedWithMove && options.startedWithMove[0] !== 'unstarted'
-        ? this.scripts.startAttemptReply(events, options.startedWithMove)
-        : await this.retrying(() =>
-            this.scripts.startAttempt(this.keys.meta(queue, id), events, Date.now(), this.options.maxEventsPerJob, runId, options.create),
-          );
+    const startAlone = (runId: string): Promise<StartAttemptReply> =>
+      this.retrying(() => this.scripts.startAttempt(meta, events, Date.now(), this.options.maxEventsPerJob, runId, options.create));
+    const kept = options.startedWithMove?.reply[0] !== 'unstarted' ? options.startedWithMove : undefined;
+    let started = kept ? this.scripts.startAttemptReply(events, kept.reply) : await startAlone(randomUUID());
+    if (kept && started.status === 'ok') {
+      try {
+        await this.scripts.confirmWriteElsewhere(meta);
+      } catch {
+        // The replicas did not confirm the start: made again by a call of its own with the same
+        // run id, which answers the same when the first one is there (and waits for replicas).
+        started = await startAlone(kept.runId);
+      }
+    }
     if (started.status === 'limit') {
       const limitError = new EventLimitExceededError(this.options.maxEventsPerJob);
       await this.writeTerminal(queue, job, 'failed', { error: limitError });
@@ -278,6 +285,12 @@ export class AttemptLifecycle {
       // BullMQ moved the job but the end failed in Redis: written by a call of its own.
       if (reply[0] === 'error') return this.writeTerminal(queue, job, state, outcome, attempt);
       this.scripts.finishJobReply(events, state, reply);
+      try {
+        await this.scripts.confirmWriteElsewhere(call.keys[0]);
+      } catch {
+        // The replicas did not confirm the end: written again by a call of its own (idempotent).
+        return this.writeTerminal(queue, job, state, outcome, attempt);
+      }
     });
     finished.catch((error: unknown) => this.logger.warn(`Could not end job ${id} of queue ${queue}: ${errorMessageOf(error)}`));
   }

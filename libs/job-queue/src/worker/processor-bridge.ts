@@ -15,7 +15,8 @@ import type { BridgedJob, ProgressSink } from './bridged-job.js';
 const WAIT_WARNING_MS = 10_000;
 
 /**
- * Appends one attempt's `updateProgress` and `log` calls to the job's stream, in call order (the
+ * For a worker whose backend does not compose (a `JobQueueWorker` given a backend factory of its
+ * own): appends one attempt's `updateProgress` and `log` calls to the job's stream, in call order (the
  * order is taken when the call is made: BullMQ replays a sandboxed processor's calls concurrently).
  * The appends go out right behind BullMQ's own writes, in the next turn of the event loop, instead
  * of after BullMQ's replies: a bridged call costs one round trip of latency, not two, and BullMQ's
@@ -78,14 +79,6 @@ export class ProcessorBridge {
       queues?: readonly string[];
       maxEventBytes: number;
       maxEventsPerJob: number;
-      /**
-       * True when a worker's {@link JobStreamsBackend} may run each call as one script with
-       * BullMQ's (a job's stream keys lie in the slot of its BullMQ keys, on Redis Cluster too):
-       * without replica acks. With them every append must wait for a replica and be retried
-       * alone, which a call composed with BullMQ's write cannot be yet; there the calls are
-       * appended alongside BullMQ's, by {@link AttemptProgressSink}.
-       */
-      composeCalls: boolean;
     },
   ) {
     this.driver = new AttemptDriver(lifecycle, breakers, scripts, keys);
@@ -131,10 +124,10 @@ export class ProcessorBridge {
   /**
    * Lets `backend`, that of a worker of `queue`, start the attempts of the jobs BullMQ gives that
    * worker inside BullMQ's move of the job to active (see {@link JobStreamsBackend.startAttempts}),
-   * when the queue is bridged and calls are composed here.
+   * when the queue is bridged.
    */
   adopt(queue: string, backend: JobStreamsBackend): void {
-    if (!this.bridges(queue) || !this.options.composeCalls) return;
+    if (!this.bridges(queue)) return;
     backend.startAttempts({
       create: true,
       maxEventsPerJob: this.options.maxEventsPerJob,
@@ -163,7 +156,7 @@ export class ProcessorBridge {
     cancel: (reason: string) => void,
     backend?: JobStreamsBackend,
   ): Promise<unknown> {
-    const composing = this.options.composeCalls ? backend : undefined;
+    const composing = backend;
     let calls: StreamCalls | undefined;
     let sink: AttemptProgressSink | undefined;
     return this.driver.run(job, token, composing, {
@@ -229,6 +222,19 @@ export class ProcessorBridge {
       maxEventBytes: this.options.maxEventBytes,
       decode: (reply) => this.scripts.appendEventsReply(eventsKey, reply),
       onStop: (reason) => running.appender.stop(reason),
+      // With replica acks a call counts once the replicas have its event; one they do not confirm
+      // is written again by a call of its own (the same writer and sequence number: once).
+      confirm: this.scripts.waitsForReplicas
+        ? async ({ keys: [meta, events], args: [writer, seq, maxEvents, attempt, ...pair] }) => {
+            try {
+              await this.scripts.confirmWriteElsewhere(meta);
+            } catch {
+              await this.lifecycle.retrying(() =>
+                this.scripts.appendEvents(meta, events, String(writer), Number(seq), Number(maxEvents), Number(attempt), pair.map(String)),
+              );
+            }
+          }
+        : undefined,
     });
   }
 

@@ -80,7 +80,6 @@ export class WorkerRuntime {
       queues: options.queues,
       maxEventBytes: options.maxEventBytes,
       maxEventsPerJob: options.maxEventsPerJob,
-      composeCalls: options.redis.replicaAcks === 0,
     });
   }
 
@@ -98,9 +97,8 @@ export class WorkerRuntime {
     // On Redis Cluster under a prefix without a hash tag the `@JobHandler` queue's keys lie in
     // different slots: it has no handlers then (checked at start), and no worker.
     if (this.connections.cluster && !queueFitsCluster(prefix, DEFAULT_QUEUE)) return;
-    // Without replica acks a job's terminal event goes with BullMQ's move of the job to completed
-    // or failed, in one script (with them, every write of a job's events waits for a replica on
-    // its own, which a write inside BullMQ's cannot).
+    // A job's start goes with BullMQ's move of the job to active, its terminal event with the move
+    // to completed or failed, each in one script (with replica acks, confirmed afterwards).
     this.worker = new Worker(
       DEFAULT_QUEUE,
       (job, token) => this.runJob(job, token),
@@ -116,15 +114,13 @@ export class WorkerRuntime {
     );
     // The handler runtime runs the attempts, not the backend on its own.
     JobStreamsBackend.of(this.worker.getBackend())?.drive();
-    if (this.options.redis.replicaAcks === 0) {
-      this.finishThrough = JobStreamsBackend.of(this.worker.getBackend());
-      // Each job BullMQ gives the worker has its attempt started in the same script.
-      this.finishThrough?.startAttempts({
-        create: false,
-        maxEventsPerJob: this.options.maxEventsPerJob,
-        breakers: () => this.breakers.namesWithBreakers(),
-      });
-    }
+    this.finishThrough = JobStreamsBackend.of(this.worker.getBackend());
+    // Each job BullMQ gives the worker has its attempt started in the same script.
+    this.finishThrough?.startAttempts({
+      create: false,
+      maxEventsPerJob: this.options.maxEventsPerJob,
+      breakers: () => this.breakers.namesWithBreakers(),
+    });
     const unhandled = this.options.jobNames.filter((name) => !this.handlers.has(name));
     if (unhandled.length) {
       this.logger.warn(`This worker has no handler for ${unhandled.join(', ')} (jobNames): it fails such jobs when it picks them up`);

@@ -102,7 +102,10 @@ export class BullMqBackend implements JobQueueBackend {
   ) {
     this.keys = new RedisKeys(options.redis.prefix);
     const { replicaAcks, replicaAckTimeoutMs } = options.redis;
-    const acks = replicaAcks > 0 ? new ReplicaAcks(connections.commands, replicaAcks, replicaAckTimeoutMs) : undefined;
+    const acks =
+      replicaAcks > 0
+        ? new ReplicaAcks(connections.commands, replicaAcks, replicaAckTimeoutMs, (key) => this.keys.ackBeacon(key, connections.cluster))
+        : undefined;
     this.scripts = new JobScripts(connections.commands, meter, acks);
     this.enqueue = new JobEnqueue(this.scripts, acks);
     this.keepAlive = new ReadKeepAlive(this.scripts);

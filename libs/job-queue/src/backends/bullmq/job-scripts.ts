@@ -205,6 +205,20 @@ export class JobScripts {
     return reply;
   }
 
+  /** True when a write counts as done only once replicas have it (`redis.replicaAcks`). */
+  get waitsForReplicas(): boolean {
+    return this.replicaAcks !== undefined;
+  }
+
+  /**
+   * Resolves once replicas have a write of `key` that another connection made (the module's part
+   * of a BullMQ command composed with it; see `ReplicaAcks.afterWriteElsewhere`), at once without
+   * replica acks; rejects as a durable write here does when they do not confirm it.
+   */
+  confirmWriteElsewhere(key: string): Promise<void> {
+    return this.replicaAcks ? this.replicaAcks.afterWriteElsewhere(key) : Promise.resolve();
+  }
+
   /** Removes the metadata of a job whose enqueue failed, unless a worker started the job meanwhile. */
   withdrawJob(meta: string): Promise<'withdrawn' | 'started' | 'gone'> {
     return this.run('withdraw-job', [meta], []);

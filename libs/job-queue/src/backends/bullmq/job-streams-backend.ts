@@ -126,6 +126,14 @@ interface PendingFinish {
   settle(reply: ScriptReply | undefined): void;
 }
 
+/** A start made inside BullMQ's move of a job to active (see {@link JobStreamsBackend.takeStart}). */
+export interface KeptStart {
+  /** What `start-attempt` replied. */
+  reply: ScriptReply;
+  /** The run id it was sent with: `start-attempt` sent again with it answers the same (replica acks write it again so). */
+  runId: string;
+}
+
 /** append-events' reply for one event appended (a composed call's flat reply says so; see with-bullmq-command.lua). */
 const APPENDED_ONE: ScriptReply = ['ok', 1, ''];
 
@@ -158,7 +166,7 @@ export class JobStreamsBackend {
    * `start-attempt` replies of jobs BullMQ moved to active, with BullMQ's count of the job's starts
    * then (`ats`), until the worker takes them (see {@link takeStart}).
    */
-  private readonly started = new Map<string, { starts: string; reply: ScriptReply }>();
+  private readonly started = new Map<string, { starts: string } & KeptStart>();
   private readonly scripts: Record<ComposedCommand, ComposedScript>;
   private readonly bullExecCommand: RedisQueueBackend['execCommand'];
   /**
@@ -285,15 +293,15 @@ export class JobStreamsBackend {
   }
 
   /**
-   * The `start-attempt` reply of job `jobId`, when BullMQ's move to active started its attempt
-   * (once; `{'unstarted'}` when its name has a circuit breaker), or `undefined`.
+   * The start of job `jobId`, when BullMQ's move to active started its attempt (once; its reply
+   * is `{'unstarted'}` when the job's name has a circuit breaker), or `undefined`.
    */
-  takeStart(job: { id?: string; attemptsStarted?: number }): ScriptReply | undefined {
+  takeStart(job: { id?: string; attemptsStarted?: number }): KeptStart | undefined {
     const jobId = String(job.id);
     const kept = this.started.get(jobId);
     this.started.delete(jobId);
     // Only the start of this very activation (a job activated and never processed leaves one behind).
-    return kept && kept.starts === String(job.attemptsStarted ?? '') ? kept.reply : undefined;
+    return kept && kept.starts === String(job.attemptsStarted ?? '') ? { reply: kept.reply, runId: kept.runId } : undefined;
   }
 
   private execCommand(client: RedisClient | IRedisTransaction, commandName: string, args: unknown[]): unknown {
@@ -365,14 +373,14 @@ export class JobStreamsBackend {
    * Keeps the start of the job BullMQ's move gave the worker (`bullmqReply`), for {@link takeStart};
    * for a plain `Worker`, runs its attempt here. `keyPrefix`: BullMQ's key prefix of the queue.
    */
-  private keepStart(bullmqReply: unknown, startReply: ScriptReply | 0 | undefined, keyPrefix: string): void {
+  private keepStart(bullmqReply: unknown, startReply: ScriptReply | 0 | undefined, keyPrefix: string, runId: string): void {
     if (!startReply || !Array.isArray(bullmqReply) || !bullmqReply[1] || !Array.isArray(bullmqReply[0])) return;
     const jobId = String(bullmqReply[1]);
     if (!this.driven) return this.runOwn(jobId, keyPrefix + jobId, startReply);
     // BullMQ's reply holds the job's fields as a flat list: its count of starts (`ats`) among them.
     const fields = bullmqReply[0] as unknown[];
     const at = fields.findIndex((field, index) => index % 2 === 0 && String(field) === 'ats');
-    this.started.set(jobId, { starts: at < 0 ? '' : String(fields[at + 1]), reply: startReply });
+    this.started.set(jobId, { starts: at < 0 ? '' : String(fields[at + 1]), reply: startReply, runId });
   }
 
   /**
@@ -474,9 +482,10 @@ export class JobStreamsBackend {
   private async composedFetch(client: RedisClient, script: ComposedScript, args: unknown[]): Promise<unknown> {
     const keyCount = script.bullmq.keys;
     this.define(client, script, keyCount);
-    const reply = (await client.runCommand(script.name, [...args, ...this.startArgs()])) as [unknown, ScriptReply?];
+    const startArgs = this.startArgs();
+    const reply = (await client.runCommand(script.name, [...args, ...startArgs])) as [unknown, ScriptReply?];
     // BullMQ's first argument of the move: its key prefix of the queue.
-    this.keepStart(reply[0], reply[1], String(args[keyCount]));
+    this.keepStart(reply[0], reply[1], String(args[keyCount]), String(startArgs[2]));
     return reply[0];
   }
 
@@ -514,7 +523,7 @@ export class JobStreamsBackend {
       pending.settle(reply[1]);
     }
     // BullMQ's 7th argument of the move: its key prefix of the queue.
-    this.keepStart(reply[0], reply[2], String(args[keyCount + 6]));
+    this.keepStart(reply[0], reply[2], String(args[keyCount + 6]), String(startArgs[2] ?? ''));
     return reply[0];
   }
 
@@ -548,11 +557,11 @@ export class JobStreamsBackend {
       ...ours.args,
     ])) as number | [unknown, ScriptReply];
     if (Array.isArray(reply)) {
-      calls.settle(reply[1]);
+      calls.settle(ours, reply[1]);
       return reply[0];
     }
     // BullMQ's reply alone: the event went in, unless BullMQ refused the call.
-    calls.settle(reply >= 0 ? APPENDED_ONE : undefined);
+    calls.settle(ours, reply >= 0 ? APPENDED_ONE : undefined);
     return reply;
   }
 }

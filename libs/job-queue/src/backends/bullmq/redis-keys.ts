@@ -97,6 +97,15 @@ export class RedisKeys {
     return `${this.prefix}:${queue}:${jobId}`;
   }
 
+  /**
+   * String: written before a `WAIT` that vouches for a write made on another connection (see
+   * `ReplicaAcks.afterWriteElsewhere`), in the slot of that write's `key` on Redis Cluster (one
+   * per hash tag), one for the server otherwise.
+   */
+  ackBeacon(key: string, cluster: boolean): string {
+    return cluster ? `${this.own}:ack-beacon:${hashTagOf(key)}` : `${this.own}:ack-beacon`;
+  }
+
   /** Pub/sub channel on which cancels reach the worker running the job (message: `<queue>\n<id>`). */
   cancelChannel(): string {
     return `${this.prefix}:cancel`;

@@ -13,6 +13,18 @@ export interface StreamCallsOptions {
   decode: (reply: ScriptReply) => AppendEventsReply;
   /** Called once when the stream refuses further events ('final', 'stale' or 'limit'). */
   onStop: (reason: AppenderStop) => void;
+  /**
+   * Makes a call's stream write durable once it is answered (with replica acks: waits for the
+   * replicas, and writes the event again by a call of its own when they do not confirm it). The
+   * attempt's end waits for it (see {@link StreamCalls.settled}).
+   */
+  confirm?: (call: StreamCall) => Promise<void>;
+}
+
+/** The keys and arguments of one call's stream write (`include-append-events.lua`: writer, seq, cap, attempt, type, data). */
+export interface StreamCall {
+  keys: [meta: string, events: string];
+  args: Array<string | number>;
 }
 
 /**
@@ -47,7 +59,7 @@ export class StreamCalls {
    * `json`), numbered in the order of this method's calls: call it in the order the commands go
    * out on one connection.
    */
-  next(type: string, json: string): { keys: [string, string]; args: Array<string | number> } {
+  next(type: string, json: string): StreamCall {
     const { metaKey, eventsKey, maxEvents, attempt } = this.options;
     return { keys: [metaKey, eventsKey], args: [this.writer, ++this.seq, maxEvents, attempt, type, json] };
   }
@@ -61,10 +73,14 @@ export class StreamCalls {
     return call;
   }
 
-  /** Takes the stream write's reply of one call (`undefined` when BullMQ refused the call: nothing was written). */
-  settle(reply: ScriptReply | undefined): void {
+  /**
+   * Takes the stream write's reply of `call` (`undefined` when BullMQ refused the call: nothing
+   * was written).
+   */
+  settle(call: StreamCall, reply: ScriptReply | undefined): void {
     if (!reply) return;
     const decoded = this.options.decode(reply);
+    if ((decoded.status === 'ok' || decoded.status === 'dup') && this.options.confirm) this.track(this.options.confirm(call));
     if (this.closed) return;
     if (decoded.status === 'final' || decoded.status === 'stale' || decoded.status === 'limit') this.stop(decoded.status);
   }
