@@ -56,7 +56,7 @@ describe('bullmq backend only: enqueue is all or nothing', () => {
   }
 
   /** The metadata `JobQueue.enqueue` stores for a job `name` of alice. */
-  const metaOf = (name: string) => ({ owner: 'alice', name, state: 'queued', attempt: 0, maxAttempts: 1, createdAt: Date.now(), count: 0 });
+  const metaOf = (name: string) => ({ owner: 'alice', name, state: 'queued', attempt: 0, maxAttempts: 1, createdAt: Date.now() });
 
   async function app(
     prefix: string,

@@ -24,10 +24,9 @@ describe("a job's ended stream is compacted", () => {
   async function runningJob(emitted = 0): Promise<{ meta: string; events: string }> {
     const id = `job-${++jobs}`;
     const [meta, events] = [keys.meta('jobs', id), keys.events('jobs', id)];
-    await redis.client.hset(meta, { name: 'noop', owner: 'alice', state: 'queued', attempt: 0, maxAttempts: 1, createdAt: 1, count: 0 });
+    await redis.client.hset(meta, { name: 'noop', owner: 'alice', state: 'queued', attempt: 0, maxAttempts: 1, createdAt: 1 });
     expect(await redis.scripts.startAttempt(meta, events, Date.now(), 100_000, `run-${id}`)).toMatchObject({ status: 'ok', attempt: 1 });
     for (let i = 0; i < emitted; i++) await redis.client.xadd(events, '*', 'type', 'token', 'data', JSON.stringify({ i }));
-    if (emitted) await redis.client.hincrby(meta, 'count', emitted);
     return { meta, events };
   }
 

@@ -301,7 +301,6 @@ export class BullMqBackend implements JobQueueBackend {
           attempt: 0,
           maxAttempts,
           createdAt,
-          count: 0,
           // Read as of its creation: unread from then on, it is abandoned after this long.
           ...(spec.abandonAfterMs ? { abandonAfterMs: spec.abandonAfterMs, readAt: createdAt } : {}),
           ...spec.trace,

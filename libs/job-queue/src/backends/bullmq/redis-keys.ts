@@ -58,7 +58,7 @@ export class RedisKeys {
     this.own = ownKeyPrefix(prefix);
   }
 
-  /** Hash: name, owner (empty for jobs added without one), state, attempt, counters, terminal event id, result or error. */
+  /** Hash: name, owner (empty for jobs added without one), state, attempt, the writer of its calls, terminal event id, result or error (its event count is its stream's length). */
   meta(queue: string, jobId: string): string {
     return this.bullJob(queue, jobId) + JOB_KEY_SUFFIX.meta;
   }

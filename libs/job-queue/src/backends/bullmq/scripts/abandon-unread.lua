@@ -13,13 +13,13 @@
 ]]
 --- @include "include-keep-ended-job"
 
-local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'abandonAfterMs', 'readAt', 'count')
+local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'abandonAfterMs', 'readAt')
 if not meta[1] then return 'gone' end
 if meta[2] then return 'final' end
 local time = redis.call('TIME')
 local now = time[1] * 1000 + math.floor(time[2] / 1000)
 if not meta[3] or now - tonumber(meta[4] or now) <= tonumber(meta[3]) then return 'read' end
 local id = redis.call('XADD', KEYS[2], '*', 'type', 'cancelled', 'data', '{"reason":"abandoned"}')
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'terminal', id, 'finishedAt', now, 'count', tonumber(meta[5]) + 1)
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'terminal', id, 'finishedAt', now)
 keepEndedJob(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 return 'abandoned'

@@ -41,7 +41,7 @@ if redis.call('HEXISTS', KEYS[1], 'name') == 0 then
   if (kind ~= 'start' and kind ~= 'gap') or ARGV[10] == '' then return {'gone'} end
   createOwnerlessJob(KEYS[1], ARGV[10], ARGV[11], ARGV[12])
 end
-local meta = redis.call('HMGET', KEYS[1], 'terminal', 'bridged', 'attempt', 'foreign', 'startedId', 'count', 'heldAt')
+local meta = redis.call('HMGET', KEYS[1], 'terminal', 'bridged', 'attempt', 'foreign', 'startedId', 'heldAt')
 -- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
 if meta[1] then
   redis.call('HSET', KEYS[1], 'terminal', meta[1])
@@ -57,7 +57,8 @@ if ARGV[1] ~= '' then
 end
 local attempt = tonumber(meta[3])
 local ours = meta[4] ~= false and tonumber(meta[4]) == attempt and attempt > 0
-local count = tonumber(meta[6])
+-- The stream's length is the job's event count (nothing but the job's end trims it).
+local count = redis.call('XLEN', KEYS[2])
 local max = tonumber(ARGV[7])
 
 if kind == 'start' then
@@ -70,11 +71,11 @@ if kind == 'start' then
     end
     return {'module'}
   end
-  if meta[7] and tonumber(meta[7]) >= tonumber(ARGV[8]) then return {'module'} end
+  if meta[6] and tonumber(meta[6]) >= tonumber(ARGV[8]) then return {'module'} end
   if count + 2 > max then return {'full'} end
   attempt = attempt + 1
   local id = redis.call('XADD', KEYS[2], '*', 'type', 'started', 'data', '{"attempt":' .. attempt .. '}')
-  redis.call('HSET', KEYS[1], 'attempt', attempt, 'foreign', attempt, 'count', count + 1, 'state', 'running',
+  redis.call('HSET', KEYS[1], 'attempt', attempt, 'foreign', attempt, 'state', 'running',
     'startedAt', ARGV[5], 'startedId', id)
   -- Started, the job is whole: no provisional TTL (an earlier version's enqueue gave one) is left on it.
   redis.call('PERSIST', KEYS[1])
@@ -91,12 +92,11 @@ end
 if kind == 'event' or kind == 'gap' then
   if count + 2 > max then return {'full'} end
   local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[3], 'data', ARGV[4])
-  redis.call('HSET', KEYS[1], 'count', count + 1)
   return {'ok', id}
 end
 
 -- terminal (the slot kept free for it is this one)
 local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[3], 'data', ARGV[4])
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'terminal', id, 'finishedAt', ARGV[5], 'count', count + 1, ARGV[8], ARGV[9])
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'terminal', id, 'finishedAt', ARGV[5], ARGV[8], ARGV[9])
 keepEndedJob(KEYS[1], KEYS[2], KEYS[3], ARGV[6])
 return {'ok', id}

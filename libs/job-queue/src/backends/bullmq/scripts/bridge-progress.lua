@@ -22,7 +22,7 @@ local function after(a, b)
 end
 
 if redis.call('HEXISTS', KEYS[1], 'name') == 0 then return {'gone'} end
-local meta = redis.call('HMGET', KEYS[1], 'terminal', 'bridged', 'attempt', 'foreign', 'count')
+local meta = redis.call('HMGET', KEYS[1], 'terminal', 'bridged', 'attempt', 'foreign')
 -- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
 if meta[1] then
   redis.call('HSET', KEYS[1], 'terminal', meta[1])
@@ -45,17 +45,14 @@ redis.call('HSET', KEYS[1], 'bridged', ARGV[#ARGV - 1])
 local attempt = tonumber(meta[3])
 if not (meta[4] ~= false and tonumber(meta[4]) == attempt and attempt > 0) then return {'module'} end
 
-local count = tonumber(meta[5])
+-- The stream's length is the job's event count (nothing but the job's end trims it).
+local count = redis.call('XLEN', KEYS[2])
 local max = tonumber(ARGV[1])
 local appended = 0
 for i = first, #ARGV, 2 do
-  if count + 2 > max then
-    redis.call('HSET', KEYS[1], 'count', count)
-    return {'full', appended}
-  end
+  if count + 2 > max then return {'full', appended} end
   redis.call('XADD', KEYS[2], '*', 'type', 'progress', 'data', ARGV[i + 1])
   count = count + 1
   appended = appended + 1
 end
-redis.call('HSET', KEYS[1], 'count', count)
 return {'ok', appended}

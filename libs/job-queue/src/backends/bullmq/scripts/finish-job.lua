@@ -21,7 +21,7 @@
 ]]
 --- @include "include-keep-ended-job"
 
-local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'state', 'attempt', 'count')
+local meta = redis.call('HMGET', KEYS[1], 'name', 'terminal', 'state', 'attempt')
 if not meta[1] then return {'gone'} end
 -- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
 if meta[2] then
@@ -30,11 +30,10 @@ if meta[2] then
 end
 if ARGV[7] ~= '' and meta[4] ~= ARGV[7] then return {'stale'} end
 local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[1], 'data', ARGV[2])
-local count = tonumber(meta[5]) + 1
 if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'terminal', id, 'finishedAt', ARGV[3], 'count', count, ARGV[5], ARGV[6])
+  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'terminal', id, 'finishedAt', ARGV[3], ARGV[5], ARGV[6])
 else
-  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'terminal', id, 'finishedAt', ARGV[3], 'count', count)
+  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'terminal', id, 'finishedAt', ARGV[3])
 end
 keepEndedJob(KEYS[1], KEYS[2], KEYS[3], ARGV[4])
 return {'ok', id, tonumber(meta[4])}

@@ -16,10 +16,10 @@
   Returns {'ok', appended, lastId} | {'dup'} | {'final'} | {'stale'} | {'limit', appended, lastId}.
 ]]
 local function appendEvents(meta, stream, args, at)
-  local state = redis.call('HMGET', meta, 'writer', 'wseq', 'attempt', 'count', 'terminal')
+  local state = redis.call('HMGET', meta, 'writer', 'wseq', 'attempt', 'terminal')
   -- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
-  if state[5] then
-    redis.call('HSET', meta, 'terminal', state[5])
+  if state[4] then
+    redis.call('HSET', meta, 'terminal', state[4])
     return {'final'}
   end
   local writer, seq = args[at + 1], args[at + 2]
@@ -28,7 +28,8 @@ local function appendEvents(meta, stream, args, at)
     return {'dup'}
   end
   if state[3] ~= args[at + 4] then return {'stale'} end
-  local count = tonumber(state[4])
+  -- The stream's length is the job's event count (nothing but the job's end trims it).
+  local count = redis.call('XLEN', stream)
   local n = (#args - at - 4) / 2
   local fit = math.max(0, math.min(n, tonumber(args[at + 3]) - 1 - count))
   local last = ''
@@ -37,9 +38,9 @@ local function appendEvents(meta, stream, args, at)
   end
   -- The writer is written once per attempt run (each field written costs Redis a lookup).
   if state[1] == writer then
-    redis.call('HSET', meta, 'wseq', seq, 'count', count + fit)
+    redis.call('HSET', meta, 'wseq', seq)
   else
-    redis.call('HSET', meta, 'writer', writer, 'wseq', seq, 'count', count + fit)
+    redis.call('HSET', meta, 'writer', writer, 'wseq', seq)
   end
   if fit < n then return {'limit', fit, last} end
   return {'ok', fit, last}

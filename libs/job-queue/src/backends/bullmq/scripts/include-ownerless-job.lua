@@ -10,7 +10,7 @@
 ]]
 local function createOwnerlessJob(meta, name, maxAttempts, createdAt)
   redis.call('HSET', meta, 'name', name, 'owner', '', 'state', 'queued', 'attempt', 0,
-    'maxAttempts', maxAttempts, 'createdAt', createdAt, 'count', 0)
+    'maxAttempts', maxAttempts, 'createdAt', createdAt)
 end
 
 local function maxAttemptsOf(optsJson)

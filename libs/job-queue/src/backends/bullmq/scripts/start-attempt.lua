@@ -22,7 +22,7 @@
 --- @include "include-ownerless-job"
 -- Every field the start reads, in one read (each HMGET/HEXISTS is a lookup of its own in the hash).
 local function readMeta()
-  return redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'count', 'state', 'result',
+  return redis.call('HMGET', KEYS[1], 'name', 'terminal', 'run', 'attempt', 'startedId', 'state', 'result',
     'owner', 'createdAt', 'abandonAfterMs', 'traceparent', 'tracestate')
 end
 local meta = readMeta()
@@ -30,7 +30,7 @@ if not meta[1] then
   if ARGV[4] ~= '1' then return {'gone'} end
   createOwnerlessJob(KEYS[1], ARGV[5], ARGV[6], ARGV[7])
   meta = readMeta()
-elseif meta[2] and ARGV[4] == '1' and meta[9] == '' and meta[10] ~= ARGV[7] then
+elseif meta[2] and ARGV[4] == '1' and meta[8] == '' and meta[9] ~= ARGV[7] then
   -- A job added without an owner whose id BullMQ was given again (a custom id re-added after the
   -- first job was removed): the ended stream is the earlier job's, this one starts afresh.
   redis.call('DEL', KEYS[1], KEYS[2])
@@ -40,20 +40,22 @@ end
 -- A retry that finds its write done still writes (the same value): replica acks then cover the first write.
 if meta[2] then
   redis.call('HSET', KEYS[1], 'terminal', meta[2])
-  return {'final', meta[7], meta[8] or ''}
+  return {'final', meta[6], meta[7] or ''}
 end
 redis.call('PERSIST', KEYS[1])
-local abandonAfterMs = meta[11] or ''
-local traceparent = meta[12] or ''
-local tracestate = meta[13] or ''
+local abandonAfterMs = meta[10] or ''
+local traceparent = meta[11] or ''
+local tracestate = meta[12] or ''
+-- The stream's length is the job's event count (nothing but the job's end trims it).
+local count = redis.call('XLEN', KEYS[2])
 if meta[3] == ARGV[3] then
   redis.call('HSET', KEYS[1], 'run', ARGV[3])
-  return {'ok', tonumber(meta[4]), meta[5], tonumber(meta[6]), abandonAfterMs, traceparent, tracestate}
+  return {'ok', tonumber(meta[4]), meta[5], count, abandonAfterMs, traceparent, tracestate}
 end
-local count = tonumber(meta[6]) + 1
+count = count + 1
 if count >= tonumber(ARGV[2]) then return {'limit'} end
 local attempt = tonumber(meta[4]) + 1
 local id = redis.call('XADD', KEYS[2], '*', 'type', 'started', 'data', '{"attempt":' .. attempt .. '}')
-redis.call('HSET', KEYS[1], 'attempt', attempt, 'count', count, 'state', 'running', 'startedAt', ARGV[1],
+redis.call('HSET', KEYS[1], 'attempt', attempt, 'state', 'running', 'startedAt', ARGV[1],
   'run', ARGV[3], 'startedId', id)
 return {'ok', attempt, id, count, abandonAfterMs, traceparent, tracestate}
