@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { Queue, Worker, type Job, type Processor } from 'bullmq';
+import { FlowProducer, Queue, Worker, type Job, type Processor } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobStreamsQueue, jobStreamsBackend, type JobEvent, type JobQueue } from 'nestjs-job-streams';
 import { scriptSource } from '../src/backends/bullmq/job-scripts.js';
@@ -451,5 +451,89 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
     } finally {
       firstMayEnd.fire();
     }
+  });
+
+  it('flows: a parent runs once its children did, with their values; BullMQ’s view is as without the module', async () => {
+    await startApp(['flow-with', 'flow-without']);
+    const views: Record<string, unknown> = {};
+    for (const name of ['flow-with', 'flow-without']) {
+      const flows = new FlowProducer({ connection: connection(), prefix });
+      closing.push(flows);
+      const running = worker(
+        name,
+        async (job: Job<{ n?: number }>) => {
+          if (job.name === 'child') return job.data.n! * 10;
+          const values = Object.values(await job.getChildrenValues<number>());
+          return values.reduce((sum, value) => sum + value, 0);
+        },
+        name === 'flow-with',
+      );
+      const tree = await flows.add({
+        name: 'parent',
+        queueName: name,
+        children: [1, 2].map((n) => ({ name: 'child', queueName: name, data: { n } })),
+      });
+      await ended(running, tree.job.id!);
+      const added = queue(name);
+      const children = tree.children!.map((child) => child.job.id!);
+      views[name] = {
+        parent: await bullView(added, tree.job.id!),
+        children: await Promise.all(children.map((id) => bullView(added, id))),
+        values: Object.values(await (await added.getJob(tree.job.id!))!.getChildrenValues()).sort(),
+      };
+      if (name === 'flow-with') {
+        expect(await eventsOf(name, tree.job.id!)).toEqual([
+          ['started', { attempt: 1 }],
+          ['completed', { result: 30 }],
+        ]);
+        expect(await Promise.all(children.map((id) => eventsOf(name, id)))).toEqual(
+          [10, 20].map((result) => [
+            ['started', { attempt: 1 }],
+            ['completed', { result }],
+          ]),
+        );
+      }
+    }
+    expect(views['flow-with']).toEqual(views['flow-without']);
+    expect(views['flow-with']).toMatchObject({ parent: { state: 'completed', returnvalue: 30 }, values: [10, 20] });
+  });
+
+  it('job schedulers: each job a scheduler adds runs as without the module, each with a stream of its own', async () => {
+    await startApp(['ticks-with', 'ticks-without']);
+    const views: Record<string, unknown> = {};
+    for (const name of ['ticks-with', 'ticks-without']) {
+      const added = queue(name);
+      const ran: string[] = [];
+      const third = signal();
+      const running = worker(
+        name,
+        async (job: Job) => {
+          ran.push(job.id!);
+          if (ran.length === 3) third.fire();
+          return `tick ${job.name}`;
+        },
+        name === 'ticks-with',
+      );
+      await added.upsertJobScheduler('every-100', { every: 100 }, { name: 'tick', data: {} });
+      await third.fired;
+      await added.removeJobScheduler('every-100');
+      await running.close();
+      const firstThree = ran.slice(0, 3);
+      views[name] = {
+        ids: firstThree.map((id) => id.replace(/\d+$/, '<time>')),
+        jobs: await Promise.all(firstThree.map((id) => bullView(added, id))),
+        schedulers: await added.getJobSchedulers(),
+      };
+      if (name === 'ticks-with') {
+        expect(await Promise.all(firstThree.map((id) => eventsOf(name, id)))).toEqual(
+          firstThree.map(() => [
+            ['started', { attempt: 1 }],
+            ['completed', { result: 'tick tick' }],
+          ]),
+        );
+      }
+    }
+    expect(views['ticks-with']).toEqual(views['ticks-without']);
+    expect(views['ticks-with']).toMatchObject({ ids: Array(3).fill('repeat:every-100:<time>'), schedulers: [] });
   });
 });

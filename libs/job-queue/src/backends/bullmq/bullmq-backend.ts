@@ -38,8 +38,11 @@ import { hashTagOf, queueFitsCluster, RedisKeys } from './redis-keys.js';
 
 /** Ids this backend hands out; anything else is unknown without asking Redis (and never becomes a key). */
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-/** Ids of jobs other code added to a processor queue (BullMQ's numbers, or custom ids of safe characters). */
-const FOREIGN_JOB_ID = /^[A-Za-z0-9_.~-]{1,200}$/;
+/**
+ * Ids of jobs other code added to a processor queue: BullMQ's numbers, custom ids of safe
+ * characters, and BullMQ's ids of the jobs a job scheduler adds (`repeat:<scheduler>:<time>`).
+ */
+const FOREIGN_JOB_ID = /^(?:[A-Za-z0-9_.~-]{1,200}|repeat:[A-Za-z0-9_.~-]{1,200}:[0-9]{1,16})$/;
 
 /** What the read script told about a job along with a page (see {@link BullMqBackend.readPage}). */
 interface PageFacts {

@@ -277,7 +277,8 @@ export class JobScripts {
       throw error;
     }
     const [name, opts, timestamp, finishedOn] = fields;
-    if (name === null || finishedOn !== null) return false;
+    // A job's hash has its add's timestamp (a job scheduler's hash, `<queue>:repeat:<id>`, has none).
+    if (name === null || timestamp === null || finishedOn !== null) return false;
     const job = { name, maxAttempts: attemptsOf(opts), createdAt: Number(timestamp) || now };
     return (await this.run<number>('ensure-job', [meta], [job.name, job.maxAttempts, job.createdAt])) === 1;
   }

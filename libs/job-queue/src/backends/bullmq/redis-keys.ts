@@ -48,7 +48,8 @@ export function queueFitsCluster(prefix: string, queue: string): boolean {
  * job's BullMQ keys, whatever hash tag the prefix or the queue name carries, so one script can run
  * BullMQ's command and the stream write together, on one Redis server and on Redis Cluster.
  * (The suffixes end neither in `:meta` nor in `:events`, which tools that look for BullMQ's queues
- * by their key names take for a queue's keys; BullMQ allows no `:` in a queue name or job id.)
+ * by their key names take for a queue's keys; BullMQ allows no `:` in a queue name or in a job id a
+ * caller chooses.)
  */
 export class RedisKeys {
   /** The prefix of this library's keys that belong to no job (see {@link ownKeyPrefix}). */
@@ -73,10 +74,16 @@ export class RedisKeys {
     return { meta: bullJobKey + JOB_KEY_SUFFIX.meta, events: bullJobKey + JOB_KEY_SUFFIX.events };
   }
 
-  /** The queue of a key of one job (`<prefix>:<queue>:<jobId>:jq-...`; queue names and job ids hold no `:`). */
+  /**
+   * The queue of a key of one job (`<prefix>:<queue>:<jobId>:jq-...`). Queue names hold no `:`, nor
+   * do the ids BullMQ lets callers choose; its own ids of the jobs a job scheduler adds do
+   * (`repeat:<scheduler>:<time>`).
+   */
   static queueOfJobKey(key: string): string {
-    const parts = key.split(':');
-    return parts[parts.length - 3];
+    const job = key.slice(0, key.lastIndexOf(':'));
+    const scheduled = /:repeat:[^:]*:\d+$/.exec(job);
+    const queueKey = scheduled ? job.slice(0, scheduled.index) : job.slice(0, job.lastIndexOf(':'));
+    return queueKey.slice(queueKey.lastIndexOf(':') + 1);
   }
 
   /**
