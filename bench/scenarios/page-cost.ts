@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Queue, Worker, createRedisBackend, type Job } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobQueue, JobQueueModule, JobQueueWorker, JobStreamsQueue, jobStreamsBackend } from 'nestjs-job-streams';
 import { readRedisUsage } from '../support/redis-usage.js';
@@ -77,11 +77,9 @@ function completion(worker: Worker, add: () => Promise<string>): Promise<void> {
 
 /**
  * What one page (`updateProgress` + `log`) of a processor costs, bridged and not, on one
- * redis-server in one process: a `JobQueueWorker` (its calls composed with BullMQ's scripts), the
- * same with BullMQ's default backend (each call appended by a script call of its own, the path
- * before the composed one, still the one with replica acks), a plain BullMQ `Worker` on
- * `jobStreamsBackend()` alone (`backend-only`: the composed Redis work without the module's worker
- * side), and a plain BullMQ `Worker`. One
+ * redis-server in one process: a `JobQueueWorker` (its calls composed with BullMQ's scripts), a
+ * plain BullMQ `Worker` on `jobStreamsBackend()` alone (`backend-only`: the composed Redis work
+ * without the module's worker side), and a plain BullMQ `Worker`. One
  * job of `pages` pages per round, the contenders in turns; `INFO` before and after each round.
  */
 export async function pageCost(options: PageCostOptions): Promise<PageCostResult> {
@@ -90,7 +88,7 @@ export async function pageCost(options: PageCostOptions): Promise<PageCostResult
   const app: INestApplicationContext = await NestFactory.createApplicationContext(
     JobQueueModule.forRoot({
       backend: 'bullmq',
-      queues: ['composed', 'appended'],
+      queues: ['composed'],
       bridgeForeignWorkers: false,
       redis: { url: options.redisUrl, prefix },
     }),
@@ -111,7 +109,6 @@ export async function pageCost(options: PageCostOptions): Promise<PageCostResult
   const backendWorker = new Worker('backend-only', pages, { connection, prefix }, jobStreamsBackend());
   const contenders: Contender[] = [
     bridged('composed', new JobQueueWorker('composed', pages, { connection, prefix })),
-    bridged('appended', new JobQueueWorker('appended', pages, { connection, prefix }, createRedisBackend)),
     {
       name: 'backend-only',
       worker: backendWorker,

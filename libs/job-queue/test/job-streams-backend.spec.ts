@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Queue, Worker, type Job } from 'bullmq';
+import { Queue, Worker, createRedisBackend, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { IncompatibleBullMqError, JobQueue, JobQueueModule, JobQueueWorker, type JobEvent } from 'nestjs-job-streams';
+import { IncompatibleBullMqError, JobQueue, JobQueueModule, JobQueueWorker, jobStreamsBackend, type JobEvent } from 'nestjs-job-streams';
 import { RedisServer } from '../../../test/support/redis-server.js';
 import { checkBullCommands, installedBullCommands } from '../src/backends/bullmq/bullmq-commands.js';
 import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
@@ -35,6 +35,8 @@ describe('JobStreamsBackend: one script per updateProgress / log call', () => {
   let app: INestApplicationContext;
   let jobQueue: JobQueue;
   let bridged: JobQueueWorker;
+  /** JobQueueWorkers given a backend factory: BullMQ's default one, and the module's own. */
+  let givenFactories: Record<'pages-own' | 'pages-given', JobQueueWorker>;
   let plain: Worker;
   let plainQueue: Queue;
   let client: Redis;
@@ -45,19 +47,33 @@ describe('JobStreamsBackend: one script per updateProgress / log call', () => {
     client = new Redis(redis.url);
     app = await NestFactory.createApplicationContext(
       // No foreign-worker bridge: the plain worker's calls stay BullMQ's alone, as without the module.
-      JobQueueModule.forRoot({ backend: 'bullmq', queues: ['pages'], bridgeForeignWorkers: false, redis: { url: redis.url, prefix } }),
+      JobQueueModule.forRoot({
+        backend: 'bullmq',
+        queues: ['pages', 'pages-own', 'pages-given'],
+        bridgeForeignWorkers: false,
+        redis: { url: redis.url, prefix },
+      }),
       { logger: false, abortOnError: false },
     );
     jobQueue = app.get(JobQueue);
     const connection = { url: redis.url };
     bridged = new JobQueueWorker('pages', pagesProcessor, { connection, prefix });
+    givenFactories = {
+      'pages-own': new JobQueueWorker('pages-own', pagesProcessor, { connection, prefix }, createRedisBackend),
+      'pages-given': new JobQueueWorker('pages-given', pagesProcessor, { connection, prefix }, jobStreamsBackend()),
+    };
     plain = new Worker('plain', pagesProcessor, { connection, prefix });
     plainQueue = new Queue('plain', { connection, prefix });
     await Promise.all([bridged.waitUntilReady(), plain.waitUntilReady(), plainQueue.waitUntilReady()]);
   });
 
   afterAll(async () => {
-    await Promise.all([bridged?.close(), plain?.close(), plainQueue?.close()]);
+    await Promise.all([
+      bridged?.close(),
+      plain?.close(),
+      plainQueue?.close(),
+      ...Object.values(givenFactories ?? {}).map((w) => w.close()),
+    ]);
     await app?.close();
     client?.disconnect();
     await redis?.destroy();
@@ -114,6 +130,8 @@ describe('JobStreamsBackend: one script per updateProgress / log call', () => {
 
   const bridgedJob = (pages: number) => () =>
     completedBy(bridged, async () => (await jobQueue.enqueue('report', { pages }, { queue: 'pages', owner: 'alice' })).id);
+  const jobOf = (queue: 'pages-own' | 'pages-given') => (pages: number) => () =>
+    completedBy(givenFactories[queue], async () => (await jobQueue.enqueue('report', { pages }, { queue, owner: 'alice' })).id);
   const plainJob = (pages: number) => () =>
     completedBy(plain, async () => (await plainQueue.add('report', { pages }, { jobId: randomUUID() })).id!);
 
@@ -132,6 +150,20 @@ describe('JobStreamsBackend: one script per updateProgress / log call', () => {
     const withoutModule = await perPage(plainJob);
     expect(withoutModule).toEqual({ scripts: 2, all: 2 });
     expect(withModule).toEqual(withoutModule);
+  });
+
+  it('a JobQueueWorker given a backend factory composes on the backends it makes (once, when they compose already)', async () => {
+    for (const queue of ['pages-own', 'pages-given'] as const) {
+      await commandsOf(jobOf(queue)(1));
+      expect({ queue, ...(await perPage(jobOf(queue))) }).toEqual({ queue, scripts: 2, all: 2 });
+      const id = await jobOf(queue)(1)();
+      const page = await jobQueue.readEvents(id, { queue, owner: 'alice' });
+      expect(page.events.map((event: JobEvent) => event.type)).toEqual(['started', 'progress', 'log', 'completed']);
+    }
+    // A factory of another kind of backend has nothing to compose with: refused when the worker is made.
+    expect(
+      () => new JobQueueWorker('pages-odd', pagesProcessor, { connection: { url: redis.url }, prefix }, (() => ({})) as never),
+    ).toThrow(/must make BullMQ Redis backends/);
   });
 
   it("the page's calls are in the job's stream, in call order, once; BullMQ sees them as without the module", async () => {

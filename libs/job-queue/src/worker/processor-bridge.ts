@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { encodeProcessorCall, errorMessageOf } from '../contract/encode-event.js';
+import { errorMessageOf } from '../contract/encode-event.js';
 import type { AttemptLifecycle, RunningAttempt } from './attempt-lifecycle.js';
 import type { RedisCircuitBreakers } from '../backends/bullmq/circuit-breakers.js';
 import type { JobScripts } from '../backends/bullmq/job-scripts.js';
@@ -9,53 +9,10 @@ import { StreamCalls } from '../backends/bullmq/stream-calls.js';
 import type { RedisKeys } from '../backends/bullmq/redis-keys.js';
 import { DEFAULT_QUEUE } from '../contract/job-queue.js';
 import { AttemptDriver } from './attempt-driver.js';
-import type { BridgedJob, ProgressSink } from './bridged-job.js';
+import type { BridgedJob } from './bridged-job.js';
 
 /** A worker that waits this long for its bridge says so in the log (it keeps waiting). */
 const WAIT_WARNING_MS = 10_000;
-
-/**
- * For a worker whose backend does not compose (a `JobQueueWorker` given a backend factory of its
- * own): appends one attempt's `updateProgress` and `log` calls to the job's stream, in call order (the
- * order is taken when the call is made: BullMQ replays a sandboxed processor's calls concurrently).
- * The appends go out right behind BullMQ's own writes, in the next turn of the event loop, instead
- * of after BullMQ's replies: a bridged call costs one round trip of latency, not two, and BullMQ's
- * command still reaches Redis first (sent earlier, it is not queued behind the append). BullMQ
- * refuses a call only when the job's hash is gone (a job removed by force while it runs); such a
- * call can still be in the stream.
- */
-class AttemptProgressSink implements ProgressSink {
-  private pending: Array<{ type: string; json: string }> = [];
-  private scheduled = false;
-
-  constructor(
-    private readonly running: RunningAttempt,
-    private readonly maxEventBytes: number,
-  ) {}
-
-  record(type: 'progress' | 'log', data: unknown): void {
-    const event = encodeProcessorCall(type, data, this.maxEventBytes);
-    if (!event) return; // BullMQ refuses the value too
-    this.pending.push(event);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => this.drain());
-  }
-
-  /** Hands every call recorded so far to the attempt's appender, in order. */
-  drain(): void {
-    this.scheduled = false;
-    const events = this.pending;
-    this.pending = [];
-    for (const event of events) {
-      try {
-        void this.running.append(event.type, event.json);
-      } catch {
-        return; // The cap is reached: the attempt is aborted and the job fails visibly at its end.
-      }
-    }
-  }
-}
 
 /**
  * The worker side of the bridge for the jobs of `@nestjs/bullmq` processors and other
@@ -145,8 +102,8 @@ export class ProcessorBridge {
    * log calls bridged, then the terminal event or the retry. `cancel` stops the processor through
    * BullMQ (`Worker#cancelJob`) when the job is cancelled or reaches the event cap. A job whose
    * circuit breaker is open goes back to BullMQ unstarted (delayed; `token` is the worker's lock).
-   * `backend`: the worker's, when it is a {@link JobStreamsBackend}, which then sends each call
-   * as one script with BullMQ's.
+   * `backend`: the composing part of the worker's backend, which sends each call as one script
+   * with BullMQ's.
    */
   async run(
     queue: string,
@@ -154,12 +111,10 @@ export class ProcessorBridge {
     token: string | undefined,
     work: () => Promise<unknown>,
     cancel: (reason: string) => void,
-    backend?: JobStreamsBackend,
+    backend: JobStreamsBackend,
   ): Promise<unknown> {
-    const composing = backend;
     let calls: StreamCalls | undefined;
-    let sink: AttemptProgressSink | undefined;
-    return this.driver.run(job, token, composing, {
+    return this.driver.run(job, token, backend, {
       queue,
       what: 'processor',
       create: { name: job.name, maxAttempts: Math.max(1, job.opts.attempts ?? 1), createdAt: job.timestamp || Date.now() },
@@ -179,26 +134,19 @@ export class ProcessorBridge {
           },
           { once: true },
         );
-        calls = composing ? this.streamCalls(queue, job.id!, running) : undefined;
-        sink = calls ? undefined : new AttemptProgressSink(running, this.options.maxEventBytes);
-        if (calls) {
-          composing!.attach(job.id!, calls);
-          job.streamCalls = calls;
-        } else {
-          job.progressSink = sink;
-        }
+        calls = this.streamCalls(queue, job.id!, running);
+        backend.attach(job.id!, calls);
+        job.streamCalls = calls;
         return work;
       },
       after: async (running, outcome, ticket) => {
-        job.progressSink = undefined;
         job.streamCalls = undefined;
         // Every call the processor made goes in before the terminal event (a processor may call
         // without awaiting; the composed calls are answered on another connection than the end's).
-        sink?.drain();
         if (calls) {
           await calls.settled();
           calls.close();
-          composing!.detach(job.id!, calls);
+          backend.detach(job.id!, calls);
         }
         await running.close();
         if (!running.refused) return undefined;

@@ -594,6 +594,29 @@ export class JobStreamsBackend {
  * @publicApi
  */
 export function jobStreamsBackend(options: JobStreamsBackendOptions = {}): BackendFactory<RedisQueueBackend> {
+  return composingBackends(createRedisBackend as BackendFactory, options);
+}
+
+/**
+ * A factory whose backends are those `factory` (BullMQ's default when undefined) makes, composing
+ * as {@link jobStreamsBackend}'s do.
+ *
+ * @throws IncompatibleBullMqError as {@link jobStreamsBackend} does.
+ * @throws TypeError (when a backend is made) when `factory` makes one that is not BullMQ's Redis
+ * backend: only that one sends its commands as the scripts the module composes with.
+ */
+export function composingBackends(
+  factory: BackendFactory = createRedisBackend as BackendFactory,
+  options: JobStreamsBackendOptions = {},
+): BackendFactory<RedisQueueBackend> {
   installedBullCommands();
-  return (name, opts, factoryOptions) => JobStreamsBackend.around(createRedisBackend(name, opts, factoryOptions), options);
+  return (name, opts, factoryOptions) => {
+    const backend = factory(name, opts as never, factoryOptions as never) as Partial<RedisQueueBackend>;
+    // Made by a factory of the module already (jobStreamsBackend() given to a JobQueueWorker): composing.
+    if (JobStreamsBackend.of(backend)) return backend as RedisQueueBackend;
+    if (typeof backend?.execCommand !== 'function') {
+      throw new TypeError('The backend factory must make BullMQ Redis backends (with execCommand) for the module to compose with');
+    }
+    return JobStreamsBackend.around(backend as RedisQueueBackend, options);
+  };
 }
