@@ -11,7 +11,7 @@ import {
   type Span,
   type SpanContext,
 } from '@opentelemetry/api';
-import { isControlFlowError } from '../contract/attempt-verdict.js';
+import { isControlFlowError, type AttemptOutcome } from '../contract/attempt-verdict.js';
 import { errorMessageOf } from '../contract/encode-event.js';
 
 /** The tracer's name: the package's. */
@@ -165,6 +165,30 @@ export class AttemptSpan {
 
   end(): void {
     this.span.end();
+  }
+
+  /**
+   * Runs one attempt in this span, in the one order every backend and every kind of work follows:
+   * `work` inside the span; its outcome taken (its value, or what it threw, which the span records);
+   * then `end` with that outcome, inside the span too (the events the work left, then the terminal
+   * event or the retry). The span ends however the attempt ends. Resolves to what `end` returns.
+   */
+  async attempt<T>(work: () => Promise<unknown>, end: (outcome: AttemptOutcome) => Promise<T> | T): Promise<T> {
+    try {
+      let outcome: AttemptOutcome;
+      try {
+        outcome = { ok: true, value: await this.run(work) };
+      } catch (error) {
+        outcome = { ok: false, error };
+        this.fail(error);
+      }
+      return await this.run(() => end(outcome));
+    } catch (error) {
+      this.fail(error);
+      throw error;
+    } finally {
+      this.end();
+    }
   }
 }
 

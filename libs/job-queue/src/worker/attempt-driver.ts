@@ -87,24 +87,12 @@ export class AttemptDriver {
       { system: 'bullmq', queue: work.queue, name: job.name, id: job.id!, attempt: running.attempt },
       running.trace,
     );
-    try {
-      let outcome: AttemptOutcome;
-      try {
-        outcome = { ok: true, value: await span.run(run) };
-      } catch (error) {
-        outcome = { ok: false, error };
-        span.fail(error);
-      }
+    return span.attempt(run, async (outcome) => {
       const ended = await work.after(running, outcome, ticket);
       if (ended) return ended.value;
       // With a composing backend the terminal event goes with BullMQ's move of the job, in one script.
       const finishThrough = composing && token ? { backend: composing, token } : undefined;
-      return await span.run(() => this.lifecycle.conclude(job, running, outcome, work.what, ticket, finishThrough));
-    } catch (error) {
-      span.fail(error);
-      throw error;
-    } finally {
-      span.end();
-    }
+      return this.lifecycle.conclude(job, running, outcome, work.what, ticket, finishThrough);
+    });
   }
 }

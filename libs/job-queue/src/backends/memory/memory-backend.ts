@@ -348,19 +348,13 @@ export class MemoryBackend implements JobQueueBackend {
 
     // The attempt's span, a child of the enqueue's, as on the bullmq backend: the work runs in it.
     const span = new AttemptSpan({ system: 'memory', queue: job.queue, name: job.name, id: job.id, attempt }, job.trace);
-    try {
-      let outcome: AttemptOutcome;
-      try {
-        outcome = { ok: true, value: await span.run(() => this.work(job, context, live)) };
-      } catch (error) {
-        outcome = { ok: false, error };
-        span.fail(error);
-      }
-      ended = true;
-      span.run(() => this.conclude(job, attempt, outcome, span));
-    } finally {
-      span.end();
-    }
+    await span.attempt(
+      () => this.work(job, context, live),
+      (outcome) => {
+        ended = true;
+        this.conclude(job, attempt, outcome, span);
+      },
+    );
   }
 
   /** Ends an attempt whose work returned or threw: the terminal event, or the retry. */
