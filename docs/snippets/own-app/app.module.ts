@@ -13,7 +13,7 @@ import {
 } from 'nestjs-job-streams';
 
 @Injectable()
-class ReportHandler {
+export class ReportHandler {
   @JobHandler('report')
   async run(ctx: JobContext<{ month: string }>): Promise<{ url: string }> {
     for (let page = 1; page <= 10; page++) {
@@ -25,7 +25,7 @@ class ReportHandler {
 }
 
 @Controller('reports')
-class ReportsController {
+export class ReportsController {
   constructor(
     @Inject(JobQueue) private readonly queue: JobQueue,
     @Inject(JobEventStreamer) private readonly streamer: JobEventStreamer,

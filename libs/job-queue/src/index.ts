@@ -23,6 +23,8 @@ export {
 export { validateJobQueueOptions } from './options/validate-job-queue-options.js';
 export { jobQueueOptionsFromEnv, type ConfigReader } from './options/job-queue-options-from-env.js';
 export { JobHandler } from './handlers/job-handler.decorator.js';
+export { JobQueueTestingModule } from './testing/job-queue-testing.module.js';
+export { JobQueueTesting, type JobEndOptions } from './testing/job-queue-testing.js';
 export { JobQueueWorker } from './worker/job-queue-worker.js';
 export { JobStreamsQueue } from './backends/bullmq/job-streams-queue.js';
 export { BridgedJob } from './worker/bridged-job.js';
