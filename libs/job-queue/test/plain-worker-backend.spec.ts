@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { FlowProducer, Queue, Worker, type Job, type Processor } from 'bullmq';
+import { FlowProducer, Queue, QueueEvents, Worker, type Job, type Processor } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobStreamsQueue, jobStreamsBackend, type JobEvent, type JobQueue } from 'nestjs-job-streams';
 import { scriptSource } from '../src/backends/bullmq/job-scripts.js';
@@ -535,5 +535,34 @@ describe('a plain BullMQ Worker with jobStreamsBackend()', () => {
     }
     expect(views['ticks-with']).toEqual(views['ticks-without']);
     expect(views['ticks-with']).toMatchObject({ ids: Array(3).fill('repeat:every-100:<time>'), schedulers: [] });
+  });
+
+  it('QueueEvents hears the same events of a job, in the same order, as without the module', async () => {
+    await startApp(['heard-with', 'heard-without']);
+    const heard: Record<string, string[]> = {};
+    for (const name of ['heard-with', 'heard-without']) {
+      const events = new QueueEvents(name, { connection: connection(), prefix });
+      closing.push(events);
+      await events.waitUntilReady();
+      const seen: string[] = [];
+      // Known before the add: QueueEvents may hear of the job before the add resolves.
+      const jobId = `print-${name}`;
+      const ended = signal();
+      for (const type of ['added', 'waiting', 'active', 'progress', 'completed', 'failed', 'retries-exhausted'] as const) {
+        events.on(type, (args: { jobId: string; data?: unknown; returnvalue?: unknown; failedReason?: string }) => {
+          if (args.jobId !== jobId) return;
+          seen.push([type, JSON.stringify(args.data ?? args.returnvalue ?? args.failedReason ?? '')].join(' '));
+          if (type === 'completed') ended.fire();
+        });
+      }
+      const added = queue(name);
+      worker(name, pages, name === 'heard-with');
+      await added.add('print', { failFirst: true }, { attempts: 2, jobId });
+      await ended.fired;
+      heard[name] = seen;
+    }
+    expect(heard['heard-with']).toEqual(heard['heard-without']);
+    expect(heard['heard-with']).toContain('completed {"pages":2}');
+    expect(heard['heard-with'].filter((line) => line.startsWith('progress'))).toHaveLength(3);
   });
 });
