@@ -6,6 +6,7 @@ import { NestFactory } from '@nestjs/core';
 import { Queue, Worker, createRedisBackend, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { IncompatibleBullMqError, JobQueue, JobQueueModule, JobQueueWorker, jobStreamsBackend, type JobEvent } from 'nestjs-job-streams';
+import { RedisMonitor } from '../../../test/support/redis-monitor.js';
 import { RedisServer } from '../../../test/support/redis-server.js';
 import { checkBullCommands, installedBullCommands } from '../src/backends/bullmq/bullmq-commands.js';
 import { JobScripts } from '../src/backends/bullmq/job-scripts.js';
@@ -102,29 +103,21 @@ describe('JobStreamsBackend: one script per updateProgress / log call', () => {
   /**
    * Counts, with MONITOR, the commands that name the job in their arguments from its enqueue until
    * its worker reported it completed: every command of the job (its scripts name its keys), and
-   * nothing of the workers' polling. A marker sent afterwards shows when MONITOR has seen them all.
+   * nothing of the workers' polling. Read by the suite's own MONITOR reader (ioredis' monitor mode
+   * can take a monitored line for a reply while it switches into that mode).
    */
   async function commandsOf(run: () => Promise<string>): Promise<JobCommands> {
-    const monitor = await client.monitor();
-    const seen: string[][] = [];
-    const marker = `end-${randomUUID()}`;
-    const ended = new Promise<void>((resolve) => {
-      monitor.on('monitor', (_time: string, args: string[], source: string) => {
-        if (args[0]?.toLowerCase() === 'echo' && args[1] === marker) resolve();
-        else if (source !== 'lua') seen.push(args);
-      });
-    });
+    const monitor = await RedisMonitor.start(redis.url, (command) => command.source !== 'lua');
     try {
       const id = await run();
-      await client.echo(marker);
-      await ended;
-      const ofJob = seen.filter((args) => args.slice(1).some((arg) => arg.includes(id)));
+      await monitor.caughtUp(client);
+      const ofJob = monitor.commands.filter((command) => command.args.some((arg) => arg.includes(id)));
       return {
-        scripts: ofJob.filter((args) => /^(eval|evalsha|fcall)(_ro)?$/i.test(args[0])).length,
+        scripts: ofJob.filter((command) => /^(EVAL|EVALSHA|FCALL)(_RO)?$/.test(command.name)).length,
         all: ofJob.length,
       };
     } finally {
-      monitor.disconnect();
+      monitor.stop();
     }
   }
 
