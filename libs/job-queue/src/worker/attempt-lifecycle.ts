@@ -145,7 +145,7 @@ export class AttemptLifecycle {
       this.retrying(() => this.scripts.startAttempt(meta, events, Date.now(), this.options.maxEventsPerJob, runId, options.create));
     const kept = options.startedWithMove?.reply[0] !== 'unstarted' ? options.startedWithMove : undefined;
     let started = kept ? this.scripts.startAttemptReply(events, kept.reply) : await startAlone(randomUUID());
-    if (kept && started.status === 'ok') {
+    if (kept && started.status === 'ok' && this.scripts.waitsForReplicas) {
       try {
         await this.scripts.confirmWriteElsewhere(meta);
       } catch {
@@ -285,6 +285,7 @@ export class AttemptLifecycle {
       // BullMQ moved the job but the end failed in Redis: written by a call of its own.
       if (reply[0] === 'error') return this.writeTerminal(queue, job, state, outcome, attempt);
       this.scripts.finishJobReply(events, state, reply);
+      if (!this.scripts.waitsForReplicas) return;
       try {
         await this.scripts.confirmWriteElsewhere(call.keys[0]);
       } catch {

@@ -301,7 +301,7 @@ export class JobStreamsBackend {
     const kept = this.started.get(jobId);
     this.started.delete(jobId);
     // Only the start of this very activation (a job activated and never processed leaves one behind).
-    return kept && kept.starts === String(job.attemptsStarted ?? '') ? { reply: kept.reply, runId: kept.runId } : undefined;
+    return kept && kept.starts === String(job.attemptsStarted ?? '') ? kept : undefined;
   }
 
   private execCommand(client: RedisClient | IRedisTransaction, commandName: string, args: unknown[]): unknown {
